@@ -1,0 +1,28 @@
+// Internal: the storage behind an owned tensor. Not part of the public API.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "tapegrad/autograd/tape.hpp"
+
+namespace tapegrad::detail {
+
+struct LeafImpl : std::enable_shared_from_this<LeafImpl> {
+  Shape shape;
+  DType dtype = DType::f32;
+  std::shared_ptr<void> owner;  // keeps `data` alive: our own aligned buffer, or an adopted container
+  void* data = nullptr;
+  bool requires_grad = false;
+  std::shared_ptr<LeafImpl> grad;  // an owned tensor of the same shape, allocated on first use
+  std::string name;
+  // Where this leaf sits on a tape during the current graph (valid while tape->epoch() == epoch).
+  Tape* tape = nullptr;
+  std::uint64_t epoch = 0;
+  std::uint32_t slot = 0;
+};
+
+// An owned, 64-byte aligned buffer of `bytes` (uninitialised).
+std::shared_ptr<LeafImpl> make_leaf(const Shape& shape, DType dtype);
+
+}  // namespace tapegrad::detail

@@ -1,0 +1,275 @@
+#include "tapegrad/autograd/tensor.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <iomanip>
+#include <ostream>
+
+#include "tapegrad/autograd/leaf.hpp"
+#include "tapegrad/autograd/tape.hpp"
+
+namespace tapegrad {
+
+namespace detail {
+std::shared_ptr<LeafImpl> make_leaf(const Shape& shape, DType dtype) {
+  auto leaf = std::make_shared<LeafImpl>();
+  leaf->shape = shape;
+  leaf->dtype = dtype;
+  const std::size_t bytes = std::max<std::size_t>(shape.numel() * dtype_size(dtype), 1);
+  void* p = std::aligned_alloc(64, (bytes + 63) / 64 * 64);
+  if (!p) throw std::bad_alloc();
+  leaf->owner = std::shared_ptr<void>(p, std::free);
+  leaf->data = p;
+  return leaf;
+}
+}  // namespace detail
+
+namespace {
+std::atomic<DType> g_default_dtype{DType::f32};
+
+[[noreturn]] void undefined(const char* what) { throw Error(std::string(what) + ": tensor is undefined"); }
+}  // namespace
+
+DType default_dtype() { return g_default_dtype.load(); }
+void set_default_dtype(DType d) { g_default_dtype.store(d); }
+
+Tensor Tensor::from_leaf(std::shared_ptr<detail::LeafImpl> leaf) {
+  Tensor t;
+  t.leaf_ = std::move(leaf);
+  return t;
+}
+
+Tensor Tensor::from_slot(Tape* tape, std::uint32_t slot, std::uint64_t epoch) {
+  Tensor t;
+  t.tape_ = tape;
+  t.slot_ = slot;
+  t.epoch_ = epoch;
+  return t;
+}
+
+const detail::Slot& Tensor::slot() const {
+  if (tape_ != &Tape::current())
+    throw Error("tensor belongs to another thread's tape (or to a closed Tape::Scope)");
+  if (epoch_ != tape_->epoch())
+    throw Error("tensor belongs to a graph that backward() released and a new graph replaced; detach() values "
+                "that must outlive their graph (truncated BPTT), or pass retain_graph");
+  return tape_->slot(slot_);
+}
+
+const Shape& Tensor::shape() const {
+  if (leaf_) return leaf_->shape;
+  if (!tape_) undefined("shape");
+  return slot().shape;
+}
+
+DType Tensor::dtype() const {
+  if (leaf_) return leaf_->dtype;
+  if (!tape_) undefined("dtype");
+  return slot().dtype;
+}
+
+std::size_t Tensor::size(long axis) const { return shape()[normalize_axis("size", axis, rank())]; }
+
+bool Tensor::requires_grad() const {
+  if (leaf_) return leaf_->requires_grad;
+  if (!tape_) undefined("requires_grad");
+  return slot().requires_grad;
+}
+
+Tensor& Tensor::requires_grad_(bool on) {
+  if (!leaf_) throw Error("requires_grad_: only owned (leaf) tensors can change requires_grad; use detach()");
+  leaf_->requires_grad = on;
+  return *this;
+}
+
+Tensor Tensor::grad() const {
+  if (!leaf_) {
+    if (!tape_) undefined("grad");
+    throw Error("grad(): only leaves keep a gradient; use tapegrad::grad(root, {x}) for a recorded tensor of shape " +
+                shape().str());
+  }
+  if (!leaf_->grad) return Tensor();
+  return from_leaf(leaf_->grad);
+}
+
+void Tensor::zero_grad() {
+  if (leaf_ && leaf_->grad)
+    std::memset(leaf_->grad->data, 0, leaf_->grad->shape.numel() * dtype_size(leaf_->grad->dtype));
+}
+
+void* Tensor::raw_data() const {
+  if (leaf_) return leaf_->data;
+  if (!tape_) undefined("data");
+  return slot().data;
+}
+
+template <class T> T* Tensor::data() {
+  if (dtype() != dtype_of<T>::value)
+    throw Error(std::string("data<") + dtype_name(dtype_of<T>::value) + ">: tensor of shape " + shape().str() +
+                " is " + dtype_name(dtype()));
+  return static_cast<T*>(raw_data());
+}
+template <class T> const T* Tensor::data() const { return const_cast<Tensor*>(this)->data<T>(); }
+template float* Tensor::data<float>();
+template double* Tensor::data<double>();
+template const float* Tensor::data<float>() const;
+template const double* Tensor::data<double>() const;
+
+namespace {
+double value_at(const Tensor& t, std::size_t i) {
+  return t.dtype() == DType::f32 ? static_cast<const float*>(t.raw_data())[i]
+                                 : static_cast<const double*>(t.raw_data())[i];
+}
+}  // namespace
+
+double Tensor::item() const {
+  if (numel() != 1) throw Error("item: tensor of shape " + shape().str() + " has " + std::to_string(numel()) + " elements, not 1");
+  return value_at(*this, 0);
+}
+
+double Tensor::at(std::initializer_list<std::size_t> index) const {
+  const Shape& s = shape();
+  if (index.size() != s.rank())
+    throw Error("at: " + std::to_string(index.size()) + " indices for a tensor of shape " + s.str());
+  std::size_t flat = 0, k = 0;
+  for (auto i : index) {
+    if (i >= s[k]) throw Error("at: index " + std::to_string(i) + " out of range on axis " + std::to_string(k) + " of shape " + s.str());
+    flat = flat * s[k] + i;
+    ++k;
+  }
+  return value_at(*this, flat);
+}
+
+std::vector<double> Tensor::to_vector() const {
+  std::vector<double> v(numel());
+  for (std::size_t i = 0; i < v.size(); ++i) v[i] = value_at(*this, i);
+  return v;
+}
+
+Tensor Tensor::detach() const {
+  auto leaf = detail::make_leaf(shape(), dtype());
+  std::memcpy(leaf->data, raw_data(), numel() * dtype_size(dtype()));
+  return from_leaf(std::move(leaf));
+}
+
+Tensor Tensor::to(DType d) const {
+  auto leaf = detail::make_leaf(shape(), d);
+  const std::size_t n = numel();
+  for (std::size_t i = 0; i < n; ++i) {
+    const double v = value_at(*this, i);
+    if (d == DType::f32) static_cast<float*>(leaf->data)[i] = static_cast<float>(v);
+    else static_cast<double*>(leaf->data)[i] = v;
+  }
+  return from_leaf(std::move(leaf));
+}
+
+Tensor& Tensor::set_name(const std::string& name) {
+  if (!leaf_) throw Error("set_name: only owned tensors carry a name");
+  leaf_->name = name;
+  return *this;
+}
+
+std::string Tensor::name() const { return leaf_ ? leaf_->name : std::string(); }
+
+std::ostream& operator<<(std::ostream& os, const Tensor& t) {
+  if (!t.defined()) return os << "Tensor(undefined)";
+  const Shape& s = t.shape();
+  os << "Tensor(shape=" << s.str() << ", dtype=" << dtype_name(t.dtype());
+  if (t.requires_grad()) os << ", requires_grad";
+  os << ")\n";
+  const auto values = t.to_vector();
+  const std::size_t last = s.rank() ? s.back() : 1;
+  const std::size_t limit = 1000;
+  for (std::size_t i = 0; i < values.size() && i < limit; ++i) {
+    os << std::setw(12) << std::setprecision(6) << values[i];
+    if ((i + 1) % (last ? last : 1) == 0) os << '\n';
+  }
+  if (values.size() > limit) os << "... (" << values.size() - limit << " more)\n";
+  return os;
+}
+
+// ----- creation -----
+
+Tensor empty(const Shape& shape, DType dtype) { return Tensor::from_leaf(detail::make_leaf(shape, dtype)); }
+
+Tensor full(const Shape& shape, double value, DType dtype) {
+  Tensor t = empty(shape, dtype);
+  dispatch(dtype, [&](auto z) {
+    using T = decltype(z);
+    std::fill_n(t.data<T>(), t.numel(), static_cast<T>(value));
+  });
+  return t;
+}
+Tensor zeros(const Shape& shape, DType dtype) { return full(shape, 0.0, dtype); }
+Tensor ones(const Shape& shape, DType dtype) { return full(shape, 1.0, dtype); }
+Tensor scalar(double value, DType dtype) { return full(Shape{}, value, dtype); }
+Tensor zeros_like(const Tensor& t) { return zeros(t.shape(), t.dtype()); }
+Tensor ones_like(const Tensor& t) { return ones(t.shape(), t.dtype()); }
+
+Tensor arange(double start, double stop, double step, DType dtype) {
+  if (step == 0 || !std::isfinite(start) || !std::isfinite(stop) || !std::isfinite(step))
+    throw Error("arange: start, stop and step must be finite and step non-zero");
+  const double n = std::ceil((stop - start) / step);
+  const std::size_t count = n > 0 ? static_cast<std::size_t>(n) : 0;
+  Tensor t = empty(Shape{count}, dtype);
+  dispatch(dtype, [&](auto z) {
+    using T = decltype(z);
+    for (std::size_t i = 0; i < count; ++i) t.data<T>()[i] = static_cast<T>(start + step * static_cast<double>(i));
+  });
+  return t;
+}
+
+Tensor from_values(const std::vector<double>& values, const Shape& shape, DType dtype) {
+  if (values.size() != shape.numel())
+    throw Error("from_values: " + std::to_string(values.size()) + " values for shape " + shape.str());
+  Tensor t = empty(shape, dtype);
+  dispatch(dtype, [&](auto z) {
+    using T = decltype(z);
+    std::transform(values.begin(), values.end(), t.data<T>(), [](double v) { return static_cast<T>(v); });
+  });
+  return t;
+}
+
+template <class T> Tensor from_data(const T* values, const Shape& shape) {
+  Tensor t = empty(shape, dtype_of<T>::value);
+  std::memcpy(t.data<T>(), values, shape.numel() * sizeof(T));
+  return t;
+}
+template Tensor from_data<float>(const float*, const Shape&);
+template Tensor from_data<double>(const double*, const Shape&);
+
+Tensor randn(const Shape& shape, Generator& gen, double std, DType dtype) {
+  Tensor t = empty(shape, dtype);
+  dispatch(dtype, [&](auto z) {
+    using T = decltype(z);
+    T* p = t.data<T>();
+    for (std::size_t i = 0; i < t.numel(); ++i) p[i] = static_cast<T>(gen.normal(0.0, std));
+  });
+  return t;
+}
+
+Tensor uniform(const Shape& shape, double lo, double hi, Generator& gen, DType dtype) {
+  if (!(lo <= hi)) throw Error("uniform: lo must not exceed hi");
+  Tensor t = empty(shape, dtype);
+  dispatch(dtype, [&](auto z) {
+    using T = decltype(z);
+    T* p = t.data<T>();
+    for (std::size_t i = 0; i < t.numel(); ++i) p[i] = static_cast<T>(gen.uniform(lo, hi));
+  });
+  return t;
+}
+
+Tensor adopt(std::shared_ptr<void> owner, void* data, const Shape& shape, DType dtype) {
+  if (!data && shape.numel()) throw Error("adopt: null data for shape " + shape.str());
+  auto leaf = std::make_shared<detail::LeafImpl>();
+  leaf->shape = shape;
+  leaf->dtype = dtype;
+  leaf->owner = std::move(owner);
+  leaf->data = data;
+  return Tensor::from_leaf(std::move(leaf));
+}
+
+}  // namespace tapegrad

@@ -1,0 +1,117 @@
+// Tensor: a handle to a dense, row-major, n-dimensional float32/float64 value.
+//
+// Two kinds of tensor share this handle (see docs/ARCHITECTURE.md):
+//  - owned tensors (leaves): parameters, inputs, constants, results computed without recording, detach().
+//    They own their buffer (reference counted) and live as long as a handle does.
+//  - tape tensors: the outputs of recorded ops. Their values live in the thread's tape arena; the handle is
+//    (tape, slot, epoch). They stay readable until the next graph starts recording after a backward() that
+//    released the tape; after that, using one is a clear error (detach() what must outlive the graph).
+#pragma once
+
+#include <cstdint>
+#include <iosfwd>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "tapegrad/autograd/shape.hpp"
+
+namespace tapegrad {
+
+class Tape;
+namespace detail {
+struct LeafImpl;
+struct Slot;
+}  // namespace detail
+
+class Tensor {
+ public:
+  Tensor() = default;
+
+  bool defined() const { return leaf_ != nullptr || tape_ != nullptr; }
+  const Shape& shape() const;
+  DType dtype() const;
+  std::size_t rank() const { return shape().rank(); }
+  std::size_t numel() const { return shape().numel(); }
+  std::size_t size(long axis) const;  // size along an axis; negative counts from the end
+
+  // Autograd.
+  bool requires_grad() const;
+  Tensor& requires_grad_(bool on = true);  // leaves only
+  bool is_leaf() const { return leaf_ != nullptr; }
+  Tensor grad() const;  // accumulated gradient of a leaf; undefined before any backward reached it
+  void zero_grad();     // fill the leaf's gradient with zeros (keeps the buffer)
+  Tensor detach() const;  // an owned copy of the value, cut from the graph (truncated BPTT)
+  Tensor clone() const { return detach(); }
+
+  // Values. data<T>() checks the dtype; values are contiguous, row-major.
+  template <class T> T* data();
+  template <class T> const T* data() const;
+  void* raw_data() const;
+  double item() const;                                   // rank-0 or one-element tensors
+  double at(std::initializer_list<std::size_t> index) const;  // element, as double
+  std::vector<double> to_vector() const;                  // all values, as double
+  Tensor to(DType d) const;                               // owned copy in another dtype
+
+  // A readable name (used by the Graphviz export and error messages).
+  Tensor& set_name(const std::string& name);
+  std::string name() const;
+
+  // Internal: used by the tape and by ops.
+  static Tensor from_leaf(std::shared_ptr<detail::LeafImpl> leaf);
+  static Tensor from_slot(Tape* tape, std::uint32_t slot, std::uint64_t epoch);
+  const std::shared_ptr<detail::LeafImpl>& leaf() const { return leaf_; }
+  Tape* tape() const { return tape_; }
+  std::uint32_t slot_index() const { return slot_; }
+  std::uint64_t epoch() const { return epoch_; }
+  const detail::Slot& slot() const;  // throws when the tape was released or belongs to another thread
+
+ private:
+  std::shared_ptr<detail::LeafImpl> leaf_;
+  Tape* tape_ = nullptr;
+  std::uint32_t slot_ = 0;
+  std::uint64_t epoch_ = 0;
+};
+
+std::ostream& operator<<(std::ostream& os, const Tensor& t);
+
+// The dtype used when a creation function is not told one (float32 unless changed).
+DType default_dtype();
+void set_default_dtype(DType d);
+
+// An explicit, seedable source of randomness. Random draws (init, VAE noise, dropout masks, negative
+// samples) come from one of these and enter the graph as constants.
+class Generator {
+ public:
+  explicit Generator(std::uint64_t seed = 0) : engine_(seed) {}
+  double normal(double mean = 0.0, double std = 1.0) { return std::normal_distribution<double>(mean, std)(engine_); }
+  double uniform(double lo = 0.0, double hi = 1.0) { return std::uniform_real_distribution<double>(lo, hi)(engine_); }
+  std::uint64_t below(std::uint64_t n) { return std::uniform_int_distribution<std::uint64_t>(0, n - 1)(engine_); }
+  std::mt19937_64& engine() { return engine_; }
+
+ private:
+  std::mt19937_64 engine_;
+};
+
+// Creation: owned tensors.
+Tensor empty(const Shape& shape, DType dtype = default_dtype());
+Tensor zeros(const Shape& shape, DType dtype = default_dtype());
+Tensor ones(const Shape& shape, DType dtype = default_dtype());
+Tensor full(const Shape& shape, double value, DType dtype = default_dtype());
+Tensor scalar(double value, DType dtype = default_dtype());  // rank 0
+Tensor arange(double start, double stop, double step = 1.0, DType dtype = default_dtype());
+Tensor from_values(const std::vector<double>& values, const Shape& shape, DType dtype = default_dtype());
+template <class T> Tensor from_data(const T* values, const Shape& shape);  // copies
+Tensor randn(const Shape& shape, Generator& gen, double std = 1.0, DType dtype = default_dtype());
+Tensor uniform(const Shape& shape, double lo, double hi, Generator& gen, DType dtype = default_dtype());
+Tensor zeros_like(const Tensor& t);
+Tensor ones_like(const Tensor& t);
+
+// Adopt foreign memory without copying: `owner` keeps `data` alive (for example an xtensor container).
+Tensor adopt(std::shared_ptr<void> owner, void* data, const Shape& shape, DType dtype);
+
+// Parameters: an owned tensor that requires grad.
+inline Tensor parameter(Tensor t) { return t.requires_grad_(true); }
+
+}  // namespace tapegrad

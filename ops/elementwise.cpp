@@ -1,0 +1,419 @@
+// Elementwise family. Each op: forward kernel, then its backward (raw buffers) and its differentiable
+// backward (ops, for create_graph), side by side. Broadcast inputs get gradients of the output's shape;
+// the engine sums them down to each input's shape (BackwardCtx::accumulate / GraphCtx::accumulate).
+#include "tapegrad/ops/elementwise.hpp"
+
+#include <cmath>
+#include <string>
+#include <xtensor/xmath.hpp>
+#include <xtensor/xnoalias.hpp>
+
+#include "tapegrad/autograd/tape.hpp"
+#include "tapegrad/ops/kernels.hpp"
+
+namespace tapegrad {
+
+TAPEGRAD_OP(op_add, "add", "elementwise");
+TAPEGRAD_OP(op_sub, "sub", "elementwise");
+TAPEGRAD_OP(op_mul, "mul", "elementwise");
+TAPEGRAD_OP(op_div, "div", "elementwise");
+TAPEGRAD_OP(op_pow, "pow", "elementwise");
+TAPEGRAD_OP(op_pow_scalar, "pow_scalar", "elementwise");
+TAPEGRAD_OP(op_add_scalar, "add_scalar", "elementwise");
+TAPEGRAD_OP(op_mul_scalar, "mul_scalar", "elementwise");
+TAPEGRAD_OP(op_neg, "neg", "elementwise");
+TAPEGRAD_OP(op_exp, "exp", "elementwise");
+TAPEGRAD_OP(op_log, "log", "elementwise");
+TAPEGRAD_OP(op_sqrt, "sqrt", "elementwise");
+TAPEGRAD_OP(op_abs, "abs", "elementwise");
+TAPEGRAD_OP(op_clamp, "clamp", "elementwise");
+TAPEGRAD_OP(op_where, "where", "elementwise");
+
+namespace {
+
+// Runs out[i] = f(a[ia], b[ib]) over the broadcast of a and b.
+template <class F> Tensor binary(OpCall& call, const Tensor& a, const Tensor& b, F f) {
+  const Shape s = broadcast_shapes(call.name(), a.shape(), b.shape());
+  Tensor y = call.output(s);
+  dispatch(call.dtype(), [&](auto z) {
+    using T = decltype(z);
+    const T* pa = static_cast<const T*>(a.raw_data());
+    const T* pb = static_cast<const T*>(b.raw_data());
+    T* py = y.data<T>();
+    const std::size_t n = s.numel();
+    if (a.shape() == s && b.shape() == s) {
+      for (std::size_t i = 0; i < n; ++i) py[i] = f(pa[i], pb[i]);
+    } else if (a.shape() == s && b.numel() == 1) {
+      const T bv = pb[0];
+      for (std::size_t i = 0; i < n; ++i) py[i] = f(pa[i], bv);
+    } else {
+      kernels::broadcast_index(s, a.shape(), b.shape(), [&](std::size_t i, std::size_t ia, std::size_t ib) { py[i] = f(pa[ia], pb[ib]); });
+    }
+  });
+  return y;
+}
+
+// For a binary backward: calls f(i, ia, ib) over the output, with gout, a, b available by the caller.
+template <class F> void binary_grad(BackwardCtx& c, F&& f) {
+  const Shape& s = c.out_shape();
+  if (c.in_shape(0) == s && c.in_shape(1) == s) {
+    for (std::size_t i = 0, n = s.numel(); i < n; ++i) f(i, i, i);
+  } else {
+    kernels::broadcast_index(s, c.in_shape(0), c.in_shape(1), f);
+  }
+}
+
+// Unary op: y = f(x) elementwise, through a whole-buffer kernel (xtensor, xsimd-vectorised).
+template <class K> Tensor unary(OpCall& call, const Tensor& x, K kernel) {
+  Tensor y = call.output(x.shape());
+  dispatch(call.dtype(), [&](auto z) {
+    using T = decltype(z);
+    const std::size_t n = x.numel();
+    auto vy = kernels::flat(y.data<T>(), n);
+    auto vx = kernels::flat(static_cast<const T*>(x.raw_data()), n);
+    kernel(vx, vy);
+  });
+  return y;
+}
+
+// gx += h(i) for a unary op, where h sees (gout, x, y) at element i.
+template <class H> void unary_grad(BackwardCtx& c, H h) {
+  dispatch(c.dtype(), [&](auto z) {
+    using T = decltype(z);
+    T* gx = c.grad<T>(0);
+    const T* gy = c.gout<T>();
+    const T* x = c.in<T>(0);
+    const T* y = c.out<T>();
+    for (std::size_t i = 0, n = c.out_shape().numel(); i < n; ++i) gx[i] += h(gy[i], x[i], y[i], c.node().f);
+  });
+}
+
+}  // namespace
+
+// d(a+b) = da + db
+Tensor add(const Tensor& a, const Tensor& b) {
+  OpCall call(op_add, {&a, &b});
+  Tensor y = binary(call, a, b, [](auto u, auto v) { return u + v; });
+  call.record(
+      [](BackwardCtx& c) {
+        dispatch(c.dtype(), [&](auto z) {
+          using T = decltype(z);
+          for (std::size_t k = 0; k < 2; ++k)
+            if (c.needs(k)) c.accumulate<T>(k, c.gout<T>(), c.out_shape());
+        });
+      },
+      [](GraphCtx& g) {
+        g.accumulate(0, g.gout());
+        g.accumulate(1, g.gout());
+      });
+  return y;
+}
+
+// d(a-b) = da - db
+Tensor sub(const Tensor& a, const Tensor& b) {
+  OpCall call(op_sub, {&a, &b});
+  Tensor y = binary(call, a, b, [](auto u, auto v) { return u - v; });
+  call.record(
+      [](BackwardCtx& c) {
+        dispatch(c.dtype(), [&](auto z) {
+          using T = decltype(z);
+          if (c.needs(0)) c.accumulate<T>(0, c.gout<T>(), c.out_shape());
+          if (c.needs(1)) {
+            const std::size_t n = c.out_shape().numel();
+            T* t = c.scratch<T>(n);
+            for (std::size_t i = 0; i < n; ++i) t[i] = -c.gout<T>()[i];
+            c.accumulate<T>(1, t, c.out_shape());
+          }
+        });
+      },
+      [](GraphCtx& g) {
+        g.accumulate(0, g.gout());
+        g.accumulate(1, neg(g.gout()));
+      });
+  return y;
+}
+
+// d(ab) = b da + a db
+Tensor mul(const Tensor& a, const Tensor& b) {
+  OpCall call(op_mul, {&a, &b});
+  Tensor y = binary(call, a, b, [](auto u, auto v) { return u * v; });
+  call.record(
+      [](BackwardCtx& c) {
+        dispatch(c.dtype(), [&](auto z) {
+          using T = decltype(z);
+          const T *gy = c.gout<T>(), *a = c.in<T>(0), *b = c.in<T>(1);
+          const std::size_t n = c.out_shape().numel();
+          if (c.in_shape(0) == c.out_shape() && c.in_shape(1) == c.out_shape()) {  // no broadcast: in place
+            if (c.needs(0)) { T* ga = c.grad<T>(0); for (std::size_t i = 0; i < n; ++i) ga[i] += gy[i] * b[i]; }
+            if (c.needs(1)) { T* gb = c.grad<T>(1); for (std::size_t i = 0; i < n; ++i) gb[i] += gy[i] * a[i]; }
+            return;
+          }
+          T* ta = c.needs(0) ? c.scratch<T>(n) : nullptr;
+          T* tb = c.needs(1) ? c.scratch<T>(n) : nullptr;
+          binary_grad(c, [&](std::size_t i, std::size_t ia, std::size_t ib) {
+            if (ta) ta[i] = gy[i] * b[ib];
+            if (tb) tb[i] = gy[i] * a[ia];
+          });
+          if (ta) c.accumulate<T>(0, ta, c.out_shape());
+          if (tb) c.accumulate<T>(1, tb, c.out_shape());
+        });
+      },
+      [](GraphCtx& g) {
+        if (g.needs(0)) g.accumulate(0, g.gout() * g.in(1));
+        if (g.needs(1)) g.accumulate(1, g.gout() * g.in(0));
+      });
+  return y;
+}
+
+// d(a/b) = da / b - (a / b^2) db
+Tensor div(const Tensor& a, const Tensor& b) {
+  OpCall call(op_div, {&a, &b});
+  Tensor y = binary(call, a, b, [](auto u, auto v) { return u / v; });
+  call.record(
+      [](BackwardCtx& c) {
+        dispatch(c.dtype(), [&](auto z) {
+          using T = decltype(z);
+          const T *gy = c.gout<T>(), *a = c.in<T>(0), *b = c.in<T>(1);
+          const std::size_t n = c.out_shape().numel();
+          T* ta = c.needs(0) ? c.scratch<T>(n) : nullptr;
+          T* tb = c.needs(1) ? c.scratch<T>(n) : nullptr;
+          binary_grad(c, [&](std::size_t i, std::size_t ia, std::size_t ib) {
+            if (ta) ta[i] = gy[i] / b[ib];
+            if (tb) tb[i] = -gy[i] * a[ia] / (b[ib] * b[ib]);
+          });
+          if (ta) c.accumulate<T>(0, ta, c.out_shape());
+          if (tb) c.accumulate<T>(1, tb, c.out_shape());
+        });
+      },
+      [](GraphCtx& g) {
+        if (g.needs(0)) g.accumulate(0, g.gout() / g.in(1));
+        if (g.needs(1)) g.accumulate(1, neg(g.gout() * g.in(0) / (g.in(1) * g.in(1))));
+      });
+  return y;
+}
+
+// d(a^b) = b a^(b-1) da + a^b log(a) db
+Tensor pow(const Tensor& a, const Tensor& b) {
+  OpCall call(op_pow, {&a, &b});
+  Tensor y = binary(call, a, b, [](auto u, auto v) { return std::pow(u, v); });
+  call.record(
+      [](BackwardCtx& c) {
+        dispatch(c.dtype(), [&](auto z) {
+          using T = decltype(z);
+          const T *gy = c.gout<T>(), *a = c.in<T>(0), *b = c.in<T>(1), *y = c.out<T>();
+          const std::size_t n = c.out_shape().numel();
+          T* ta = c.needs(0) ? c.scratch<T>(n) : nullptr;
+          T* tb = c.needs(1) ? c.scratch<T>(n) : nullptr;
+          binary_grad(c, [&](std::size_t i, std::size_t ia, std::size_t ib) {
+            if (ta) ta[i] = gy[i] * b[ib] * std::pow(a[ia], b[ib] - T(1));
+            if (tb) tb[i] = gy[i] * y[i] * std::log(a[ia]);
+          });
+          if (ta) c.accumulate<T>(0, ta, c.out_shape());
+          if (tb) c.accumulate<T>(1, tb, c.out_shape());
+        });
+      },
+      [](GraphCtx& g) {
+        if (g.needs(0)) g.accumulate(0, g.gout() * g.in(1) * pow(g.in(0), g.in(1) - 1.0));
+        if (g.needs(1)) g.accumulate(1, g.gout() * g.out() * log(g.in(0)));
+      });
+  return y;
+}
+
+// d(x^p) = p x^(p-1) dx
+Tensor pow(const Tensor& x, double p) {
+  OpCall call(op_pow_scalar, {&x});
+  call.node().f[0] = p;
+  Tensor y = unary(call, x, [p](auto& vx, auto& vy) { xt::noalias(vy) = xt::pow(vx, p); });
+  call.record(
+      [](BackwardCtx& c) {
+        unary_grad(c, [](auto gy, auto x, auto, const double* f) {
+          using T = decltype(gy);
+          return gy * T(f[0]) * std::pow(x, T(f[0] - 1));
+        });
+      },
+      [](GraphCtx& g) {
+        const double p = g.node().f[0];
+        g.accumulate(0, g.gout() * (p * pow(g.in(0), p - 1)));
+      });
+  return y;
+}
+
+// d(x+s) = dx
+Tensor add_scalar(const Tensor& x, double s) {
+  OpCall call(op_add_scalar, {&x});
+  Tensor y = unary(call, x, [s](auto& vx, auto& vy) {
+    using T = typename std::decay_t<decltype(vy)>::value_type;
+    xt::noalias(vy) = vx + T(s);
+  });
+  call.record([](BackwardCtx& c) { unary_grad(c, [](auto gy, auto, auto, const double*) { return gy; }); },
+              [](GraphCtx& g) { g.accumulate(0, g.gout()); });
+  return y;
+}
+
+// d(sx) = s dx
+Tensor mul_scalar(const Tensor& x, double s) {
+  OpCall call(op_mul_scalar, {&x});
+  call.node().f[0] = s;
+  Tensor y = unary(call, x, [s](auto& vx, auto& vy) {
+    using T = typename std::decay_t<decltype(vy)>::value_type;
+    xt::noalias(vy) = vx * T(s);
+  });
+  call.record(
+      [](BackwardCtx& c) {
+        unary_grad(c, [](auto gy, auto, auto, const double* f) { return gy * static_cast<decltype(gy)>(f[0]); });
+      },
+      [](GraphCtx& g) { g.accumulate(0, g.gout() * g.node().f[0]); });
+  return y;
+}
+
+// d(-x) = -dx
+Tensor neg(const Tensor& x) {
+  OpCall call(op_neg, {&x});
+  Tensor y = unary(call, x, [](auto& vx, auto& vy) { xt::noalias(vy) = -vx; });
+  call.record([](BackwardCtx& c) { unary_grad(c, [](auto gy, auto, auto, const double*) { return -gy; }); },
+              [](GraphCtx& g) { g.accumulate(0, neg(g.gout())); });
+  return y;
+}
+
+// d(e^x) = e^x dx
+Tensor exp(const Tensor& x) {
+  OpCall call(op_exp, {&x});
+  Tensor y = unary(call, x, [](auto& vx, auto& vy) { xt::noalias(vy) = xt::exp(vx); });
+  call.record([](BackwardCtx& c) { unary_grad(c, [](auto gy, auto, auto y, const double*) { return gy * y; }); },
+              [](GraphCtx& g) { g.accumulate(0, g.gout() * g.out()); });
+  return y;
+}
+
+// d(log x) = dx / x
+Tensor log(const Tensor& x) {
+  OpCall call(op_log, {&x});
+  Tensor y = unary(call, x, [](auto& vx, auto& vy) { xt::noalias(vy) = xt::log(vx); });
+  call.record([](BackwardCtx& c) { unary_grad(c, [](auto gy, auto x, auto, const double*) { return gy / x; }); },
+              [](GraphCtx& g) { g.accumulate(0, g.gout() / g.in(0)); });
+  return y;
+}
+
+// d(sqrt x) = dx / (2 sqrt x)
+Tensor sqrt(const Tensor& x) {
+  OpCall call(op_sqrt, {&x});
+  Tensor y = unary(call, x, [](auto& vx, auto& vy) { xt::noalias(vy) = xt::sqrt(vx); });
+  call.record(
+      [](BackwardCtx& c) {
+        unary_grad(c, [](auto gy, auto, auto y, const double*) { return gy / (decltype(gy)(2) * y); });
+      },
+      [](GraphCtx& g) { g.accumulate(0, g.gout() / (g.out() * 2.0)); });
+  return y;
+}
+
+// d|x| = sign(x) dx (0 at 0)
+Tensor abs(const Tensor& x) {
+  OpCall call(op_abs, {&x});
+  Tensor y = unary(call, x, [](auto& vx, auto& vy) { xt::noalias(vy) = xt::abs(vx); });
+  call.record(
+      [](BackwardCtx& c) {
+        unary_grad(c, [](auto gy, auto x, auto, const double*) {
+          using T = decltype(gy);
+          return x > T(0) ? gy : (x < T(0) ? -gy : T(0));
+        });
+      },
+      [](GraphCtx& g) {
+        g.accumulate(0, g.gout() * kernels::constant_from(g.in(0), [](auto v) { return (v > 0) - (v < 0); }));
+      });
+  return y;
+}
+
+// d clamp(x, lo, hi) = dx where lo < x < hi, else 0
+Tensor clamp(const Tensor& x, double lo, double hi) {
+  if (!(lo <= hi)) throw Error("clamp: lo " + std::to_string(lo) + " exceeds hi " + std::to_string(hi) + " for input " + x.shape().str());
+  OpCall call(op_clamp, {&x});
+  call.node().f[0] = lo;
+  call.node().f[1] = hi;
+  Tensor y = unary(call, x, [lo, hi](auto& vx, auto& vy) {
+    using T = typename std::decay_t<decltype(vy)>::value_type;
+    xt::noalias(vy) = xt::clip(vx, T(lo), T(hi));
+  });
+  call.record(
+      [](BackwardCtx& c) {
+        unary_grad(c, [](auto gy, auto x, auto, const double* f) {
+          using T = decltype(gy);
+          return (x > T(f[0]) && x < T(f[1])) ? gy : T(0);
+        });
+      },
+      [](GraphCtx& g) {
+        const double lo = g.node().f[0], hi = g.node().f[1];
+        g.accumulate(0, g.gout() * kernels::constant_from(g.in(0), [lo, hi](auto v) { return v > lo && v < hi; }));
+      });
+  return y;
+}
+
+// where(m, a, b): da = dy where m, db = dy where not m; m is a constant.
+Tensor where(const Tensor& mask, const Tensor& a, const Tensor& b) {
+  if (mask.requires_grad()) throw Error("where: the mask " + mask.shape().str() + " must be a constant (it is not differentiable)");
+  OpCall call(op_where, {&a, &b, &mask});
+  const Shape s = broadcast_shapes("where", broadcast_shapes("where", mask.shape(), a.shape()), b.shape());
+  Tensor y = call.output(s);
+  dispatch(call.dtype(), [&](auto z) {
+    using T = decltype(z);
+    const T *pm = static_cast<const T*>(mask.raw_data()), *pa = static_cast<const T*>(a.raw_data()),
+            *pb = static_cast<const T*>(b.raw_data());
+    T* py = y.data<T>();
+    // Two passes keep the broadcast walker binary: y = a where m, then y = b where not m.
+    kernels::broadcast_index(s, mask.shape(), a.shape(), [&](std::size_t i, std::size_t im, std::size_t ia) {
+      py[i] = pm[im] != T(0) ? pa[ia] : T(0);
+    });
+    kernels::broadcast_index(s, mask.shape(), b.shape(), [&](std::size_t i, std::size_t im, std::size_t ib) {
+      if (pm[im] == T(0)) py[i] = pb[ib];
+    });
+  });
+  call.record(
+      [](BackwardCtx& c) {
+        dispatch(c.dtype(), [&](auto z) {
+          using T = decltype(z);
+          const Shape& s = c.out_shape();
+          const T *gy = c.gout<T>(), *m = c.in<T>(2);
+          T* t = c.scratch<T>(s.numel());
+          for (std::size_t k = 0; k < 2; ++k) {
+            if (!c.needs(k)) continue;
+            const bool take_true = k == 0;
+            kernels::broadcast_index(s, c.in_shape(2), s, [&](std::size_t i, std::size_t im, std::size_t) {
+              t[i] = ((m[im] != T(0)) == take_true) ? gy[i] : T(0);
+            });
+            c.accumulate<T>(k, t, s);
+          }
+        });
+      },
+      [](GraphCtx& g) {
+        const Tensor m = g.in(2);
+        const Tensor zero = scalar(0.0, m.dtype());
+        if (g.needs(0)) g.accumulate(0, where(m, g.gout(), zero));
+        if (g.needs(1)) g.accumulate(1, where(m, zero, g.gout()));
+      });
+  return y;
+}
+
+// Composite: y = x * mask / keep_prob, the mask a constant drawn off the tape.
+Tensor dropout(const Tensor& x, const Tensor& mask, double keep_prob) {
+  if (!(keep_prob > 0.0 && keep_prob <= 1.0))
+    throw Error("dropout: keep_prob " + std::to_string(keep_prob) + " must be in (0, 1] (input " + x.shape().str() + ")");
+  if (mask.shape() != x.shape())
+    throw Error("dropout: mask shape " + mask.shape().str() + " differs from input shape " + x.shape().str());
+  if (mask.requires_grad()) throw Error("dropout: the mask " + mask.shape().str() + " must be a constant");
+  return x * kernels::constant_from(mask, [keep_prob](auto m) { return m / keep_prob; });
+}
+
+Tensor bernoulli_mask(const Shape& shape, double keep_prob, Generator& gen, DType dtype) {
+  if (!(keep_prob >= 0.0 && keep_prob <= 1.0))
+    throw Error("bernoulli_mask: keep_prob " + std::to_string(keep_prob) + " must be in [0, 1] for shape " + shape.str());
+  Tensor m = empty(shape, dtype);
+  dispatch(dtype, [&](auto z) {
+    using T = decltype(z);
+    T* p = m.data<T>();
+    for (std::size_t i = 0; i < m.numel(); ++i) p[i] = gen.uniform() < keep_prob ? T(1) : T(0);
+  });
+  return m;
+}
+
+// Engine hook: the sum of two gradients during create_graph.
+Tensor detail::graph_add(const Tensor& a, const Tensor& b) { return add(a, b); }
+
+}  // namespace tapegrad

@@ -1,0 +1,12 @@
+// Matrix products through BLAS. Backward accumulates into the gradient buffers with beta = 1; a 1-row
+// product runs as gemv/ger (OpenBLAS 0.3.21 does not route 1-row gemm to gemv: 3-4x slower at batch 1).
+#pragma once
+
+#include "tapegrad/autograd/tensor.hpp"
+
+namespace tapegrad {
+
+// (M,K) x (K,N) -> (M,N);  (B,M,K) x (B,K,N) -> (B,M,N);  (B,M,K) x (K,N) -> (B,M,N) (shared weight).
+Tensor matmul(const Tensor& a, const Tensor& b);
+
+}  // namespace tapegrad
