@@ -38,7 +38,7 @@ std::vector<Tensor> sample_inputs(const OpRow& row, Generator& gen) {
           double* p = t.data<double>();
           const std::size_t n = t.numel();
           std::vector<double> v(n);
-          for (std::size_t i = 0; i < n; ++i) v[i] = (static_cast<double>(i) - static_cast<double>(n) / 2.0) * 0.1 + 0.05;
+          for (std::size_t i = 0; i < n; ++i) v[i] = (static_cast<double>(i) - static_cast<double>(n - 1) / 2.0) * 0.1 + (n % 2 ? 0.05 : 0.0);
           std::shuffle(v.begin(), v.end(), gen.engine());
           std::copy(v.begin(), v.end(), p);
           break;

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs, from Debian 12's packages, whatever the build, tests, examples and benches need and this
+# machine lacks. Run as root (or with sudo). Packages already present are not touched.
+set -euo pipefail
+pkgs=(build-essential cmake libxtensor-dev libxtensor-blas-dev libxsimd-dev libopenblas-dev
+      libboost-test-dev libbenchmark-dev graphviz gnuplot-nox)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "install-deps: installing ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+else
+  echo "install-deps: everything is installed"
+fi
