@@ -127,6 +127,33 @@ GradcheckResult gradgradcheck(const Function& f, const std::vector<Tensor>& inpu
     w = uniform(y.shape(), -1.0, 1.0, gen, y.dtype());
   }
   GradcheckResult total;
+  // The differentiable backward must give the same first derivatives as the fast one; otherwise the
+  // second-order check below would only prove that a wrong gradient is differentiated consistently.
+  {
+    Tape::Scope scope;
+    Tensor y = f(inputs);
+    if (y.requires_grad()) {
+      auto fast = grad(y, inputs, {w, true, false});
+      auto graph = grad(y, inputs, {w, true, true});
+      for (std::size_t k = 0; k < inputs.size(); ++k) {
+        if (!inputs[k].requires_grad()) continue;
+        const auto a = fast[k].to_vector(), b = graph[k].to_vector();
+        for (std::size_t j = 0; j < a.size(); ++j) {
+          ++total.checks;
+          const double err = std::abs(a[j] - b[j]);
+          if (!(err <= 1e-12 + 1e-10 * std::abs(a[j])) && total.ok) {
+            std::ostringstream os;
+            os.precision(12);
+            os << "gradgradcheck: input " << k << " " << inputs[k].shape().str() << " element "
+               << element_name(inputs[k].shape(), j) << ": create_graph backward gives " << b[j]
+               << ", the backward gives " << a[j];
+            total.ok = false;
+            total.message = os.str();
+          }
+        }
+      }
+    }
+  }
   for (std::size_t k = 0; k < inputs.size(); ++k) {
     if (!inputs[k].requires_grad()) continue;
     auto first = [&f, &w, k](const std::vector<Tensor>& xs) {
