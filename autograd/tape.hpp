@@ -8,6 +8,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -86,6 +87,25 @@ class Arena {
   std::size_t current_ = 0, offset_ = 0, in_use_ = 0, peak_ = 0;
 };
 
+// Slots in fixed blocks: a slot never moves once made, so references to its shape stay valid while
+// later ops (or create_graph backward passes) add slots. Blocks are kept across graphs.
+class SlotStore {
+ public:
+  static constexpr std::size_t block = 1024;
+  std::size_t size() const { return size_; }
+  Slot& operator[](std::size_t i) { return blocks_[i / block][i % block]; }
+  const Slot& operator[](std::size_t i) const { return blocks_[i / block][i % block]; }
+  void push_back(const Slot& s) {
+    if (size_ == blocks_.size() * block) blocks_.emplace_back(new Slot[block]);
+    (*this)[size_++] = s;
+  }
+  void clear() { size_ = 0; }
+
+ private:
+  std::vector<std::unique_ptr<Slot[]>> blocks_;
+  std::size_t size_ = 0;
+};
+
 }  // namespace detail
 
 class Tape {
@@ -137,7 +157,7 @@ class Tape {
 
  private:
   friend struct Engine;
-  std::vector<detail::Slot> slots_;
+  detail::SlotStore slots_;
   std::vector<detail::Node> nodes_;
   std::vector<std::shared_ptr<detail::LeafImpl>> leaves_;  // owned tensors kept alive by this graph
   detail::Arena arena_;
