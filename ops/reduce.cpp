@@ -1,15 +1,193 @@
 // Reduction family: sum, mean, max over axes (keepdims), and sum_to, the engine's un-broadcast.
+// The reduced axes travel on the node as a bitmask (i[0]) with keepdims (i[1]); a reduction's output,
+// with or without keepdims, has the memory layout of the input's shape with 1 on every reduced axis.
 #include "tapegrad/ops/reduce.hpp"
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
+#include <string>
 
 #include "tapegrad/autograd/tape.hpp"
+#include "tapegrad/ops/elementwise.hpp"
 #include "tapegrad/ops/kernels.hpp"
 #include "tapegrad/ops/shape.hpp"
 
 namespace tapegrad {
 
+TAPEGRAD_OP(op_sum, "sum", "reduce");
+TAPEGRAD_OP(op_mean, "mean", "reduce");
+TAPEGRAD_OP(op_max, "max", "reduce");
 TAPEGRAD_OP(op_sum_to, "sum_to", "reduce");
+
+namespace {
+
+std::string axes_str(const std::vector<long>& axes) {
+  std::string s = "(";
+  for (std::size_t k = 0; k < axes.size(); ++k) s += (k ? ", " : "") + std::to_string(axes[k]);
+  return s + (axes.size() == 1 ? ",)" : ")");
+}
+
+// The reduced axes of `s` as a bitmask; negative axes count from the end. Errors name op and shape.
+std::int64_t axes_mask(const char* op, const std::vector<long>& axes, const Shape& s) {
+  const long r = static_cast<long>(s.rank());
+  std::int64_t mask = 0;
+  for (long a : axes) {
+    if (a < -r || a >= r)
+      throw Error(std::string(op) + ": axis " + std::to_string(a) + " of axes " + axes_str(axes) +
+                  " out of range for input of shape " + s.str());
+    const long k = a < 0 ? a + r : a;
+    if (mask & (std::int64_t{1} << k))
+      throw Error(std::string(op) + ": axes " + axes_str(axes) + " name axis " + std::to_string(k) +
+                  " twice for input of shape " + s.str());
+    mask |= std::int64_t{1} << k;
+  }
+  return mask;
+}
+
+std::int64_t all_axes(std::size_t rank) { return (std::int64_t{1} << rank) - 1; }
+
+// The input's shape with 1 on the reduced axes (keepdims), or without them.
+Shape reduced_shape(const Shape& s, std::int64_t mask, bool keepdims) {
+  Shape out;
+  for (std::size_t k = 0; k < s.rank(); ++k) {
+    if (!(mask & (std::int64_t{1} << k))) out.push_back(s[k]);
+    else if (keepdims) out.push_back(1);
+  }
+  return out;
+}
+
+// The differentiable gradient of a reduction: gout back in keepdims layout, broadcast to the input.
+Tensor spread(const Tensor& gout, const Shape& in, std::int64_t mask) {
+  const Shape kept = reduced_shape(in, mask, true);
+  return broadcast_to(gout.shape() == kept ? gout : reshape(gout, kept), in);
+}
+
+// sum and mean: y = scale * sum over the masked axes.
+Tensor sum_impl(const OpInfo& op, const Tensor& x, std::int64_t mask, bool keepdims, bool mean) {
+  OpCall call(op, {&x});
+  const Shape kept = reduced_shape(x.shape(), mask, true);
+  const std::size_t count = kept.numel() ? x.numel() / kept.numel() : 0;
+  const double scale = mean ? 1.0 / static_cast<double>(count) : 1.0;
+  call.node().i[0] = mask;
+  call.node().i[1] = keepdims;
+  call.node().f[0] = scale;
+  Tensor y = call.output(reduced_shape(x.shape(), mask, keepdims));
+  dispatch(call.dtype(), [&](auto z) {
+    using T = decltype(z);
+    T* py = y.data<T>();
+    const std::size_t n = kept.numel();
+    std::fill_n(py, n, T(0));
+    detail::sum_to_accumulate<T>(py, kept, static_cast<const T*>(x.raw_data()), x.shape());
+    if (mean)
+      for (std::size_t i = 0; i < n; ++i) py[i] *= static_cast<T>(scale);
+  });
+  call.record(
+      [](BackwardCtx& c) {
+        const Shape& in = c.in_shape(0);
+        const Shape kept = reduced_shape(in, c.node().i[0], true);
+        dispatch(c.dtype(), [&](auto z) {
+          using T = decltype(z);
+          T* gx = c.grad<T>(0);
+          const T* gy = c.gout<T>();
+          const T s = static_cast<T>(c.node().f[0]);
+          kernels::broadcast_index(in, in, kept, [&](std::size_t i, std::size_t, std::size_t iy) { gx[i] += s * gy[iy]; });
+        });
+      },
+      [](GraphCtx& g) {
+        const Tensor d = spread(g.gout(), g.in_shape(0), g.node().i[0]);
+        g.accumulate(0, g.node().f[0] == 1.0 ? d : d * g.node().f[0]);
+      });
+  return y;
+}
+
+// max over the masked axes (all, or one): the node keeps, per output element, the flat index of the
+// first maximum of its input row (saved, in the arena).
+Tensor max_impl(const Tensor& x, std::int64_t mask, bool keepdims) {
+  const Shape& s = x.shape();
+  for (std::size_t k = 0; k < s.rank(); ++k)
+    if ((mask & (std::int64_t{1} << k)) && s[k] == 0)
+      throw Error("max: cannot reduce axis " + std::to_string(k) + " of size 0 of input " + s.str());
+  OpCall call(op_max, {&x});
+  call.node().i[0] = mask;
+  call.node().i[1] = keepdims;
+  Tensor y = call.output(reduced_shape(s, mask, keepdims));
+  // Reduced axes are either all of them or one, so every input row is (outer, size, inner) around it.
+  std::size_t outer = 1, size = x.numel(), inner = 1;
+  if (mask != all_axes(s.rank())) {
+    std::size_t a = 0;
+    while (!(mask & (std::int64_t{1} << a))) ++a;
+    size = s[a];
+    for (std::size_t k = 0; k < a; ++k) outer *= s[k];
+    for (std::size_t k = a + 1; k < s.rank(); ++k) inner *= s[k];
+  }
+  std::int64_t* arg = call.save<std::int64_t>(outer * inner);
+  call.node().saved = arg;
+  dispatch(call.dtype(), [&](auto z) {
+    using T = decltype(z);
+    const T* px = static_cast<const T*>(x.raw_data());
+    T* py = y.data<T>();
+    for (std::size_t o = 0; o < outer; ++o)
+      for (std::size_t i = 0; i < inner; ++i) {
+        std::size_t best = o * size * inner + i;
+        for (std::size_t j = 1; j < size; ++j) {
+          const std::size_t at = (o * size + j) * inner + i;
+          if (px[at] > px[best] || (std::isnan(px[at]) && !std::isnan(px[best]))) best = at;  // NaN propagates
+        }
+        py[o * inner + i] = px[best];
+        arg[o * inner + i] = static_cast<std::int64_t>(best);
+      }
+  });
+  call.record(
+      [](BackwardCtx& c) {
+        dispatch(c.dtype(), [&](auto z) {
+          using T = decltype(z);
+          T* gx = c.grad<T>(0);
+          const T* gy = c.gout<T>();
+          const std::int64_t* arg = static_cast<const std::int64_t*>(c.node().saved);
+          for (std::size_t j = 0, n = c.out_shape().numel(); j < n; ++j) gx[arg[j]] += gy[j];
+        });
+      },
+      [](GraphCtx& g) {
+        const Shape& in = g.in_shape(0);
+        const std::int64_t* arg = static_cast<const std::int64_t*>(g.node().saved);
+        Tensor onehot = zeros(in, g.gout().dtype());  // a constant: where each maximum sits
+        dispatch(onehot.dtype(), [&](auto z) {
+          using T = decltype(z);
+          T* p = onehot.data<T>();
+          for (std::size_t j = 0, n = g.gout().numel(); j < n; ++j) p[arg[j]] = T(1);
+        });
+        g.accumulate(0, spread(g.gout(), in, g.node().i[0]) * onehot);
+      });
+  return y;
+}
+
+}  // namespace
+
+// sum(x) = sum of all elements. d = broadcast_to(dy, x.shape)
+Tensor sum(const Tensor& x) { return sum_impl(op_sum, x, all_axes(x.rank()), false, false); }
+
+// sum(x, axes): sum over axes (an empty list reduces nothing). d = broadcast_to(reshape(dy, keepdims shape), x.shape)
+Tensor sum(const Tensor& x, const std::vector<long>& axes, bool keepdims) {
+  return sum_impl(op_sum, x, axes_mask("sum", axes, x.shape()), keepdims, false);
+}
+
+// mean(x) = sum(x) / n. d = broadcast_to(dy, x.shape) / n
+Tensor mean(const Tensor& x) { return sum_impl(op_mean, x, all_axes(x.rank()), false, true); }
+
+// mean(x, axes) = sum(x, axes) / n, n the number of elements reduced into each output. d = spread(dy) / n
+Tensor mean(const Tensor& x, const std::vector<long>& axes, bool keepdims) {
+  return sum_impl(op_mean, x, axes_mask("mean", axes, x.shape()), keepdims, true);
+}
+
+// max(x) = largest element. d = dy at the first maximum, 0 elsewhere
+Tensor max(const Tensor& x) { return max_impl(x, all_axes(x.rank()), false); }
+
+// max(x, a) = largest along axis a. d = dy at the first maximum of each row along a, 0 elsewhere
+Tensor max(const Tensor& x, long axis, bool keepdims) {
+  if (x.rank() == 0) throw Error("max: axis " + std::to_string(axis) + " out of range for input of shape " + x.shape().str());
+  return max_impl(x, axes_mask("max", {axis}, x.shape()), keepdims);
+}
 
 // sum_to(x, s): sums x over the axes where s broadcasts to x's shape. d sum_to = broadcast_to(dy).
 Tensor sum_to(const Tensor& x, const Shape& shape) {

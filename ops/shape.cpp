@@ -2,13 +2,534 @@
 // stack, flip, broadcast_to. Values are copied into contiguous buffers (nodes never keep views).
 #include "tapegrad/ops/shape.hpp"
 
+#include <algorithm>
+#include <array>
+#include <cstring>
+#include <string>
+
 #include "tapegrad/autograd/tape.hpp"
 #include "tapegrad/ops/kernels.hpp"
 #include "tapegrad/ops/reduce.hpp"
 
 namespace tapegrad {
 
+TAPEGRAD_OP(op_reshape, "reshape", "shape");
+TAPEGRAD_OP(op_transpose, "transpose", "shape");
+TAPEGRAD_OP(op_permute, "permute", "shape");
+TAPEGRAD_OP(op_slice, "slice", "shape");
+TAPEGRAD_OP(op_pad, "pad", "shape");
+TAPEGRAD_OP(op_index_select, "index_select", "shape");
+TAPEGRAD_OP(op_index_add, "index_add", "shape");
+TAPEGRAD_OP(op_concat, "concat", "shape");
+TAPEGRAD_OP(op_flip, "flip", "shape");
 TAPEGRAD_OP(op_broadcast_to, "broadcast_to", "shape");
+
+namespace {
+
+std::string axes_str(const std::vector<std::size_t>& axes) {
+  std::string s = "(";
+  for (std::size_t k = 0; k < axes.size(); ++k) s += (k ? ", " : "") + std::to_string(axes[k]);
+  return s + (axes.size() == 1 ? ",)" : ")");
+}
+
+// A permutation of up to 8 axes packed 4 bits each into one node attribute.
+std::int64_t pack_axes(const std::size_t* axes, std::size_t r) {
+  std::int64_t p = 0;
+  for (std::size_t k = 0; k < r; ++k) p |= static_cast<std::int64_t>(axes[k]) << (4 * k);
+  return p;
+}
+std::array<std::size_t, Shape::max_rank> unpack_axes(std::int64_t p, std::size_t r) {
+  std::array<std::size_t, Shape::max_rank> a{};
+  for (std::size_t k = 0; k < r; ++k) a[k] = static_cast<std::size_t>((p >> (4 * k)) & 0xf);
+  return a;
+}
+
+// Calls f(i_out, i_in) for every element of the permuted output (out axis k = input axis axes[k]).
+template <class F> void permute_index(const Shape& in, const std::size_t* axes, F&& f) {
+  const std::size_t r = in.rank(), n = in.numel();
+  if (n == 0) return;
+  const auto st = strides_of(in);
+  std::array<std::size_t, Shape::max_rank> os{}, ps{}, idx{};
+  for (std::size_t k = 0; k < r; ++k) {
+    os[k] = in[axes[k]];
+    ps[k] = st[axes[k]];
+  }
+  std::size_t j = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    f(i, j);
+    for (std::size_t k = r; k-- > 0;) {
+      j += ps[k];
+      if (++idx[k] < os[k]) break;
+      j -= ps[k] * os[k];
+      idx[k] = 0;
+    }
+  }
+}
+
+// A shape seen as (outer, size, inner) around one axis: element (o, j, i) sits at (o * size + j) * inner + i.
+struct AroundAxis {
+  std::size_t outer = 1, size = 1, inner = 1;
+};
+AroundAxis around(const Shape& s, std::size_t axis) {
+  AroundAxis a;
+  for (std::size_t k = 0; k < axis; ++k) a.outer *= s[k];
+  a.size = s[axis];
+  for (std::size_t k = axis + 1; k < s.rank(); ++k) a.inner *= s[k];
+  return a;
+}
+
+Shape with_axis(Shape s, std::size_t axis, std::size_t size) {
+  s[axis] = size;
+  return s;
+}
+
+// An axis of x for `op`, negative counting from the end; the error names the op and x's shape.
+std::size_t axis_of(const char* op, long axis, const Shape& s) {
+  const long r = static_cast<long>(s.rank());
+  if (axis < -r || axis >= r)
+    throw Error(std::string(op) + ": axis " + std::to_string(axis) + " out of range for input of shape " + s.str());
+  return static_cast<std::size_t>(axis < 0 ? axis + r : axis);
+}
+
+// Block copy between two tensors that differ only on one axis: for every outer index, `len` rows of
+// the axis starting at src_off (in a source of size src_n) go to dst_off (in a destination of size
+// dst_n). Accumulate: += instead of =.
+template <class T, bool Acc>
+void copy_rows(T* dst, std::size_t dst_n, std::size_t dst_off, const T* src, std::size_t src_n, std::size_t src_off,
+               std::size_t len, std::size_t outer, std::size_t inner) {
+  const std::size_t m = len * inner;
+  for (std::size_t o = 0; o < outer; ++o) {
+    T* d = dst + (o * dst_n + dst_off) * inner;
+    const T* q = src + (o * src_n + src_off) * inner;
+    if (Acc) {
+      for (std::size_t i = 0; i < m; ++i) d[i] += q[i];
+    } else if (m) {
+      std::memcpy(d, q, m * sizeof(T));
+    }
+  }
+}
+
+Shape permuted(const Shape& in, const std::size_t* axes) {
+  Shape s;
+  for (std::size_t k = 0; k < in.rank(); ++k) s.push_back(in[axes[k]]);
+  return s;
+}
+
+// y = x with axes permuted; the node keeps the permutation in i[0].
+Tensor permute_impl(OpCall& call, const Tensor& x, const std::size_t* axes) {
+  const Shape& in = x.shape();
+  call.node().i[0] = pack_axes(axes, in.rank());
+  Tensor y = call.output(permuted(in, axes));
+  dispatch(call.dtype(), [&](auto z) {
+    using T = decltype(z);
+    const T* px = static_cast<const T*>(x.raw_data());
+    T* py = y.data<T>();
+    permute_index(in, axes, [&](std::size_t i, std::size_t j) { py[i] = px[j]; });
+  });
+  return y;
+}
+
+// gx[permuted index] += gy: the adjoint of the forward gather.
+void permute_backward(BackwardCtx& c) {
+  const auto axes = unpack_axes(c.node().i[0], c.in_shape(0).rank());
+  dispatch(c.dtype(), [&](auto z) {
+    using T = decltype(z);
+    T* gx = c.grad<T>(0);
+    const T* gy = c.gout<T>();
+    permute_index(c.in_shape(0), axes.data(), [&](std::size_t i, std::size_t j) { gx[j] += gy[i]; });
+  });
+}
+
+}  // namespace
+
+// reshape(x, s): same values, new shape. d = reshape(dy, x.shape)
+Tensor reshape(const Tensor& x, const Shape& shape) {
+  if (shape.numel() != x.numel())
+    throw Error("reshape: cannot reshape " + x.shape().str() + " (" + std::to_string(x.numel()) + " elements) to " +
+                shape.str() + " (" + std::to_string(shape.numel()) + " elements)");
+  OpCall call(op_reshape, {&x});
+  Tensor y = call.output(shape);
+  if (x.numel()) std::memcpy(y.raw_data(), x.raw_data(), x.numel() * dtype_size(call.dtype()));
+  call.record(
+      [](BackwardCtx& c) {
+        dispatch(c.dtype(), [&](auto z) {
+          using T = decltype(z);
+          T* gx = c.grad<T>(0);
+          const T* gy = c.gout<T>();
+          for (std::size_t i = 0, n = c.out_shape().numel(); i < n; ++i) gx[i] += gy[i];
+        });
+      },
+      [](GraphCtx& g) { g.accumulate(0, reshape(g.gout(), g.in_shape(0))); });
+  return y;
+}
+
+// transpose(x): swaps the last two axes. d = transpose(dy)
+Tensor transpose(const Tensor& x) {
+  const std::size_t r = x.rank();
+  if (r < 2) throw Error("transpose: needs rank >= 2 to swap the last two axes, got " + x.shape().str());
+  std::size_t axes[Shape::max_rank];
+  for (std::size_t k = 0; k < r; ++k) axes[k] = k;
+  axes[r - 2] = r - 1;
+  axes[r - 1] = r - 2;
+  OpCall call(op_transpose, {&x});
+  Tensor y = permute_impl(call, x, axes);
+  call.record(permute_backward, [](GraphCtx& g) { g.accumulate(0, transpose(g.gout())); });
+  return y;
+}
+
+// permute(x, p): y axis k = x axis p[k]. d = permute(dy, inverse(p))
+Tensor permute(const Tensor& x, const std::vector<std::size_t>& axes) {
+  const std::size_t r = x.rank();
+  bool ok = axes.size() == r;
+  std::array<bool, Shape::max_rank> seen{};
+  for (std::size_t k = 0; ok && k < r; ++k) {
+    ok = axes[k] < r && !seen[axes[k]];
+    if (ok) seen[axes[k]] = true;
+  }
+  if (!ok) throw Error("permute: axes " + axes_str(axes) + " are not a permutation of the axes of " + x.shape().str());
+  OpCall call(op_permute, {&x});
+  Tensor y = permute_impl(call, x, axes.data());
+  call.record(permute_backward, [](GraphCtx& g) {
+    const std::size_t r = g.in_shape(0).rank();
+    const auto p = unpack_axes(g.node().i[0], r);
+    std::vector<std::size_t> inv(r);
+    for (std::size_t k = 0; k < r; ++k) inv[p[k]] = k;
+    g.accumulate(0, permute(g.gout(), inv));
+  });
+  return y;
+}
+
+// slice(x, a, s, e) = x[..., s:e, ...] on axis a. d = pad(dy, a, s, n - e)
+Tensor slice(const Tensor& x, long axis, std::size_t start, std::size_t stop) {
+  if (x.rank() == 0) throw Error("slice: cannot slice a rank-0 tensor " + x.shape().str());
+  const std::size_t a = axis_of("slice", axis, x.shape());
+  if (!(start <= stop && stop <= x.shape()[a]))
+    throw Error("slice: range [" + std::to_string(start) + ", " + std::to_string(stop) + ") is not within axis " +
+                std::to_string(a) + " of size " + std::to_string(x.shape()[a]) + " of input " + x.shape().str());
+  OpCall call(op_slice, {&x});
+  call.node().i[0] = static_cast<std::int64_t>(a);
+  call.node().i[1] = static_cast<std::int64_t>(start);
+  call.node().i[2] = static_cast<std::int64_t>(stop);
+  Tensor y = call.output(with_axis(x.shape(), a, stop - start));
+  const AroundAxis v = around(x.shape(), a);
+  dispatch(call.dtype(), [&](auto z) {
+    using T = decltype(z);
+    copy_rows<T, false>(y.data<T>(), stop - start, 0, static_cast<const T*>(x.raw_data()), v.size, start, stop - start,
+                        v.outer, v.inner);
+  });
+  call.record(
+      [](BackwardCtx& c) {
+        const auto& i = c.node().i;
+        const AroundAxis v = around(c.in_shape(0), static_cast<std::size_t>(i[0]));
+        const std::size_t len = static_cast<std::size_t>(i[2] - i[1]);
+        dispatch(c.dtype(), [&](auto z) {
+          using T = decltype(z);
+          copy_rows<T, true>(c.grad<T>(0), v.size, static_cast<std::size_t>(i[1]), c.gout<T>(), len, 0, len, v.outer, v.inner);
+        });
+      },
+      [](GraphCtx& g) {
+        const auto& i = g.node().i;
+        const std::size_t n = g.in_shape(0)[static_cast<std::size_t>(i[0])];
+        g.accumulate(0, pad(g.gout(), i[0], static_cast<std::size_t>(i[1]), n - static_cast<std::size_t>(i[2])));
+      });
+  return y;
+}
+
+// pad(x, a, b, e): b zeros before and e after on axis a. d = slice(dy, a, b, b + n)
+Tensor pad(const Tensor& x, long axis, std::size_t before, std::size_t after) {
+  if (x.rank() == 0) throw Error("pad: cannot pad a rank-0 tensor " + x.shape().str());
+  const std::size_t a = axis_of("pad", axis, x.shape());
+  OpCall call(op_pad, {&x});
+  call.node().i[0] = static_cast<std::int64_t>(a);
+  call.node().i[1] = static_cast<std::int64_t>(before);
+  const std::size_t n = x.shape()[a], m = before + n + after;
+  Tensor y = call.output(with_axis(x.shape(), a, m));
+  const AroundAxis v = around(x.shape(), a);
+  dispatch(call.dtype(), [&](auto z) {
+    using T = decltype(z);
+    T* py = y.data<T>();
+    std::fill_n(py, y.numel(), T(0));
+    copy_rows<T, false>(py, m, before, static_cast<const T*>(x.raw_data()), n, 0, n, v.outer, v.inner);
+  });
+  call.record(
+      [](BackwardCtx& c) {
+        const auto& i = c.node().i;
+        const std::size_t a = static_cast<std::size_t>(i[0]);
+        const AroundAxis v = around(c.in_shape(0), a);
+        dispatch(c.dtype(), [&](auto z) {
+          using T = decltype(z);
+          copy_rows<T, true>(c.grad<T>(0), v.size, 0, c.gout<T>(), c.out_shape()[a], static_cast<std::size_t>(i[1]),
+                             v.size, v.outer, v.inner);
+        });
+      },
+      [](GraphCtx& g) {
+        const auto& i = g.node().i;
+        const std::size_t b = static_cast<std::size_t>(i[1]);
+        g.accumulate(0, slice(g.gout(), i[0], b, b + g.in_shape(0)[static_cast<std::size_t>(i[0])]));
+      });
+  return y;
+}
+
+namespace {
+void check_indices(const char* op, const std::vector<std::int64_t>& indices, std::size_t axis, std::size_t size,
+                   const Shape& shape) {
+  for (std::size_t k = 0; k < indices.size(); ++k)
+    if (indices[k] < 0 || static_cast<std::size_t>(indices[k]) >= size)
+      throw Error(std::string(op) + ": index " + std::to_string(indices[k]) + " (position " + std::to_string(k) +
+                  ") out of range [0, " + std::to_string(size) + ") for axis " + std::to_string(axis) + " of " + shape.str());
+}
+
+// The node keeps the indices in the arena (saved) and their count in i[2].
+void save_indices(OpCall& call, const std::vector<std::int64_t>& indices) {
+  std::int64_t* p = call.save<std::int64_t>(indices.size());
+  std::copy(indices.begin(), indices.end(), p);
+  call.node().saved = p;
+  call.node().i[2] = static_cast<std::int64_t>(indices.size());
+}
+std::vector<std::int64_t> saved_indices(const detail::Node& node) {
+  const std::int64_t* p = static_cast<const std::int64_t*>(node.saved);
+  return std::vector<std::int64_t>(p, p + node.i[2]);
+}
+
+// Row gather/scatter along an axis: dst row idx[j] (of dst_n) <-> src row j (of n), for every outer index.
+// Gather: dst row j (+)= src row idx[j]; scatter: dst row idx[j] += src row j.
+template <class T, bool Acc>
+void gather_rows(T* dst, const T* src, std::size_t src_n, const std::int64_t* idx, std::size_t n, std::size_t outer,
+                 std::size_t inner) {
+  for (std::size_t o = 0; o < outer; ++o)
+    for (std::size_t j = 0; j < n; ++j) {
+      T* d = dst + (o * n + j) * inner;
+      const T* q = src + (o * src_n + static_cast<std::size_t>(idx[j])) * inner;
+      for (std::size_t i = 0; i < inner; ++i) {
+        if (Acc) d[i] += q[i];
+        else d[i] = q[i];
+      }
+    }
+}
+template <class T>
+void scatter_add_rows(T* dst, std::size_t dst_n, const T* src, const std::int64_t* idx, std::size_t n, std::size_t outer,
+                      std::size_t inner) {
+  for (std::size_t o = 0; o < outer; ++o)
+    for (std::size_t j = 0; j < n; ++j) {
+      T* d = dst + (o * dst_n + static_cast<std::size_t>(idx[j])) * inner;
+      const T* q = src + (o * n + j) * inner;
+      for (std::size_t i = 0; i < inner; ++i) d[i] += q[i];
+    }
+}
+}  // namespace
+
+// index_select(x, a, idx): y[..., j, ...] = x[..., idx[j], ...]. d = index_add(dy, a, idx, n)
+Tensor index_select(const Tensor& x, long axis, const std::vector<std::int64_t>& indices) {
+  if (x.rank() == 0) throw Error("index_select: cannot index a rank-0 tensor " + x.shape().str());
+  const std::size_t a = axis_of("index_select", axis, x.shape());
+  check_indices("index_select", indices, a, x.shape()[a], x.shape());
+  OpCall call(op_index_select, {&x});
+  call.node().i[0] = static_cast<std::int64_t>(a);
+  save_indices(call, indices);
+  const std::size_t n = indices.size();
+  Tensor y = call.output(with_axis(x.shape(), a, n));
+  const AroundAxis v = around(x.shape(), a);
+  dispatch(call.dtype(), [&](auto z) {
+    using T = decltype(z);
+    gather_rows<T, false>(y.data<T>(), static_cast<const T*>(x.raw_data()), v.size, indices.data(), n, v.outer, v.inner);
+  });
+  call.record(
+      [](BackwardCtx& c) {
+        const std::size_t a = static_cast<std::size_t>(c.node().i[0]);
+        const AroundAxis v = around(c.in_shape(0), a);
+        dispatch(c.dtype(), [&](auto z) {
+          using T = decltype(z);
+          scatter_add_rows<T>(c.grad<T>(0), v.size, c.gout<T>(), static_cast<const std::int64_t*>(c.node().saved),
+                              c.out_shape()[a], v.outer, v.inner);
+        });
+      },
+      [](GraphCtx& g) {
+        const long a = static_cast<long>(g.node().i[0]);
+        g.accumulate(0, index_add(g.gout(), a, saved_indices(g.node()), g.in_shape(0)[static_cast<std::size_t>(a)]));
+      });
+  return y;
+}
+
+// index_add(s, a, idx, n): zeros with n rows on axis a, y[..., idx[j], ...] += s[..., j, ...].
+// d = index_select(dy, a, idx)
+Tensor index_add(const Tensor& src, long axis, const std::vector<std::int64_t>& indices, std::size_t size) {
+  if (src.rank() == 0) throw Error("index_add: cannot scatter a rank-0 tensor " + src.shape().str());
+  const std::size_t a = axis_of("index_add", axis, src.shape());
+  if (src.shape()[a] != indices.size())
+    throw Error("index_add: source " + src.shape().str() + " has " + std::to_string(src.shape()[a]) + " entries on axis " +
+                std::to_string(a) + " but " + std::to_string(indices.size()) + " indices were given");
+  const Shape out = with_axis(src.shape(), a, size);
+  check_indices("index_add", indices, a, size, out);
+  OpCall call(op_index_add, {&src});
+  call.node().i[0] = static_cast<std::int64_t>(a);
+  save_indices(call, indices);
+  Tensor y = call.output(out);
+  const AroundAxis v = around(out, a);
+  dispatch(call.dtype(), [&](auto z) {
+    using T = decltype(z);
+    T* py = y.data<T>();
+    std::fill_n(py, y.numel(), T(0));
+    scatter_add_rows<T>(py, size, static_cast<const T*>(src.raw_data()), indices.data(), indices.size(), v.outer, v.inner);
+  });
+  call.record(
+      [](BackwardCtx& c) {
+        const std::size_t a = static_cast<std::size_t>(c.node().i[0]);
+        const AroundAxis v = around(c.out_shape(), a);
+        dispatch(c.dtype(), [&](auto z) {
+          using T = decltype(z);
+          gather_rows<T, true>(c.grad<T>(0), c.gout<T>(), v.size, static_cast<const std::int64_t*>(c.node().saved),
+                               c.in_shape(0)[a], v.outer, v.inner);
+        });
+      },
+      [](GraphCtx& g) { g.accumulate(0, index_select(g.gout(), static_cast<long>(g.node().i[0]), saved_indices(g.node()))); });
+  return y;
+}
+
+// concat(xs, a): the inputs one after another along axis a. d x_k = slice(dy, a, off_k, off_k + n_k)
+Tensor concat(const std::vector<Tensor>& xs, long axis) {
+  if (xs.empty()) throw Error("concat: needs at least one tensor");
+  for (std::size_t k = 0; k < xs.size(); ++k)
+    if (!xs[k].defined()) throw Error("concat: input " + std::to_string(k) + " is undefined");
+  const Shape& s0 = xs[0].shape();
+  if (s0.rank() == 0) throw Error("concat: cannot concatenate rank-0 tensors " + s0.str());
+  const std::size_t a = axis_of("concat", axis, s0);
+  std::size_t total = 0;
+  for (std::size_t k = 0; k < xs.size(); ++k) {
+    const Shape& s = xs[k].shape();
+    bool ok = s.rank() == s0.rank();
+    for (std::size_t d = 0; ok && d < s.rank(); ++d) ok = d == a || s[d] == s0[d];
+    if (!ok)
+      throw Error("concat: input " + std::to_string(k) + " of shape " + s.str() + " does not match input 0 of shape " +
+                  s0.str() + " on the axes other than " + std::to_string(a));
+    total += s[a];
+  }
+  OpCall call(op_concat, xs);
+  call.node().i[0] = static_cast<std::int64_t>(a);
+  Tensor y = call.output(with_axis(s0, a, total));
+  const AroundAxis v = around(y.shape(), a);
+  dispatch(call.dtype(), [&](auto z) {
+    using T = decltype(z);
+    T* py = y.data<T>();
+    std::size_t off = 0;
+    for (const Tensor& x : xs) {
+      const std::size_t n = x.shape()[a];
+      copy_rows<T, false>(py, total, off, static_cast<const T*>(x.raw_data()), n, 0, n, v.outer, v.inner);
+      off += n;
+    }
+  });
+  call.record(
+      [](BackwardCtx& c) {
+        const std::size_t a = static_cast<std::size_t>(c.node().i[0]);
+        const AroundAxis v = around(c.out_shape(), a);
+        dispatch(c.dtype(), [&](auto z) {
+          using T = decltype(z);
+          std::size_t off = 0;
+          for (std::size_t k = 0; k < c.num_inputs(); ++k) {
+            const std::size_t n = c.in_shape(k)[a];
+            if (c.needs(k)) copy_rows<T, true>(c.grad<T>(k), n, 0, c.gout<T>(), v.size, off, n, v.outer, v.inner);
+            off += n;
+          }
+        });
+      },
+      [](GraphCtx& g) {
+        const long a = static_cast<long>(g.node().i[0]);
+        std::size_t off = 0;
+        for (std::size_t k = 0; k < g.num_inputs(); ++k) {
+          const std::size_t n = g.in_shape(k)[static_cast<std::size_t>(a)];
+          if (g.needs(k)) g.accumulate(k, slice(g.gout(), a, off, off + n));
+          off += n;
+        }
+      });
+  return y;
+}
+
+// Composite: consecutive slices of the given sizes along axis a.
+std::vector<Tensor> split(const Tensor& x, const std::vector<std::size_t>& sizes, long axis) {
+  if (x.rank() == 0) throw Error("split: cannot split a rank-0 tensor " + x.shape().str());
+  const std::size_t a = axis_of("split", axis, x.shape());
+  std::size_t total = 0;
+  for (std::size_t n : sizes) total += n;
+  if (total != x.shape()[a]) {
+    std::vector<std::size_t> s(sizes.begin(), sizes.end());
+    throw Error("split: sizes " + axes_str(s) + " add up to " + std::to_string(total) + ", not to the size " +
+                std::to_string(x.shape()[a]) + " of axis " + std::to_string(a) + " of " + x.shape().str());
+  }
+  std::vector<Tensor> out;
+  out.reserve(sizes.size());
+  std::size_t off = 0;
+  for (std::size_t n : sizes) {
+    out.push_back(slice(x, static_cast<long>(a), off, off + n));
+    off += n;
+  }
+  return out;
+}
+
+// Composite: n slices along axis a; sizes differ by at most one, the larger ones first (numpy's array_split).
+std::vector<Tensor> chunk(const Tensor& x, std::size_t n, long axis) {
+  if (n == 0) throw Error("chunk: cannot split " + x.shape().str() + " into 0 chunks");
+  if (x.rank() == 0) throw Error("chunk: cannot split a rank-0 tensor " + x.shape().str());
+  const std::size_t a = axis_of("chunk", axis, x.shape());
+  const std::size_t m = x.shape()[a];
+  std::vector<std::size_t> sizes(n, m / n);
+  for (std::size_t k = 0; k < m % n; ++k) ++sizes[k];
+  return split(x, sizes, static_cast<long>(a));
+}
+
+// Composite: each input reshaped with a new axis of size 1 at a, then concatenated along it.
+Tensor stack(const std::vector<Tensor>& xs, long axis) {
+  if (xs.empty()) throw Error("stack: needs at least one tensor");
+  for (std::size_t k = 0; k < xs.size(); ++k)
+    if (!xs[k].defined()) throw Error("stack: input " + std::to_string(k) + " is undefined");
+  const Shape& s0 = xs[0].shape();
+  const long r = static_cast<long>(s0.rank()) + 1;
+  if (axis < -r || axis >= r)
+    throw Error("stack: axis " + std::to_string(axis) + " out of range for stacking inputs of shape " + s0.str());
+  const std::size_t a = static_cast<std::size_t>(axis < 0 ? axis + r : axis);
+  for (std::size_t k = 1; k < xs.size(); ++k)
+    if (xs[k].shape() != s0)
+      throw Error("stack: input " + std::to_string(k) + " of shape " + xs[k].shape().str() +
+                  " differs from input 0 of shape " + s0.str());
+  Shape s;
+  for (std::size_t d = 0; d < s0.rank(); ++d) {
+    if (d == a) s.push_back(1);
+    s.push_back(s0[d]);
+  }
+  if (a == s0.rank()) s.push_back(1);
+  std::vector<Tensor> parts;
+  parts.reserve(xs.size());
+  for (const Tensor& x : xs) parts.push_back(reshape(x, s));
+  return concat(parts, static_cast<long>(a));
+}
+
+// flip(x, a): reverses axis a. d = flip(dy, a)
+Tensor flip(const Tensor& x, long axis) {
+  if (x.rank() == 0) throw Error("flip: cannot flip a rank-0 tensor " + x.shape().str());
+  const std::size_t a = axis_of("flip", axis, x.shape());
+  OpCall call(op_flip, {&x});
+  call.node().i[0] = static_cast<std::int64_t>(a);
+  Tensor y = call.output(x.shape());
+  const AroundAxis v = around(x.shape(), a);
+  dispatch(call.dtype(), [&](auto z) {
+    using T = decltype(z);
+    T* py = y.data<T>();
+    const T* px = static_cast<const T*>(x.raw_data());
+    for (std::size_t j = 0; j < v.size; ++j)
+      copy_rows<T, false>(py, v.size, v.size - 1 - j, px, v.size, j, 1, v.outer, v.inner);
+  });
+  call.record(
+      [](BackwardCtx& c) {
+        const AroundAxis v = around(c.in_shape(0), static_cast<std::size_t>(c.node().i[0]));
+        dispatch(c.dtype(), [&](auto z) {
+          using T = decltype(z);
+          T* gx = c.grad<T>(0);
+          const T* gy = c.gout<T>();
+          for (std::size_t j = 0; j < v.size; ++j)
+            copy_rows<T, true>(gx, v.size, v.size - 1 - j, gy, v.size, j, 1, v.outer, v.inner);
+        });
+      },
+      [](GraphCtx& g) { g.accumulate(0, flip(g.gout(), static_cast<long>(g.node().i[0]))); });
+  return y;
+}
 
 // broadcast_to(x, s): d = sum_to(dy, x.shape)
 Tensor broadcast_to(const Tensor& x, const Shape& shape) {
