@@ -1,0 +1,74 @@
+// Index family: lookups by integer id. The ids are copied into the arena, so the node does not depend on
+// the caller's Index outliving the graph.
+#include "tapegrad/ops/index.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+
+#include "tapegrad/autograd/tape.hpp"
+#include "tapegrad/ops/shape.hpp"
+
+namespace tapegrad {
+
+TAPEGRAD_OP(op_embedding, "embedding", "index");
+
+// out[i, :] = W[ids[i], :].  dW[ids[i], :] += dout[i, :]  (scatter-add: repeated ids accumulate)
+Tensor embedding(const Tensor& weight, const Index& ids) {
+  if (!weight.defined()) throw Error("embedding: weight is undefined");
+  const Shape sw = weight.shape();
+  if (sw.rank() != 2)
+    throw Error("embedding: weight must be (V, D), got " + sw.str() + " for ids " + ids.shape.str());
+  if (ids.values.size() != ids.shape.numel())
+    throw Error("embedding: ids have " + std::to_string(ids.values.size()) + " values but shape " + ids.shape.str());
+  if (ids.shape.rank() == Shape::max_rank)
+    throw Error("embedding: ids of shape " + ids.shape.str() + " leave no room for the embedding axis");
+  const std::size_t v = sw[0], d = sw[1], n = ids.values.size();
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::int64_t id = ids.values[i];
+    if (id < 0 || static_cast<std::uint64_t>(id) >= v)
+      throw Error("embedding: id " + std::to_string(id) + " (position " + std::to_string(i) + ") is outside [0, V) with V = " +
+                  std::to_string(v) + " (weight " + sw.str() + ", ids " + ids.shape.str() + ")");
+  }
+
+  OpCall call(op_embedding, {&weight});
+  Shape out = ids.shape;
+  out.push_back(d);
+  Tensor y = call.output(out);
+  std::int64_t* saved = call.save<std::int64_t>(n);
+  if (n) std::memcpy(saved, ids.values.data(), n * sizeof(std::int64_t));
+  call.node().saved = saved;
+  call.node().i[0] = static_cast<std::int64_t>(n);
+  const std::size_t row_bytes = d * dtype_size(call.dtype());
+  const char* pw = static_cast<const char*>(weight.raw_data());
+  char* py = static_cast<char*>(y.raw_data());
+  for (std::size_t i = 0; i < n && row_bytes; ++i)
+    std::memcpy(py + i * row_bytes, pw + static_cast<std::size_t>(ids.values[i]) * row_bytes, row_bytes);
+
+  call.record(
+      [](BackwardCtx& c) {
+        const std::size_t n = std::size_t(c.node().i[0]), d = c.in_shape(0)[1];
+        const auto* id = static_cast<const std::int64_t*>(c.node().saved);
+        dispatch(c.dtype(), [&](auto z) {
+          using T = decltype(z);
+          const T* gy = c.gout<T>();
+          T* gw = c.grad<T>(0);
+          for (std::size_t i = 0; i < n; ++i) {
+            T* row = gw + static_cast<std::size_t>(id[i]) * d;
+            const T* g = gy + i * d;
+            for (std::size_t j = 0; j < d; ++j) row[j] += g[j];
+          }
+        });
+      },
+      // The scatter-add as ops: index_add of the rows of dout, viewed as (n, D), into V rows.
+      [](GraphCtx& g) {
+        const std::size_t n = std::size_t(g.node().i[0]);
+        const Shape sw = g.in_shape(0);
+        const auto* id = static_cast<const std::int64_t*>(g.node().saved);
+        const std::vector<std::int64_t> ids(id, id + n);
+        g.accumulate(0, index_add(reshape(g.gout(), Shape{n, sw[1]}), 0, ids, sw[0]));
+      });
+  return y;
+}
+
+}  // namespace tapegrad

@@ -1,0 +1,152 @@
+// Linalg family: matmul through cblas. One node per product; backward accumulates straight into the
+// gradient buffers with beta = 1 (dA += dC B^T, dB += A^T dC). A 1-row product runs as gemv (forward,
+// dA) and ger (dB): OpenBLAS 0.3.21 does not route 1-row gemm to gemv, and is 3-4x slower there.
+#include "tapegrad/ops/linalg.hpp"
+
+#include <cblas.h>
+
+#include <algorithm>
+#include <climits>
+#include <cstring>
+#include <string>
+
+#include "tapegrad/autograd/tape.hpp"
+#include "tapegrad/ops/shape.hpp"
+
+namespace tapegrad {
+
+TAPEGRAD_OP(op_matmul, "matmul", "linalg");
+
+namespace {
+
+// BLAS by element type (row-major throughout). Dimensions are checked by matmul before they get here.
+inline void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, std::size_t m, std::size_t n, std::size_t k, const float* a,
+                 std::size_t lda, const float* b, std::size_t ldb, float beta, float* c, std::size_t ldc) {
+  cblas_sgemm(CblasRowMajor, ta, tb, int(m), int(n), int(k), 1.0f, a, int(lda), b, int(ldb), beta, c, int(ldc));
+}
+inline void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, std::size_t m, std::size_t n, std::size_t k, const double* a,
+                 std::size_t lda, const double* b, std::size_t ldb, double beta, double* c, std::size_t ldc) {
+  cblas_dgemm(CblasRowMajor, ta, tb, int(m), int(n), int(k), 1.0, a, int(lda), b, int(ldb), beta, c, int(ldc));
+}
+// y = beta y + op(A) x, A is (m, n) row-major.
+inline void gemv(CBLAS_TRANSPOSE ta, std::size_t m, std::size_t n, const float* a, const float* x, float beta, float* y) {
+  cblas_sgemv(CblasRowMajor, ta, int(m), int(n), 1.0f, a, int(std::max<std::size_t>(n, 1)), x, 1, beta, y, 1);
+}
+inline void gemv(CBLAS_TRANSPOSE ta, std::size_t m, std::size_t n, const double* a, const double* x, double beta, double* y) {
+  cblas_dgemv(CblasRowMajor, ta, int(m), int(n), 1.0, a, int(std::max<std::size_t>(n, 1)), x, 1, beta, y, 1);
+}
+// A (m, n) += x y^T.
+inline void ger(std::size_t m, std::size_t n, const float* x, const float* y, float* a) {
+  cblas_sger(CblasRowMajor, int(m), int(n), 1.0f, x, 1, y, 1, a, int(std::max<std::size_t>(n, 1)));
+}
+inline void ger(std::size_t m, std::size_t n, const double* x, const double* y, double* a) {
+  cblas_dger(CblasRowMajor, int(m), int(n), 1.0, x, 1, y, 1, a, int(std::max<std::size_t>(n, 1)));
+}
+
+// C (m, n) = A (m, k) B (k, n).
+template <class T> void product(std::size_t m, std::size_t k, std::size_t n, const T* a, const T* b, T* c) {
+  if (k == 0) {  // an empty sum; BLAS would reject lda = 0
+    std::fill_n(c, m * n, T(0));
+    return;
+  }
+  if (m == 1) gemv(CblasTrans, k, n, b, a, T(0), c);  // c^T = B^T a^T
+  else gemm(CblasNoTrans, CblasNoTrans, m, n, k, a, k, b, n, T(0), c, n);
+}
+
+// dA (m, k) += G (m, n) B^T
+template <class T> void grad_a(std::size_t m, std::size_t k, std::size_t n, const T* g, const T* b, T* da) {
+  if (m == 1) gemv(CblasNoTrans, k, n, b, g, T(1), da);  // da^T += B g^T
+  else gemm(CblasNoTrans, CblasTrans, m, k, n, g, n, b, n, T(1), da, k);
+}
+
+// dB (k, n) += A^T G (m, n)
+template <class T> void grad_b(std::size_t m, std::size_t k, std::size_t n, const T* a, const T* g, T* db) {
+  if (m == 1) ger(k, n, a, g, db);  // rank-1 update a^T g
+  else gemm(CblasTrans, CblasNoTrans, k, n, m, a, k, g, n, T(1), db, n);
+}
+
+[[noreturn]] void bad_shapes(const Tensor& a, const Tensor& b, const std::string& why) {
+  throw Error("matmul: cannot multiply " + a.shape().str() + " by " + b.shape().str() + ": " + why);
+}
+
+}  // namespace
+
+// C = A B.  dA = dC B^T,  dB = A^T dC  (per batch; summed over the batch for a shared weight).
+Tensor matmul(const Tensor& a, const Tensor& b) {
+  if (!a.defined() || !b.defined())
+    throw Error(std::string("matmul: input ") + (a.defined() ? "1" : "0") + " is undefined");
+  const Shape sa = a.shape(), sb = b.shape();  // copies: slot storage may move once recording
+  const std::size_t ra = sa.rank(), rb = sb.rank();
+  if (!((ra == 2 && rb == 2) || (ra == 3 && rb == 3) || (ra == 3 && rb == 2)))
+    bad_shapes(a, b, "expected (M,K)x(K,N), (B,M,K)x(B,K,N) or (B,M,K)x(K,N)");
+  const std::size_t k = sa[ra - 1];
+  if (sb[rb - 2] != k)
+    bad_shapes(a, b, "inner dimensions " + std::to_string(k) + " and " + std::to_string(sb[rb - 2]) + " differ");
+  if (ra == 3 && rb == 3 && sa[0] != sb[0])
+    bad_shapes(a, b, "batch sizes " + std::to_string(sa[0]) + " and " + std::to_string(sb[0]) + " differ");
+
+  // Batched: `batches` products of (m,k)x(k,n), b advancing per batch. 2-D and shared weight: one product,
+  // the shared weight's batch folded into the rows.
+  const bool batched = ra == 3 && rb == 3;
+  const std::size_t batches = batched ? sa[0] : 1;
+  const std::size_t m = batched ? sa[1] : (ra == 3 ? sa[0] * sa[1] : sa[0]);
+  const std::size_t n = sb[rb - 1];
+  for (std::size_t d : {m, k, n})
+    if (d > std::size_t(INT_MAX)) bad_shapes(a, b, "a dimension exceeds the BLAS int range");
+  OpCall call(op_matmul, {&a, &b});
+  Shape out;
+  for (std::size_t i = 0; i + 1 < ra; ++i) out.push_back(sa[i]);
+  out.push_back(n);
+  auto& node = call.node();
+  node.i[0] = static_cast<std::int64_t>(batches);
+  node.i[1] = static_cast<std::int64_t>(m);
+  node.i[2] = static_cast<std::int64_t>(k);
+  node.i[3] = static_cast<std::int64_t>(n);
+
+  Tensor y = call.output(out);
+  dispatch(call.dtype(), [&](auto z) {
+    using T = decltype(z);
+    const T* pa = static_cast<const T*>(a.raw_data());
+    const T* pb = static_cast<const T*>(b.raw_data());
+    T* py = y.data<T>();
+    if (m == 0 || n == 0) return;
+    for (std::size_t t = 0; t < batches; ++t) product(m, k, n, pa + t * m * k, pb + t * k * n, py + t * m * n);
+  });
+
+  call.record(
+      [](BackwardCtx& c) {
+        const auto& nd = c.node();
+        const std::size_t batches = std::size_t(nd.i[0]), m = std::size_t(nd.i[1]), k = std::size_t(nd.i[2]),
+                          n = std::size_t(nd.i[3]);
+        if (m == 0 || n == 0 || k == 0) return;  // every gradient is an empty sum
+        dispatch(c.dtype(), [&](auto z) {
+          using T = decltype(z);
+          const T *g = c.gout<T>(), *a = c.in<T>(0), *b = c.in<T>(1);
+          if (c.needs(0)) {
+            T* da = c.grad<T>(0);
+            for (std::size_t t = 0; t < batches; ++t) grad_a(m, k, n, g + t * m * n, b + t * k * n, da + t * m * k);
+          }
+          if (c.needs(1)) {
+            T* db = c.grad<T>(1);
+            for (std::size_t t = 0; t < batches; ++t) grad_b(m, k, n, a + t * m * k, g + t * m * n, db + t * k * n);
+          }
+        });
+      },
+      [](GraphCtx& g) {
+        const Tensor a = g.in(0), b = g.in(1);
+        if (g.needs(0)) g.accumulate(0, matmul(g.gout(), transpose(b)));
+        if (g.needs(1)) {
+          if (a.rank() == 3 && b.rank() == 2) {  // shared weight: fold the batch into the rows
+            const Shape sa = a.shape();
+            const Tensor a2 = reshape(a, Shape{sa[0] * sa[1], sa[2]});
+            const Tensor g2 = reshape(g.gout(), Shape{sa[0] * sa[1], b.shape()[1]});
+            g.accumulate(1, matmul(transpose(a2), g2));
+          } else {
+            g.accumulate(1, matmul(transpose(a), g.gout()));
+          }
+        }
+      });
+  return y;
+}
+
+}  // namespace tapegrad

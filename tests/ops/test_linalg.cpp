@@ -1,0 +1,164 @@
+// Rows of the op table for ops/linalg, and matmul against xtensor-blas (an independent product).
+#include <boost/test/unit_test.hpp>
+
+#include <xtensor/xarray.hpp>
+#include <xtensor/xmath.hpp>
+#include <xtensor/xview.hpp>
+#include <xtensor-blas/xlinalg.hpp>
+
+#include "support/op_table.hpp"
+#include "support/xt.hpp"
+
+using namespace tapegrad;
+using namespace tapegrad::test;
+
+TAPEGRAD_OP_ROWS(linalg) {
+  auto mm = [](const std::vector<Tensor>& x) { return matmul(x[0], x[1]); };
+  std::vector<OpRow> rows;
+  const std::vector<std::pair<std::string, std::vector<Shape>>> samples = {
+      {"2-D (3,4)x(4,5)", {{3, 4}, {4, 5}}},
+      {"M=1 gemv/ger (1,4)x(4,5)", {{1, 4}, {4, 5}}},
+      {"M=1 N=1 (1,4)x(4,1)", {{1, 4}, {4, 1}}},
+      {"K=1 outer product (3,1)x(1,4)", {{3, 1}, {1, 4}}},
+      {"N=1 (3,4)x(4,1)", {{3, 4}, {4, 1}}},
+      {"batched (2,3,4)x(2,4,5)", {{2, 3, 4}, {2, 4, 5}}},
+      {"batched M=1 (3,1,4)x(3,4,2)", {{3, 1, 4}, {3, 4, 2}}},
+      {"shared weight (2,3,4)x(4,5)", {{2, 3, 4}, {4, 5}}},
+      {"shared weight B*M=1 (1,1,4)x(4,3)", {{1, 1, 4}, {4, 3}}},
+  };
+  for (auto& [name, shapes] : samples) rows.push_back({"matmul", name, shapes, mm, Domain::any, {}, true});
+  // The same tensor on both sides: both gradient contributions land in one buffer.
+  rows.push_back({"matmul", "a x a (3,3)", {{3, 3}}, [](const std::vector<Tensor>& x) { return matmul(x[0], x[0]); },
+                  Domain::any, {}, true});
+  // A constant operand: only the other one gets a gradient.
+  rows.push_back({"matmul", "constant weight (2,3)x(3,4)", {{2, 3}, {3, 4}}, mm, Domain::any, {false, true}, true});
+  return rows;
+}
+
+namespace {
+
+xt::xarray<double> dot2(const xt::xarray<double>& a, const xt::xarray<double>& b) { return xt::linalg::dot(a, b); }
+
+// Reference product for every supported layout, built from 2-D xtensor-blas products.
+xt::xarray<double> reference(const xt::xarray<double>& a, const xt::xarray<double>& b) {
+  if (a.dimension() == 2) return dot2(a, b);
+  const std::size_t bs = a.shape()[0], m = a.shape()[1], k = a.shape()[2];
+  if (b.dimension() == 2) {
+    xt::xarray<double> a2 = xt::reshape_view(a, {bs * m, k});
+    xt::xarray<double> r = dot2(a2, b);
+    return xt::xarray<double>(xt::reshape_view(r, {bs, m, b.shape()[1]}));
+  }
+  xt::xarray<double> out = xt::zeros<double>({bs, m, b.shape()[2]});
+  for (std::size_t t = 0; t < bs; ++t) {
+    xt::xarray<double> at = xt::view(a, t), bt = xt::view(b, t);
+    xt::view(out, t) = dot2(at, bt);
+  }
+  return out;
+}
+
+xt::xarray<double> swap_last(const xt::xarray<double>& x) {
+  if (x.dimension() == 2) return xt::transpose(x);
+  return xt::transpose(x, {0, 2, 1});
+}
+
+const std::vector<std::pair<Shape, Shape>> layouts = {
+    {{3, 4}, {4, 5}}, {{1, 4}, {4, 5}}, {{1, 7}, {7, 1}}, {{3, 1}, {1, 4}}, {{3, 4}, {4, 1}}, {{6, 5}, {5, 6}},
+    {{2, 3, 4}, {2, 4, 5}}, {{3, 1, 4}, {3, 4, 2}}, {{2, 3, 4}, {4, 5}}, {{1, 1, 4}, {4, 3}}, {{4, 2, 3}, {3, 1}}};
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(linalg)
+
+BOOST_AUTO_TEST_CASE(matmul_float64_matches_xtensor_blas) {
+  Generator gen(21);
+  for (const auto& [sa, sb] : layouts) {
+    BOOST_TEST_CONTEXT("matmul " << sa.str() << " x " << sb.str()) {
+      Tensor a = randn(sa, gen, 1.0, DType::f64), b = randn(sb, gen, 1.0, DType::f64);
+      const xt::xarray<double> ref = reference(to_xt(a), to_xt(b));
+      BOOST_TEST(max_abs_diff(matmul(a, b), ref) < 1e-13);
+      // Recording or not, the same values.
+      Tape::Scope scope;
+      Tensor pa = parameter(a.clone());
+      BOOST_TEST(max_abs_diff(matmul(pa, b), ref) < 1e-13);
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(matmul_float32_within_1e5) {
+  Generator gen(22);
+  for (const auto& [sa, sb] : layouts) {
+    BOOST_TEST_CONTEXT("matmul " << sa.str() << " x " << sb.str()) {
+      Tensor a = randn(sa, gen, 1.0, DType::f64), b = randn(sb, gen, 1.0, DType::f64);
+      Tensor y = matmul(a.to(DType::f32), b.to(DType::f32));
+      BOOST_TEST((y.dtype() == DType::f32));
+      // The float64 reference of the float32-rounded inputs: only the product's rounding differs.
+      const xt::xarray<double> ref = reference(to_xt(a.to(DType::f32)), to_xt(b.to(DType::f32)));
+      BOOST_TEST(max_abs_diff(y, ref) < 1e-5);
+    }
+  }
+}
+
+// Backward against dA = dC B^T, dB = A^T dC (summed over the batch for a shared weight), in both
+// dtypes, and accumulating: a second backward adds the same gradient again (beta = 1).
+BOOST_AUTO_TEST_CASE(matmul_backward_matches_formulas_and_accumulates) {
+  Generator gen(23);
+  for (DType dt : {DType::f64, DType::f32}) {
+    const double tol = dt == DType::f64 ? 1e-12 : 1e-5;
+    for (const auto& [sa, sb] : layouts) {
+      BOOST_TEST_CONTEXT("matmul " << sa.str() << " x " << sb.str() << " " << dtype_name(dt)) {
+        Tensor a = parameter(randn(sa, gen, 1.0, dt)), b = parameter(randn(sb, gen, 1.0, dt));
+        Tensor y = matmul(a, b);
+        Tensor seed = randn(y.shape(), gen, 1.0, dt);
+        const xt::xarray<double> xa = to_xt(a), xb = to_xt(b), g = to_xt(seed);
+        xt::xarray<double> ga, gb;
+        if (sa.rank() == 3 && sb.rank() == 2) {
+          const std::size_t rows = sa[0] * sa[1];
+          xt::xarray<double> a2 = xt::reshape_view(xa, {rows, sa[2]}), g2 = xt::reshape_view(g, {rows, sb[1]});
+          ga = xt::reshape_view(xt::xarray<double>(dot2(g2, xt::transpose(xb))), {sa[0], sa[1], sa[2]});
+          gb = dot2(xt::transpose(a2), g2);
+        } else {
+          ga = reference(g, swap_last(xb));
+          gb = reference(swap_last(xa), g);
+        }
+        backward(y, seed);
+        BOOST_TEST(max_abs_diff(a.grad(), ga) < tol);
+        BOOST_TEST(max_abs_diff(b.grad(), gb) < tol);
+        backward(matmul(a, b), seed);
+        BOOST_TEST(max_abs_diff(a.grad(), 2.0 * ga) < 2 * tol);
+        BOOST_TEST(max_abs_diff(b.grad(), 2.0 * gb) < 2 * tol);
+      }
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(one_node_per_matmul) {
+  Tape::Scope scope;
+  Generator gen(24);
+  Tensor a = parameter(randn({2, 3, 4}, gen, 1.0, DType::f64)), b = parameter(randn({2, 4, 5}, gen, 1.0, DType::f64));
+  matmul(a, b);
+  BOOST_TEST(scope.tape().num_nodes() == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(empty_inner_dimension_gives_zeros) {
+  Tensor a = parameter(zeros({2, 0}, DType::f64)), b = parameter(zeros({0, 3}, DType::f64));
+  Tensor y = matmul(a, b);
+  BOOST_TEST(max_abs_diff(y, xt::xarray<double>(xt::zeros<double>({2, 3}))) == 0.0);
+  backward(y, ones({2, 3}, DType::f64));
+  BOOST_TEST(a.grad().numel() == 0u);
+  BOOST_TEST(b.grad().numel() == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(bad_inputs_name_the_op_and_shapes) {
+  auto z = [](Shape s, DType d = DType::f64) { return zeros(s, d); };
+  expect_error([&] { matmul(z({3}), z({3, 2})); }, {"matmul", "(3,)", "(3, 2)"});
+  expect_error([&] { matmul(z({2, 3}), z({4, 5})); }, {"matmul", "(2, 3)", "(4, 5)", "inner"});
+  expect_error([&] { matmul(z({2, 3, 4}), z({3, 4, 5})); }, {"matmul", "(2, 3, 4)", "(3, 4, 5)", "batch"});
+  expect_error([&] { matmul(z({2, 3, 4}), z({2, 5, 6})); }, {"matmul", "(2, 3, 4)", "(2, 5, 6)"});
+  expect_error([&] { matmul(z({3, 4}), z({2, 4, 5})); }, {"matmul", "(3, 4)", "(2, 4, 5)"});
+  expect_error([&] { matmul(z({2, 2, 3, 4}), z({4, 5})); }, {"matmul", "(2, 2, 3, 4)", "(4, 5)"});
+  expect_error([&] { matmul(z({}), z({})); }, {"matmul", "()"});
+  expect_error([&] { matmul(z({2, 3}), z({3, 4}, DType::f32)); }, {"matmul", "(2, 3)", "(3, 4)", "float64", "float32"});
+  expect_error([&] { matmul(Tensor(), z({3, 4})); }, {"matmul", "undefined"});
+}
+
+BOOST_AUTO_TEST_SUITE_END()
