@@ -1,0 +1,222 @@
+// Loss family: fused, numerically stable losses, each a single node with a scalar (rank 0) output.
+// Sums accumulate in double whatever the dtype. Each op also has a differentiable backward in ops.
+#include "tapegrad/ops/loss.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <xtensor/xmath.hpp>
+#include <xtensor/xnoalias.hpp>
+
+#include "tapegrad/autograd/tape.hpp"
+#include "tapegrad/ops/activation.hpp"
+#include "tapegrad/ops/elementwise.hpp"
+#include "tapegrad/ops/kernels.hpp"
+
+namespace tapegrad {
+
+TAPEGRAD_OP(op_mse_loss, "mse_loss", "loss");
+TAPEGRAD_OP(op_softmax_cross_entropy, "softmax_cross_entropy", "loss");
+TAPEGRAD_OP(op_bce_with_logits, "binary_cross_entropy_with_logits", "loss");
+
+namespace {
+
+void require_same_shape(const char* op, const char* a_name, const Tensor& a, const char* b_name, const Tensor& b) {
+  if (!a.defined() || !b.defined()) throw Error(std::string(op) + ": an input is undefined");
+  if (a.shape() != b.shape())
+    throw Error(std::string(op) + ": " + a_name + " shape " + a.shape().str() + " differs from " + b_name + " shape " +
+                b.shape().str() + " (no broadcasting in losses)");
+}
+
+// Row max and sum with 8 independent accumulators, so they vectorise (one accumulator is a serial chain).
+template <class T> T lanes_max(const T* p, std::size_t n) {  // n >= 1
+  T acc[8];
+  std::fill(acc, acc + 8, p[0]);
+  std::size_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (std::size_t k = 0; k < 8; ++k) acc[k] = acc[k] < p[i + k] ? p[i + k] : acc[k];
+  T m = p[0];
+  for (; i < n; ++i) m = m < p[i] ? p[i] : m;
+  for (std::size_t k = 0; k < 8; ++k) m = m < acc[k] ? acc[k] : m;
+  return m;
+}
+template <class T> double lanes_sum(const T* p, std::size_t n) {  // accumulates in double
+  double acc[8] = {};
+  std::size_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (std::size_t k = 0; k < 8; ++k) acc[k] += static_cast<double>(p[i + k]);
+  double s = 0;
+  for (; i < n; ++i) s += static_cast<double>(p[i]);
+  for (std::size_t k = 0; k < 8; ++k) s += acc[k];
+  return s;
+}
+
+double reduction_scale(Reduction r, std::size_t n, const Shape& s) {
+  switch (r) {
+    case Reduction::mean:
+      if (n == 0) throw Error("mse_loss: mean over an empty input of shape " + s.str());
+      return 1.0 / static_cast<double>(n);
+    case Reduction::sum: return 1.0;
+    case Reduction::half_sum: return 0.5;
+  }
+  throw Error("mse_loss: unknown reduction for input of shape " + s.str());
+}
+
+}  // namespace
+
+// L = k sum (y - d)^2, k = 1/n, 1 or 1/2;  dL/dy = 2k (y - d) = -dL/dd
+Tensor mse_loss(const Tensor& y, const Tensor& d, Reduction reduction) {
+  require_same_shape("mse_loss", "prediction", y, "target", d);
+  const double k = reduction_scale(reduction, y.numel(), y.shape());
+  OpCall call(op_mse_loss, {&y, &d});
+  call.node().f[0] = k;
+  Tensor out = call.output(Shape{});
+  dispatch(call.dtype(), [&](auto z) {
+    using T = decltype(z);
+    const T *py = static_cast<const T*>(y.raw_data()), *pd = static_cast<const T*>(d.raw_data());
+    double acc = 0;
+    for (std::size_t i = 0, n = y.numel(); i < n; ++i) {
+      const double r = static_cast<double>(py[i]) - static_cast<double>(pd[i]);
+      acc += r * r;
+    }
+    out.data<T>()[0] = static_cast<T>(k * acc);
+  });
+  call.record(
+      [](BackwardCtx& c) {
+        dispatch(c.dtype(), [&](auto z) {
+          using T = decltype(z);
+          const T s = static_cast<T>(2.0 * c.node().f[0]) * c.gout<T>()[0];
+          const T *py = c.in<T>(0), *pd = c.in<T>(1);
+          const std::size_t n = c.in_shape(0).numel();
+          if (c.needs(0)) {
+            T* g = c.grad<T>(0);
+            for (std::size_t i = 0; i < n; ++i) g[i] += s * (py[i] - pd[i]);
+          }
+          if (c.needs(1)) {
+            T* g = c.grad<T>(1);
+            for (std::size_t i = 0; i < n; ++i) g[i] -= s * (py[i] - pd[i]);
+          }
+        });
+      },
+      [](GraphCtx& g) {
+        const Tensor gr = g.gout() * ((g.in(0) - g.in(1)) * (2.0 * g.node().f[0]));
+        g.accumulate(0, gr);
+        if (g.needs(1)) g.accumulate(1, neg(gr));
+      });
+  return out;
+}
+
+// L = mean_n (logsumexp(x_n) - x_n[t_n]);  dL/dx = (softmax(x) - onehot(t)) / N
+Tensor softmax_cross_entropy(const Tensor& logits, const Index& targets) {
+  const char* op = "softmax_cross_entropy";
+  if (!logits.defined()) throw Error(std::string(op) + ": logits are undefined");
+  const Shape& s = logits.shape();
+  if (s.rank() != 2) throw Error(std::string(op) + ": logits must be (N, C), got shape " + s.str());
+  const std::size_t N = s[0], C = s[1];
+  if (targets.values.size() != N || targets.shape.numel() != targets.values.size())
+    throw Error(std::string(op) + ": " + std::to_string(targets.values.size()) + " targets of shape " + targets.shape.str() +
+                " for logits of shape " + s.str() + " (expected " + std::to_string(N) + ")");
+  if (N == 0) throw Error(std::string(op) + ": mean over an empty batch, logits of shape " + s.str());
+  for (std::size_t n = 0; n < N; ++n) {
+    const std::int64_t t = targets.values[n];
+    if (t < 0 || static_cast<std::size_t>(t) >= C)
+      throw Error(std::string(op) + ": target id " + std::to_string(t) + " at row " + std::to_string(n) +
+                  " is out of range [0, " + std::to_string(C) + ") for logits of shape " + s.str() + ", targets " +
+                  targets.shape.str());
+  }
+  OpCall call(op_softmax_cross_entropy, {&logits});
+  Tensor out = call.output(Shape{});
+  dispatch(call.dtype(), [&](auto z) {
+    using T = decltype(z);
+    // Saved for backward, in one block: the N targets, then the softmax probabilities (N, C).
+    std::int64_t* ids = call.save<std::int64_t>(N + (N * C * sizeof(T) + 7) / 8);
+    T* p = reinterpret_cast<T*>(ids + N);
+    std::copy(targets.values.begin(), targets.values.end(), ids);
+    call.node().saved = ids;
+    call.node().i[0] = static_cast<std::int64_t>(N);
+    call.node().i[1] = static_cast<std::int64_t>(C);
+    const T* x = static_cast<const T*>(logits.raw_data());
+    double acc = 0;
+    for (std::size_t n = 0; n < N; ++n) {
+      const T* xr = x + n * C;
+      T* pr = p + n * C;
+      const T m = lanes_max(xr, C);
+      xt::noalias(kernels::flat(pr, C)) = xt::exp(kernels::flat(xr, C) - m);
+      const double se = lanes_sum(pr, C);
+      const T inv = static_cast<T>(1.0 / se);
+      for (std::size_t c = 0; c < C; ++c) pr[c] *= inv;
+      acc += static_cast<double>(m) + std::log(se) - static_cast<double>(xr[ids[n]]);
+    }
+    out.data<T>()[0] = static_cast<T>(acc / static_cast<double>(N));
+  });
+  call.record(
+      [](BackwardCtx& c) {
+        dispatch(c.dtype(), [&](auto z) {
+          using T = decltype(z);
+          const std::size_t N = static_cast<std::size_t>(c.node().i[0]), C = static_cast<std::size_t>(c.node().i[1]);
+          const std::int64_t* ids = static_cast<const std::int64_t*>(c.node().saved);
+          const T* p = reinterpret_cast<const T*>(ids + N);
+          const T s = c.gout<T>()[0] / static_cast<T>(N);
+          T* gx = c.grad<T>(0);
+          for (std::size_t i = 0; i < N * C; ++i) gx[i] += s * p[i];
+          for (std::size_t n = 0; n < N; ++n) gx[n * C + static_cast<std::size_t>(ids[n])] -= s;
+        });
+      },
+      [](GraphCtx& g) {
+        const std::size_t N = static_cast<std::size_t>(g.node().i[0]), C = static_cast<std::size_t>(g.node().i[1]);
+        const std::int64_t* ids = static_cast<const std::int64_t*>(g.node().saved);
+        const Tensor x = g.in(0);
+        Tensor onehot = zeros(x.shape(), x.dtype());
+        dispatch(x.dtype(), [&](auto z) {
+          using T = decltype(z);
+          for (std::size_t n = 0; n < N; ++n) onehot.data<T>()[n * C + static_cast<std::size_t>(ids[n])] = T(1);
+        });
+        g.accumulate(0, g.gout() * ((softmax(x, -1) - onehot) * (1.0 / static_cast<double>(N))));
+      });
+  return out;
+}
+
+// L = mean(max(x, 0) - x t + log1p(e^-|x|));  dL/dx = (sigmoid(x) - t) / n, dL/dt = -x / n
+Tensor binary_cross_entropy_with_logits(const Tensor& logits, const Tensor& targets) {
+  const char* op = "binary_cross_entropy_with_logits";
+  require_same_shape(op, "logits", logits, "targets", targets);
+  if (logits.numel() == 0) throw Error(std::string(op) + ": mean over an empty input of shape " + logits.shape().str());
+  OpCall call(op_bce_with_logits, {&logits, &targets});
+  Tensor out = call.output(Shape{});
+  dispatch(call.dtype(), [&](auto z) {
+    using T = decltype(z);
+    const T *x = static_cast<const T*>(logits.raw_data()), *t = static_cast<const T*>(targets.raw_data());
+    double acc = 0;
+    for (std::size_t i = 0, n = logits.numel(); i < n; ++i) {
+      const double xi = x[i];
+      acc += std::max(xi, 0.0) - xi * static_cast<double>(t[i]) + std::log1p(std::exp(-std::abs(xi)));
+    }
+    out.data<T>()[0] = static_cast<T>(acc / static_cast<double>(logits.numel()));
+  });
+  call.record(
+      [](BackwardCtx& c) {
+        dispatch(c.dtype(), [&](auto z) {
+          using T = decltype(z);
+          const std::size_t n = c.in_shape(0).numel();
+          const T s = c.gout<T>()[0] / static_cast<T>(n);
+          const T *x = c.in<T>(0), *t = c.in<T>(1);
+          if (c.needs(0)) {
+            T* g = c.grad<T>(0);
+            for (std::size_t i = 0; i < n; ++i) g[i] += s * (T(1) / (T(1) + std::exp(-x[i])) - t[i]);
+          }
+          if (c.needs(1)) {
+            T* g = c.grad<T>(1);
+            for (std::size_t i = 0; i < n; ++i) g[i] -= s * x[i];
+          }
+        });
+      },
+      [](GraphCtx& g) {
+        const double inv_n = 1.0 / static_cast<double>(g.in_shape(0).numel());
+        if (g.needs(0)) g.accumulate(0, g.gout() * ((sigmoid(g.in(0)) - g.in(1)) * inv_n));
+        if (g.needs(1)) g.accumulate(1, g.gout() * (g.in(0) * -inv_n));
+      });
+  return out;
+}
+
+}  // namespace tapegrad
