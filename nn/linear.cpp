@@ -1,0 +1,37 @@
+#include "tapegrad/nn/linear.hpp"
+
+#include "tapegrad/nn/init.hpp"
+#include "tapegrad/ops/elementwise.hpp"
+#include "tapegrad/ops/linalg.hpp"
+#include "tapegrad/ops/shape.hpp"
+
+namespace tapegrad::nn {
+
+Linear::Linear(std::size_t in, std::size_t out, Generator& gen, bool bias, DType dtype) {
+  W = register_parameter("W", init::glorot_uniform({in, out}, gen, dtype));
+  if (bias) b = register_parameter("b", zeros({out}, dtype));
+}
+
+Tensor Linear::operator()(const Tensor& x) const {
+  if (x.rank() < 1 || x.size(-1) != W.size(0))
+    throw Error("Linear: input " + x.shape().str() + " does not end in " + std::to_string(W.size(0)) + " features (W " +
+                W.shape().str() + ")");
+  Tensor y;
+  if (x.rank() <= 3 && x.rank() >= 2) {
+    y = matmul(x, W);
+  } else {  // rank 1 or > 3: through a 2-D view
+    Shape flat{x.numel() / W.size(0), W.size(0)};
+    Shape out(x.shape().begin(), x.shape().end() - 1);
+    out.push_back(W.size(1));
+    y = reshape(matmul(reshape(x, flat), W), out);
+  }
+  return b.defined() ? y + b : y;
+}
+
+Embedding::Embedding(std::size_t vocab, std::size_t dim, Generator& gen, DType dtype) {
+  weight = register_parameter("weight", init::normal({vocab, dim}, 1.0, gen, dtype));
+}
+
+Tensor Embedding::operator()(const Index& ids) const { return embedding(weight, ids); }
+
+}  // namespace tapegrad::nn
