@@ -1,21 +1,26 @@
 #!/usr/bin/env bash
 # Builds the benchmarks (Release, in their own build folder), runs them with OpenBLAS pinned to one
-# thread, and writes the medians into docs/benchmarks.md (between the "generated" markers; text outside
-# the markers is kept).
+# thread, and writes the medians into docs/benchmarks.md, between "generated" markers (one pair per
+# section; text outside the markers is kept).
 #
-#   scripts/bench.sh                          # everything: build, run, docs/benchmarks.md
+#   scripts/bench.sh                          # build, run both benches, section "default"
 #   BENCH_FILTER='BM_tape' scripts/bench.sh   # a subset (passed to --benchmark_filter)
 #   OPENBLAS_CORETYPE=SkylakeX BENCHES=bench_ops SECTION=skylakex scripts/bench.sh
-#                                             # BLAS kernels forced, written as a second generated section
+#                                             # BLAS kernels forced, written as a section of its own
+#   scripts/bench.sh profile                  # instruction counts of the per-op chain under callgrind,
+#                                             # grouped by engine part, section "profile"
 #
 # Environment: BUILD_DIR (build-bench), JOBS (1: the machine is shared), REPS (5), BENCHES (bench_autograd
 # bench_ops), BENCH_FILTER (all), BENCH_MIN_TIME (Google Benchmark's default when unset), SECTION
-# (default: the name of the generated block in the doc), DOC (docs/benchmarks.md). OPENBLAS_CORETYPE is
-# passed through when set (OpenBLAS 0.3.21 runs its SSE3 "Prescott" kernels on CPUs it does not know).
+# (default, or profile), DOC (docs/benchmarks.md). OPENBLAS_CORETYPE is passed through when set: OpenBLAS
+# 0.3.21 runs its SSE3 "Prescott" kernels on CPUs it does not know, such as this machine's.
 set -euo pipefail
 
+MODE="${1:-tables}"
+case "$MODE" in tables | profile) ;; *) echo "usage: $0 [profile]" >&2; exit 2 ;; esac
+
 # The invocation as given (the settings the caller chose), for the doc.
-INVOCATION="scripts/bench.sh"
+INVOCATION="scripts/bench.sh${1:+ $1}"
 for v in SECTION REPS BENCH_MIN_TIME BENCH_FILTER BENCHES OPENBLAS_CORETYPE; do
   if [[ -n "${!v:-}" ]]; then INVOCATION="$v='${!v}' $INVOCATION"; fi
 done
@@ -28,8 +33,14 @@ REPS="${REPS:-5}"
 BENCH_FILTER="${BENCH_FILTER:-}"
 DOC="${DOC:-docs/benchmarks.md}"
 PY=/usr/bin/python3  # Debian's; the python3 first on PATH may be another build
-SECTION="${SECTION:-default}"
-read -r -a BENCHES <<<"${BENCHES:-bench_autograd bench_ops}"
+REPORT=bench/support/bench_report.py
+if [[ "$MODE" == profile ]]; then
+  SECTION="${SECTION:-profile}"
+  BENCHES=(bench_autograd)
+else
+  SECTION="${SECTION:-default}"
+  read -r -a BENCHES <<<"${BENCHES:-bench_autograd bench_ops}"
+fi
 
 echo "== configure + build (Release, ${BUILD_DIR}, -j${JOBS})"
 cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release -DTAPEGRAD_BUILD_BENCH=ON \
@@ -39,9 +50,38 @@ cmake --build "$BUILD_DIR" -j "$JOBS" --target "${BENCHES[@]}"
 OUT_DIR="$BUILD_DIR/results"
 mkdir -p "$OUT_DIR"
 export OPENBLAS_NUM_THREADS=1
-ARGS=(--benchmark_repetitions="$REPS" --benchmark_report_aggregates_only=true --benchmark_out_format=json)
-[[ -n "$BENCH_FILTER" ]] && ARGS+=(--benchmark_filter="$BENCH_FILTER")
-[[ -n "${BENCH_MIN_TIME:-}" ]] && ARGS+=(--benchmark_min_time="$BENCH_MIN_TIME")
+DATE="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+
+if [[ "$MODE" == profile ]]; then
+  # Fixed-iteration variants of the chain (2000 iterations x 101 ops), under callgrind.
+  SPECS=()
+  COMMANDS=()
+  for variant in "BM_tape_chain_profile:record + backward" "BM_tape_chain_nograd_profile:forward only, NoGrad"; do
+    name="${variant%%:*}"
+    title="${variant#*:}"
+    out="$OUT_DIR/callgrind.$name.out"
+    ann="$OUT_DIR/callgrind.$name.txt"
+    run=(valgrind --tool=callgrind --callgrind-out-file="$out" --toggle-collect='*BM_tape_chain*'
+      "$BUILD_DIR/bench/bench_autograd" --benchmark_filter="^$name/")
+    echo "== ${run[*]}"
+    "${run[@]}"
+    callgrind_annotate --inclusive=no --threshold=100 "$out" >"$ann"
+    COMMANDS+=("OPENBLAS_NUM_THREADS=1 valgrind --tool=callgrind --callgrind-out-file=$out --toggle-collect='*BM_tape_chain*' $BUILD_DIR/bench/bench_autograd --benchmark_filter='^$name/'"
+      "callgrind_annotate --inclusive=no --threshold=100 $out > $ann")
+    SPECS+=("$title ($name/16)=$ann=202000")
+  done
+  echo "== report -> $DOC"
+  "$PY" "$REPORT" profile --doc "$DOC" --section "$SECTION" --date "$DATE" --invocation "$INVOCATION" \
+    --commands "$(printf '%s\n' "${COMMANDS[@]}")" "${SPECS[@]}"
+  exit 0
+fi
+
+# Repetitions of all benchmarks run in random interleaved order: on this shared machine load drifts over
+# minutes, and interleaving spreads the drift over the engine and raw sides of a pair alike.
+ARGS=(--benchmark_repetitions="$REPS" --benchmark_report_aggregates_only=true --benchmark_enable_random_interleaving=true
+  --benchmark_out_format=json)
+if [[ -n "$BENCH_FILTER" ]]; then ARGS+=(--benchmark_filter="$BENCH_FILTER"); fi
+if [[ -n "${BENCH_MIN_TIME:-}" ]]; then ARGS+=(--benchmark_min_time="$BENCH_MIN_TIME"); fi
 
 JSONS=()
 COMMANDS=()
@@ -55,170 +95,5 @@ for b in "${BENCHES[@]}"; do
 done
 
 echo "== report -> $DOC"
-mkdir -p "$(dirname "$DOC")"
-SECTION="$SECTION" DATE="$(date -u +%Y-%m-%dT%H:%M:%SZ)" INVOCATION="$INVOCATION" \
-  COMMANDS="$(printf '%s\n' "${COMMANDS[@]}")" DOC="$DOC" "$PY" - "${JSONS[@]}" <<'PYEOF'
-import json, os, re, sys
-
-TARGET_NS = 100.0  # per-op record+backward target (0.1 us)
-SECTION = os.environ["SECTION"]
-BEGIN = f"<!-- generated by scripts/bench.sh (section: {SECTION}): begin -->"
-END = f"<!-- generated by scripts/bench.sh (section: {SECTION}): end -->"
-TO_US = {"ns": 1e-3, "us": 1.0, "ms": 1e3, "s": 1e6}
-
-context, medians, cvs, errors = {}, {}, {}, {}
-for path in sys.argv[1:]:
-    with open(path) as f:
-        data = json.load(f)
-    context.update(data.get("context", {}))
-    for b in data.get("benchmarks", []):
-        name = b.get("run_name", b["name"])
-        if b.get("error_occurred"):
-            errors[name] = b.get("error_message", "error")
-        elif b.get("aggregate_name") == "median":
-            medians[name] = b
-        elif b.get("aggregate_name") == "cv":
-            cvs[name] = b
-
-def us(b):  # median CPU time per iteration, in microseconds
-    return b["cpu_time"] * TO_US[b.get("time_unit", "ns")]
-
-def cv(name):
-    b = cvs.get(name)
-    return f"{100 * b['cpu_time']:.1f}%" if b else "-"
-
-def fmt(x, digits=3):
-    return "-" if x is None else f"{x:.{digits}g}" if x < 100 else f"{x:.0f}"
-
-lines = [BEGIN, ""]
-if SECTION != "default":
-    lines += [f"#### Run: {SECTION}", ""]
-lines += [
-    f"- Date: {os.environ['DATE']} (run by `{os.environ['INVOCATION']}`)",
-    f"- Host: {context.get('host_name', '?')}, {context.get('num_cpus', '?')} CPUs at "
-    f"{context.get('mhz_per_cpu', '?')} MHz, CPU scaling {'on' if context.get('cpu_scaling_enabled') else 'off'}, "
-    f"load average {', '.join(f'{x:.2f}' for x in context.get('load_avg', []))}",
-    f"- OpenBLAS: core `{context.get('openblas_corename', '?')}`, {context.get('openblas_num_threads', '?')} thread(s) "
-    f"(OPENBLAS_NUM_THREADS={context.get('OPENBLAS_NUM_THREADS', '?')}, "
-    f"OPENBLAS_CORETYPE={context.get('OPENBLAS_CORETYPE', '?')}); config `{context.get('openblas_config', '?').strip()}`",
-    f"- Build: tapegrad {context.get('tapegrad_build_type', '?')}, Google Benchmark library "
-    f"{context.get('library_build_type', '?')}",
-    "- Figures: median **CPU time** of the repetitions (cv = coefficient of variation of the repetitions). "
-    "This is a shared 2-core machine with other builds running: absolute times are noisy, and figures are "
-    "from one run. Read the **ratios** (engine against raw in the same process), not the absolute times.",
-    "",
-    "Commands:",
-    "",
-    "```",
-    *os.environ["COMMANDS"].strip().splitlines(),
-    "```",
-    "",
-]
-
-# ---- per-op overhead ----
-chain = [(n, b) for n, b in medians.items() if n.startswith("BM_tape_chain")]
-if chain:
-    lines += [
-        "### Per-op overhead (bench_autograd: `bench/autograd/bench_tape.cpp`)",
-        "",
-        "A chain of 100 ops on 1xW float32 tensors (`y*w`, `tanh(y)`, `y+b`, repeated), then `sum`: 101 recorded "
-        "nodes. ns/op = one iteration's time / 101. Target: record + backward <= 100 ns/op "
-        "(DyNet ~120 ns, LibTorch 1.13 ~3,400 ns on this machine). `backward` is derived: chain - record.",
-        "",
-        "| variant | W | median ns/op | vs 100 ns target | median us / step | cv |",
-        "|---|---:|---:|---:|---:|---:|",
-    ]
-    labels = {
-        "BM_tape_chain": "record + backward (engine)",
-        "BM_tape_chain_record": "record only (engine)",
-        "BM_tape_chain_nograd": "forward only, NoGrad (engine)",
-        "BM_tape_chain_raw": "forward + backward, hand-written loops",
-    }
-    widths = sorted({int(n.split("/")[1]) for n, _ in chain})
-    for w in widths:
-        for base, label in labels.items():
-            name = f"{base}/{w}"
-            b = medians.get(name)
-            if not b:
-                if name in errors:
-                    lines.append(f"| {label} | {w} | ERROR: {errors[name]} | | | |")
-                continue
-            ns = b.get("ns_per_op", us(b) * 1e3 / 101)
-            lines.append(f"| {label} | {w} | {ns:.1f} | {ns / TARGET_NS:.2f}x | {us(b):.2f} | {cv(name)} |")
-            if base == "BM_tape_chain_record" and f"BM_tape_chain/{w}" in medians:
-                full = medians[f"BM_tape_chain/{w}"]
-                bw = full.get("ns_per_op", 0) - ns
-                lines.append(f"| backward only (derived) | {w} | {bw:.1f} | {bw / TARGET_NS:.2f}x | "
-                             f"{us(full) - us(b):.2f} | |")
-    lines.append("")
-    # Fixed cost against arithmetic: ns/op = fixed + W * per_element, from the two widths.
-    for base, label in [("BM_tape_chain", "record + backward"), ("BM_tape_chain_nograd", "forward only, NoGrad"),
-                        ("BM_tape_chain_raw", "hand-written loops")]:
-        small, big = medians.get(f"{base}/16"), medians.get(f"{base}/256")
-        if small and big and "ns_per_op" in small and "ns_per_op" in big:
-            per_el = (big["ns_per_op"] - small["ns_per_op"]) / (256 - 16)
-            fixed = small["ns_per_op"] - 16 * per_el
-            lines.append(f"- {label}: fixed cost {fixed:.1f} ns/op, plus {per_el:.3f} ns per element per op "
-                         f"(fit through W = 16 and 256)")
-    raw = medians.get("BM_tape_chain_raw/16")
-    full = medians.get("BM_tape_chain/16")
-    if raw and full:
-        lines.append(f"- Engine overhead at W = 16 (record + backward less hand-written loops): "
-                     f"{full['ns_per_op'] - raw['ns_per_op']:.1f} ns/op")
-    lines.append("")
-
-# ---- matmul ----
-def pair_rows(prefix, shape):
-    rows = []
-    sizes = sorted({int(n.split("/")[1]) for n in list(medians) + list(errors) if n.startswith(prefix + "_engine/")})
-    for s in sizes:
-        e, r = f"{prefix}_engine/{s}", f"{prefix}_cblas/{s}"
-        if e in errors or r in errors:
-            rows.append(f"| {shape(s)} | ERROR: {errors.get(e) or errors.get(r)} | | | | |")
-            continue
-        if e not in medians or r not in medians:
-            continue
-        te, tr = us(medians[e]), us(medians[r])
-        gf = lambda n: medians[n].get("flops", 0) / 1e9
-        rows.append(f"| {shape(s)} | {fmt(te)} | {fmt(tr)} | **{te / tr:.2f}** | {gf(e):.1f} / {gf(r):.1f} | "
-                    f"{cv(e)} / {cv(r)} |")
-    return rows
-
-mm = pair_rows("BM_matmul", lambda n: f"{n}x{n} @ {n}x{n}")
-row = pair_rows("BM_matmul_row", lambda k: f"1x{k} @ {k}x{k}")
-if mm or row:
-    lines += [
-        "### matmul + backward against raw cblas (bench_ops: `bench/ops/bench_linalg.cpp`)",
-        "",
-        "One step = C = A B, dA += dC B^T, dB += A^T dC (gemm x3; gemv, gemv, ger for a 1-row A), float32. "
-        "Engine: `matmul` + `backward(C, dC)`; raw: the same BLAS calls on preallocated buffers. Both checked "
-        "equal (C, dA, dB within 1e-4 relative) before timing.",
-        "",
-        "| shape | engine median (us) | cblas median (us) | engine / cblas | GFLOP/s engine / cblas | cv engine / cblas |",
-        "|---|---:|---:|---:|---:|---:|",
-        *mm,
-        *row,
-        "",
-    ]
-
-others = sorted(set(errors) - {n for n in errors if n.startswith(("BM_tape_chain", "BM_matmul"))})
-for n in others:
-    lines.append(f"- ERROR in {n}: {errors[n]}")
-lines.append(END)
-block = "\n".join(lines)
-
-doc = os.environ["DOC"]
-if os.path.exists(doc):
-    text = open(doc).read()
-    if BEGIN in text and END in text:
-        text = text[: text.index(BEGIN)] + block + text[text.index(END) + len(END):]
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-else:
-    text = ("# Benchmarks\n\nReproduce with `scripts/bench.sh` (Release build in `build-bench/`, "
-            "`OPENBLAS_NUM_THREADS=1`, 5 repetitions, medians). The section between the markers is "
-            "generated; the rest is kept.\n\n" + block + "\n")
-with open(doc, "w") as f:
-    f.write(text)
-print(block)
-PYEOF
+"$PY" "$REPORT" tables --doc "$DOC" --section "$SECTION" --date "$DATE" --invocation "$INVOCATION" \
+  --commands "$(printf '%s\n' "${COMMANDS[@]}")" "${JSONS[@]}"

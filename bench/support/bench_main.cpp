@@ -1,0 +1,30 @@
+// main() of every bench executable: BENCHMARK_MAIN, plus the BLAS the figures depend on, recorded in
+// the benchmark context (console header and the JSON "context" that scripts/bench.sh reads).
+#include <cblas.h>
+
+#include <benchmark/benchmark.h>
+
+#include <cstdlib>
+#include <string>
+
+#ifndef TAPEGRAD_BENCH_BUILD_TYPE
+#define TAPEGRAD_BENCH_BUILD_TYPE "unknown"
+#endif
+
+int main(int argc, char** argv) {
+  benchmark::AddCustomContext("openblas_corename", openblas_get_corename());
+  benchmark::AddCustomContext("openblas_num_threads", std::to_string(openblas_get_num_threads()));
+  benchmark::AddCustomContext("openblas_config", openblas_get_config());
+  const char* env = std::getenv("OPENBLAS_NUM_THREADS");
+  benchmark::AddCustomContext("OPENBLAS_NUM_THREADS", env ? env : "(unset)");
+  // OpenBLAS 0.3.21 does not know every CPU (this machine's Xeon, family 6 model 207, falls back to the
+  // SSE3 "Prescott" kernels); OPENBLAS_CORETYPE=SkylakeX overrides the detection.
+  const char* core = std::getenv("OPENBLAS_CORETYPE");
+  benchmark::AddCustomContext("OPENBLAS_CORETYPE", core ? core : "(unset)");
+  benchmark::AddCustomContext("tapegrad_build_type", TAPEGRAD_BENCH_BUILD_TYPE);
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
