@@ -29,6 +29,7 @@ std::string Shape::str() const {
 }
 
 Shape broadcast_shapes(const char* op, const Shape& a, const Shape& b) {
+  if (a == b) return a;
   const std::size_t r = a.rank() > b.rank() ? a.rank() : b.rank();
   Shape out;
   for (std::size_t k = 0; k < r; ++k) {

@@ -44,9 +44,7 @@ Arena::~Arena() {
   for (auto& c : chunks_) std::free(c.base);
 }
 
-void* Arena::allocate(std::size_t bytes) {
-  bytes = (bytes + 63) / 64 * 64;
-  if (bytes == 0) bytes = 64;
+void* Arena::allocate_slow(std::size_t bytes) {
   while (current_ < chunks_.size() && offset_ + bytes > chunks_[current_].size) {
     ++current_;
     offset_ = 0;
@@ -61,7 +59,6 @@ void* Arena::allocate(std::size_t bytes) {
   void* p = chunks_[current_].base + offset_;
   offset_ += bytes;
   in_use_ += bytes;
-  peak_ = std::max(peak_, in_use_);
   return p;
 }
 
@@ -72,6 +69,7 @@ std::size_t Arena::capacity() const {
 }
 
 void Arena::reset() {
+  peak_ = std::max(peak_, in_use_);
   if (chunks_.size() > 1) {  // merge, so the next step of the same size fits one chunk
     const std::size_t total = capacity();
     for (auto& c : chunks_) std::free(c.base);
@@ -89,8 +87,9 @@ void Arena::reset() {
 
 // ----- tape -----
 
+thread_local Tape* Tape::current_tape_ = nullptr;
+
 namespace {
-thread_local Tape* t_current = nullptr;
 thread_local bool t_grad_enabled = true;
 thread_local bool t_anomaly = false;
 // Epochs are unique across all tapes, so a leaf's cached (tape, epoch) can never match a newer tape
@@ -101,16 +100,32 @@ std::atomic<std::uint64_t> g_next_epoch{1};
 Tape::Tape() : epoch_(g_next_epoch++) {}
 Tape::~Tape() = default;
 
-Tape& Tape::current() {
-  if (t_current) return *t_current;
+Tape& Tape::init_current() {
   thread_local Tape default_tape;
+  current_tape_ = &default_tape;
   return default_tape;
 }
 
-Tape::Scope::Scope() : tape_(new Tape), previous_(t_current) { t_current = tape_; }
+// Scope tapes are pooled per thread rather than freed, so a handle that outlives its scope still points
+// at a live tape whose epoch has moved on: using it is a clear error, never a read of freed memory.
+namespace {
+std::vector<std::unique_ptr<Tape>>& spare_tapes() {
+  thread_local std::vector<std::unique_ptr<Tape>> pool;
+  return pool;
+}
+}  // namespace
+
+Tape::Scope::Scope() : previous_(current_tape_) {
+  auto& pool = spare_tapes();
+  if (pool.empty()) pool.push_back(std::make_unique<Tape>());
+  tape_ = pool.back().release();
+  pool.pop_back();
+  current_tape_ = tape_;
+}
 Tape::Scope::~Scope() {
-  t_current = previous_;
-  delete tape_;
+  current_tape_ = previous_;
+  tape_->clear();
+  spare_tapes().emplace_back(tape_);
 }
 
 void Tape::clear() {
@@ -120,6 +135,7 @@ void Tape::clear() {
   arena_.reset();
   epoch_ = g_next_epoch++;
   released_ = false;
+  swept_ = false;
 }
 
 void Tape::release() {
@@ -132,11 +148,10 @@ void Tape::begin_recording() {
 }
 
 std::uint32_t Tape::new_slot(const Shape& shape, DType dtype) {
-  detail::Slot s;
+  detail::Slot& s = slots_.emplace_back();
   s.shape = shape;
   s.dtype = dtype;
   s.data = arena_.allocate(shape.numel() * dtype_size(dtype));
-  slots_.push_back(s);
   return static_cast<std::uint32_t>(slots_.size() - 1);
 }
 
@@ -144,7 +159,7 @@ std::uint32_t Tape::slot_for(const Tensor& t) {
   if (!t.is_leaf()) return t.slot_index();
   detail::LeafImpl* leaf = t.leaf().get();
   if (leaf->tape == this && leaf->epoch == epoch_) return leaf->slot;
-  detail::Slot s;
+  detail::Slot& s = slots_.emplace_back();
   s.shape = leaf->shape;
   s.dtype = leaf->dtype;
   s.data = leaf->data;
@@ -157,7 +172,6 @@ std::uint32_t Tape::slot_for(const Tensor& t) {
     }
     s.grad = leaf->grad->data;
   }
-  slots_.push_back(s);
   leaves_.push_back(t.leaf());
   leaf->tape = this;
   leaf->epoch = epoch_;
@@ -240,6 +254,9 @@ void OpCall::init() {
   for (std::size_t k = 0; k < n_in_; ++k) {
     const Tensor& t = *input(k);
     if (!t.defined()) throw Error(std::string(op_->name) + ": input " + std::to_string(k) + " is undefined");
+    if (t.tape() && t.tape() != tape_)
+      throw Error(std::string(op_->name) + ": input " + std::to_string(k) +
+                  " belongs to another thread's tape (or to a closed Tape::Scope)");
     const DType d = t.dtype();  // validates a tape tensor (thread, epoch)
     if (k == 0) dtype_ = d;
     else if (d != dtype_)
@@ -369,6 +386,15 @@ struct Engine {
     }
   }
 
+  // A retained graph swept before: recorded tensors' gradients start from zero again.
+  static void begin_sweep(Tape& tape) {
+    if (tape.swept_)
+      for (std::size_t i = 0; i < tape.num_slots(); ++i)
+        if (!tape.slot(i).leaf) tape.slot(i).grad = nullptr;
+    tape.swept_ = true;
+  }
+  static void mark_swept(Tape& tape) { tape.swept_ = true; }
+
   static void write_seed(Tape& tape, std::uint32_t root, const Tensor& seed) {
     auto& rs = tape.slots_[root];
     const std::size_t n = rs.shape.numel();
@@ -401,8 +427,7 @@ void backward(const Tensor& root, const Tensor& seed, bool retain_graph) {
     return;
   }
   const std::uint32_t root_id = Engine::seed_root(tape, root, seed, "backward");
-  for (std::size_t i = 0; i < tape.num_slots(); ++i)
-    if (!tape.slot(i).leaf) tape.slot(i).grad = nullptr;  // recorded tensors' gradients start from zero
+  Engine::begin_sweep(tape);
   Engine::write_seed(tape, root_id, seed);
   Engine::sweep_from(tape, tape.slot(root_id).producer);
   if (!retain_graph) tape.release();
@@ -436,6 +461,7 @@ std::vector<Tensor> grad(const Tensor& root, const std::vector<Tensor>& xs, cons
     }
     Engine::write_seed(tape, root_id, options.seed);
     Engine::sweep_from(tape, tape.slot(root_id).producer);
+    Engine::mark_swept(tape);
     for (std::size_t k = 0; k < xs.size(); ++k) {
       result[k] = zeros(xs[k].shape(), xs[k].dtype());
       if (where[k] >= 0 && tape.slot(where[k]).grad)

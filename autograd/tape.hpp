@@ -71,14 +71,24 @@ class Arena {
   Arena(const Arena&) = delete;
   Arena& operator=(const Arena&) = delete;
   ~Arena();
-  void* allocate(std::size_t bytes);  // 64-byte aligned
+  void* allocate(std::size_t bytes) {  // 64-byte aligned; the common case is a pointer bump
+    bytes = bytes ? (bytes + 63) & ~std::size_t(63) : 64;
+    if (current_ < chunks_.size() && offset_ + bytes <= chunks_[current_].size) {
+      void* p = chunks_[current_].base + offset_;
+      offset_ += bytes;
+      in_use_ += bytes;
+      return p;
+    }
+    return allocate_slow(bytes);
+  }
   void reset();
   std::size_t bytes_in_use() const { return in_use_; }
-  std::size_t peak_bytes() const { return peak_; }
+  std::size_t peak_bytes() const { return peak_ > in_use_ ? peak_ : in_use_; }
   std::size_t capacity() const;
   void reset_peak() { peak_ = in_use_; }
 
  private:
+  void* allocate_slow(std::size_t bytes);
   struct Chunk {
     char* base;
     std::size_t size;
@@ -95,9 +105,11 @@ class SlotStore {
   std::size_t size() const { return size_; }
   Slot& operator[](std::size_t i) { return blocks_[i / block][i % block]; }
   const Slot& operator[](std::size_t i) const { return blocks_[i / block][i % block]; }
-  void push_back(const Slot& s) {
+  Slot& emplace_back() {  // a slot reset to its defaults, in place
     if (size_ == blocks_.size() * block) blocks_.emplace_back(new Slot[block]);
-    (*this)[size_++] = s;
+    Slot& s = (*this)[size_++];
+    s = Slot();
+    return s;
   }
   void clear() { size_ = 0; }
 
@@ -141,7 +153,10 @@ class Tape {
   void release();  // after a backward without retain: the graph is gone, values readable until next graph
 
   // The tape of the calling thread. Tape::Scope swaps in a fresh one for a nested, separate graph.
-  static Tape& current();
+  static Tape& current() {
+    Tape* t = current_tape_;
+    return t ? *t : init_current();
+  }
   class Scope {
    public:
     Scope();
@@ -157,6 +172,9 @@ class Tape {
 
  private:
   friend struct Engine;
+  static Tape& init_current();
+  static thread_local Tape* current_tape_;
+  bool swept_ = false;  // a backward ran over this graph (it was retained): clear gradients first
   detail::SlotStore slots_;
   std::vector<detail::Node> nodes_;
   std::vector<std::shared_ptr<detail::LeafImpl>> leaves_;  // owned tensors kept alive by this graph

@@ -47,16 +47,18 @@ Tensor Tensor::from_slot(Tape* tape, std::uint32_t slot, std::uint64_t epoch) {
   t.tape_ = tape;
   t.slot_ = slot;
   t.epoch_ = epoch;
+  t.slot_ptr_ = &tape->slot(slot);
   return t;
 }
 
+// Only the epoch is checked here, on every access: epochs are unique across tapes and a tape's memory
+// outlives its handles (Scope tapes are pooled per thread), so a stale handle always fails this check.
+// Use on another thread's tape is caught where it matters, when an op takes the tensor (OpCall).
 const detail::Slot& Tensor::slot() const {
-  if (tape_ != &Tape::current())
-    throw Error("tensor belongs to another thread's tape (or to a closed Tape::Scope)");
   if (epoch_ != tape_->epoch())
-    throw Error("tensor belongs to a graph that backward() released and a new graph replaced; detach() values "
-                "that must outlive their graph (truncated BPTT), or pass retain_graph");
-  return tape_->slot(slot_);
+    throw Error("tensor belongs to a graph that backward() released and a new graph replaced (or to a closed "
+                "Tape::Scope); detach() values that must outlive their graph (truncated BPTT), or pass retain_graph");
+  return *slot_ptr_;
 }
 
 const Shape& Tensor::shape() const {

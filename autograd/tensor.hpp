@@ -65,11 +65,12 @@ class Tensor {
   Tape* tape() const { return tape_; }
   std::uint32_t slot_index() const { return slot_; }
   std::uint64_t epoch() const { return epoch_; }
-  const detail::Slot& slot() const;  // throws when the tape was released or belongs to another thread
+  const detail::Slot& slot() const;  // throws when its graph was released and replaced
 
  private:
   std::shared_ptr<detail::LeafImpl> leaf_;
   Tape* tape_ = nullptr;
+  const detail::Slot* slot_ptr_ = nullptr;  // slots never move (Tape's SlotStore); valid while epoch_ is current
   std::uint32_t slot_ = 0;
   std::uint64_t epoch_ = 0;
 };
