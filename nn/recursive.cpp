@@ -1,0 +1,161 @@
+#include "tapegrad/nn/recursive.hpp"
+
+#include <cctype>
+#include <functional>
+
+#include "tapegrad/nn/init.hpp"
+#include "tapegrad/ops/activation.hpp"
+#include "tapegrad/ops/elementwise.hpp"
+#include "tapegrad/ops/linalg.hpp"
+#include "tapegrad/ops/shape.hpp"
+
+namespace tapegrad::nn {
+
+// ---- Tree ----
+
+std::size_t Tree::add_leaf(std::int64_t row) {
+  if (row < 0) throw Error("Tree::add_leaf: leaf row " + std::to_string(row) + " is negative");
+  nodes.push_back({row, -1, -1});
+  return nodes.size() - 1;
+}
+
+std::size_t Tree::add_parent(std::size_t left, std::size_t right) {
+  if (left >= nodes.size() || right >= nodes.size())
+    throw Error("Tree::add_parent: children (" + std::to_string(left) + ", " + std::to_string(right) +
+                ") must be existing nodes (the tree has " + std::to_string(nodes.size()) + ")");
+  nodes.push_back({-1, std::int64_t(left), std::int64_t(right)});
+  return nodes.size() - 1;
+}
+
+std::size_t Tree::root() const {
+  if (nodes.empty()) throw Error("Tree::root: the tree is empty");
+  return nodes.size() - 1;
+}
+
+Tree Tree::parse(const std::string& s) {
+  Tree t;
+  std::size_t pos = 0;
+  auto fail = [&](const std::string& why) {
+    throw Error("Tree::parse: " + why + " at position " + std::to_string(pos) + " in \"" + s + "\"");
+  };
+  auto skip = [&] {
+    while (pos < s.size() && std::isspace(static_cast<unsigned char>(s[pos]))) ++pos;
+  };
+  // Recursion depth is the bracket depth of the string (trees the course draws are shallow).
+  std::function<std::size_t()> subtree = [&]() -> std::size_t {
+    skip();
+    if (pos >= s.size()) fail("unexpected end");
+    if (s[pos] == '(') {
+      ++pos;
+      const std::size_t l = subtree();
+      skip();
+      if (pos < s.size() && s[pos] == ')') fail("a bracket with one child (missing right child)");
+      const std::size_t r = subtree();
+      skip();
+      if (pos >= s.size() || s[pos] != ')') fail("expected ')' (a node has exactly two children)");
+      ++pos;
+      return t.add_parent(l, r);
+    }
+    if (!std::isdigit(static_cast<unsigned char>(s[pos]))) fail(std::string("unexpected '") + s[pos] + "'");
+    std::int64_t v = 0;
+    while (pos < s.size() && std::isdigit(static_cast<unsigned char>(s[pos]))) v = v * 10 + (s[pos++] - '0');
+    return t.add_leaf(v);
+  };
+  subtree();
+  skip();
+  if (pos != s.size()) fail("trailing characters");
+  return t;
+}
+
+std::string Tree::str() const {
+  std::vector<std::string> out(nodes.size());
+  for (std::size_t i = 0; i < nodes.size(); ++i) {
+    const Node& n = nodes[i];
+    out[i] = n.leaf >= 0 ? std::to_string(n.leaf) : "(" + out[std::size_t(n.left)] + " " + out[std::size_t(n.right)] + ")";
+  }
+  return nodes.empty() ? "()" : out.back();
+}
+
+void Tree::validate(const char* who, std::size_t num_rows) const {
+  const std::string w(who);
+  if (nodes.empty()) throw Error(w + ": the tree is empty");
+  for (std::size_t i = 0; i < nodes.size(); ++i) {
+    const Node& n = nodes[i];
+    const std::string at = w + ": node " + std::to_string(i);
+    if (n.leaf >= 0) {
+      if (n.left >= 0 || n.right >= 0) throw Error(at + " is both a leaf (row " + std::to_string(n.leaf) + ") and a parent");
+      if (std::size_t(n.leaf) >= num_rows)
+        throw Error(at + ": leaf row " + std::to_string(n.leaf) + " is outside the " + std::to_string(num_rows) +
+                    " leaf rows");
+      continue;
+    }
+    if (n.leaf < -1) throw Error(at + ": leaf row " + std::to_string(n.leaf) + " is negative");
+    if (n.left < 0 || n.right < 0)
+      throw Error(at + " has a missing " + std::string(n.left < 0 ? "left" : "right") +
+                  " child (an inner node needs two children)");
+    if (std::size_t(n.left) >= i || std::size_t(n.right) >= i)
+      throw Error(at + ": children (" + std::to_string(n.left) + ", " + std::to_string(n.right) +
+                  ") must be earlier nodes");
+  }
+}
+
+// ---- the composition ----
+
+namespace {
+
+// Checks the shapes and the tree, then composes every node's state as a (1, D) row.
+std::vector<Tensor> compose_rows(const Tensor& leaves, const Tree& tree, const Tensor& W, const Tensor& b,
+                                 Tensor (*f)(const Tensor&)) {
+  const std::string who = "RecursiveNN";
+  auto str = [](const Tensor& t) { return t.defined() ? t.shape().str() : std::string("undefined"); };
+  if (!leaves.defined() || leaves.rank() != 2) throw Error(who + ": leaves must be (N, D), got " + str(leaves));
+  const std::size_t D = leaves.size(1);
+  if (!W.defined() || W.shape() != Shape{2 * D, D})
+    throw Error(who + ": W " + str(W) + " must be (2D, D) = " + Shape{2 * D, D}.str() + " for leaves " +
+                leaves.shape().str());
+  if (!b.defined() || b.shape() != Shape{D})
+    throw Error(who + ": b " + str(b) + " must be " + Shape{D}.str() + " for leaves " + leaves.shape().str());
+  tree.validate(who.c_str(), leaves.size(0));
+  if (!f) f = tapegrad::tanh;
+  std::vector<Tensor> rows(tree.size());
+  for (std::size_t i = 0; i < tree.size(); ++i) {
+    const Tree::Node& n = tree.nodes[i];
+    if (n.leaf >= 0)
+      rows[i] = slice(leaves, 0, std::size_t(n.leaf), std::size_t(n.leaf) + 1);
+    else  // parent = f(concat(left, right) W + b)
+      rows[i] = f(matmul(concat({rows[std::size_t(n.left)], rows[std::size_t(n.right)]}, 1), W) + b);
+  }
+  return rows;
+}
+
+}  // namespace
+
+std::vector<Tensor> recursive_nodes(const Tensor& leaves, const Tree& tree, const Tensor& W, const Tensor& b,
+                                    Tensor (*f)(const Tensor&)) {
+  std::vector<Tensor> rows = compose_rows(leaves, tree, W, b, f);
+  for (Tensor& r : rows) r = reshape(r, {r.size(1)});
+  return rows;
+}
+
+Tensor recursive_root(const Tensor& leaves, const Tree& tree, const Tensor& W, const Tensor& b,
+                      Tensor (*f)(const Tensor&)) {
+  const Tensor r = compose_rows(leaves, tree, W, b, f).back();
+  return reshape(r, {r.size(1)});
+}
+
+RecursiveNN::RecursiveNN(std::size_t dim, Generator& gen, Tensor (*activation)(const Tensor&), DType dtype)
+    : f_(activation ? activation : static_cast<Tensor (*)(const Tensor&)>(tapegrad::tanh)) {
+  if (dim == 0) throw Error("RecursiveNN: dim must be positive");
+  W = register_parameter("W", init::glorot_uniform({2 * dim, dim}, gen, dtype));
+  b = register_parameter("b", zeros({dim}, dtype));
+}
+
+Tensor RecursiveNN::operator()(const Tensor& leaves, const Tree& tree) const {
+  return recursive_root(leaves, tree, W, b, f_);
+}
+
+std::vector<Tensor> RecursiveNN::nodes(const Tensor& leaves, const Tree& tree) const {
+  return recursive_nodes(leaves, tree, W, b, f_);
+}
+
+}  // namespace tapegrad::nn
