@@ -149,9 +149,13 @@ void Tape::begin_recording() {
 
 std::uint32_t Tape::new_slot(const Shape& shape, DType dtype) {
   detail::Slot& s = slots_.emplace_back();
+  s.data = arena_.allocate(shape.numel() * dtype_size(dtype));
+  s.grad = nullptr;
   s.shape = shape;
   s.dtype = dtype;
-  s.data = arena_.allocate(shape.numel() * dtype_size(dtype));
+  s.requires_grad = false;
+  s.producer = -1;
+  s.leaf = nullptr;
   return static_cast<std::uint32_t>(slots_.size() - 1);
 }
 
@@ -163,7 +167,9 @@ std::uint32_t Tape::slot_for(const Tensor& t) {
   s.shape = leaf->shape;
   s.dtype = leaf->dtype;
   s.data = leaf->data;
+  s.grad = nullptr;
   s.requires_grad = leaf->requires_grad;
+  s.producer = -1;
   s.leaf = leaf;
   if (leaf->requires_grad) {
     if (!leaf->grad) {

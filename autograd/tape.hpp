@@ -105,11 +105,9 @@ class SlotStore {
   std::size_t size() const { return size_; }
   Slot& operator[](std::size_t i) { return blocks_[i / block][i % block]; }
   const Slot& operator[](std::size_t i) const { return blocks_[i / block][i % block]; }
-  Slot& emplace_back() {  // a slot reset to its defaults, in place
+  Slot& emplace_back() {  // the next slot, in place; the caller sets every field
     if (size_ == blocks_.size() * block) blocks_.emplace_back(new Slot[block]);
-    Slot& s = (*this)[size_++];
-    s = Slot();
-    return s;
+    return (*this)[size_++];
   }
   void clear() { size_ = 0; }
 
@@ -130,6 +128,7 @@ class Tape {
   std::size_t num_nodes() const { return nodes_.size(); }
   std::size_t num_slots() const { return slots_.size(); }
   std::uint64_t epoch() const { return epoch_; }
+  const std::uint64_t* epoch_ptr() const { return &epoch_; }
   bool released() const { return released_; }
   std::size_t bytes_in_use() const { return arena_.bytes_in_use(); }
   std::size_t peak_bytes() const { return arena_.peak_bytes(); }

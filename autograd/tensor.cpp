@@ -30,7 +30,6 @@ std::shared_ptr<LeafImpl> make_leaf(const Shape& shape, DType dtype) {
 namespace {
 std::atomic<DType> g_default_dtype{DType::f32};
 
-[[noreturn]] void undefined(const char* what) { throw Error(std::string(what) + ": tensor is undefined"); }
 }  // namespace
 
 DType default_dtype() { return g_default_dtype.load(); }
@@ -38,48 +37,49 @@ void set_default_dtype(DType d) { g_default_dtype.store(d); }
 
 Tensor Tensor::from_leaf(std::shared_ptr<detail::LeafImpl> leaf) {
   Tensor t;
+  t.shape_ = &leaf->shape;
+  t.data_ = leaf->data;
+  t.dtype_ = leaf->dtype;
   t.leaf_ = std::move(leaf);
   return t;
 }
 
 Tensor Tensor::from_slot(Tape* tape, std::uint32_t slot, std::uint64_t epoch) {
   Tensor t;
+  const detail::Slot& s = tape->slot(slot);
   t.tape_ = tape;
   t.slot_ = slot;
   t.epoch_ = epoch;
-  t.slot_ptr_ = &tape->slot(slot);
+  t.epoch_src_ = tape->epoch_ptr();
+  t.shape_ = &s.shape;
+  t.data_ = s.data;
+  t.dtype_ = s.dtype;
   return t;
 }
 
-// Only the epoch is checked here, on every access: epochs are unique across tapes and a tape's memory
-// outlives its handles (Scope tapes are pooled per thread), so a stale handle always fails this check.
-// Use on another thread's tape is caught where it matters, when an op takes the tensor (OpCall).
+// Only the epoch is checked on access: epochs are unique across tapes and a tape's memory outlives its
+// handles (Scope tapes are pooled per thread), so a stale handle always fails the check. Use on another
+// thread's tape is caught where it matters, when an op takes the tensor (OpCall).
 const detail::Slot& Tensor::slot() const {
-  if (epoch_ != tape_->epoch())
-    throw Error("tensor belongs to a graph that backward() released and a new graph replaced (or to a closed "
-                "Tape::Scope); detach() values that must outlive their graph (truncated BPTT), or pass retain_graph");
-  return *slot_ptr_;
+  check();
+  return tape_->slot(slot_);
 }
 
-const Shape& Tensor::shape() const {
-  if (leaf_) return leaf_->shape;
-  if (!tape_) undefined("shape");
-  return slot().shape;
+void Tensor::throw_undefined() const { throw Error("tensor is undefined"); }
+
+void Tensor::throw_stale() const {
+  throw Error("tensor belongs to a graph that backward() released and a new graph replaced (or to a closed "
+              "Tape::Scope); detach() values that must outlive their graph (truncated BPTT), or pass retain_graph");
 }
 
-DType Tensor::dtype() const {
-  if (leaf_) return leaf_->dtype;
-  if (!tape_) undefined("dtype");
-  return slot().dtype;
+void Tensor::throw_dtype(DType wanted) const {
+  throw Error(std::string("data<") + dtype_name(wanted) + ">: tensor of shape " + shape_->str() + " is " +
+              dtype_name(dtype_));
 }
+
+bool Tensor::leaf_requires_grad() const { return leaf_->requires_grad; }
 
 std::size_t Tensor::size(long axis) const { return shape()[normalize_axis("size", axis, rank())]; }
-
-bool Tensor::requires_grad() const {
-  if (leaf_) return leaf_->requires_grad;
-  if (!tape_) undefined("requires_grad");
-  return slot().requires_grad;
-}
 
 Tensor& Tensor::requires_grad_(bool on) {
   if (!leaf_) throw Error("requires_grad_: only owned (leaf) tensors can change requires_grad; use detach()");
@@ -89,7 +89,7 @@ Tensor& Tensor::requires_grad_(bool on) {
 
 Tensor Tensor::grad() const {
   if (!leaf_) {
-    if (!tape_) undefined("grad");
+    check();
     throw Error("grad(): only leaves keep a gradient; use tapegrad::grad(root, {x}) for a recorded tensor of shape " +
                 shape().str());
   }
@@ -102,23 +102,6 @@ void Tensor::zero_grad() {
     std::memset(leaf_->grad->data, 0, leaf_->grad->shape.numel() * dtype_size(leaf_->grad->dtype));
 }
 
-void* Tensor::raw_data() const {
-  if (leaf_) return leaf_->data;
-  if (!tape_) undefined("data");
-  return slot().data;
-}
-
-template <class T> T* Tensor::data() {
-  if (dtype() != dtype_of<T>::value)
-    throw Error(std::string("data<") + dtype_name(dtype_of<T>::value) + ">: tensor of shape " + shape().str() +
-                " is " + dtype_name(dtype()));
-  return static_cast<T*>(raw_data());
-}
-template <class T> const T* Tensor::data() const { return const_cast<Tensor*>(this)->data<T>(); }
-template float* Tensor::data<float>();
-template double* Tensor::data<double>();
-template const float* Tensor::data<float>() const;
-template const double* Tensor::data<double>() const;
 
 namespace {
 double value_at(const Tensor& t, std::size_t i) {

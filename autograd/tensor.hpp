@@ -29,15 +29,25 @@ class Tensor {
  public:
   Tensor() = default;
 
-  bool defined() const { return leaf_ != nullptr || tape_ != nullptr; }
-  const Shape& shape() const;
-  DType dtype() const;
+  bool defined() const { return shape_ != nullptr; }
+  // The accessors are inline: ops call them often. A tape tensor is checked against its tape's epoch.
+  const Shape& shape() const {
+    check();
+    return *shape_;
+  }
+  DType dtype() const {
+    check();
+    return dtype_;
+  }
   std::size_t rank() const { return shape().rank(); }
   std::size_t numel() const { return shape().numel(); }
   std::size_t size(long axis) const;  // size along an axis; negative counts from the end
 
   // Autograd.
-  bool requires_grad() const;
+  bool requires_grad() const {
+    check();
+    return leaf_ ? leaf_requires_grad() : true;  // recorded tensors always lead to something that wants one
+  }
   Tensor& requires_grad_(bool on = true);  // leaves only
   bool is_leaf() const { return leaf_ != nullptr; }
   Tensor grad() const;  // accumulated gradient of a leaf; undefined before any backward reached it
@@ -46,9 +56,16 @@ class Tensor {
   Tensor clone() const { return detach(); }
 
   // Values. data<T>() checks the dtype; values are contiguous, row-major.
-  template <class T> T* data();
-  template <class T> const T* data() const;
-  void* raw_data() const;
+  template <class T> T* data() {
+    check();
+    if (dtype_ != dtype_of<T>::value) throw_dtype(dtype_of<T>::value);
+    return static_cast<T*>(data_);
+  }
+  template <class T> const T* data() const { return const_cast<Tensor*>(this)->data<T>(); }
+  void* raw_data() const {
+    check();
+    return data_;
+  }
   double item() const;                                   // rank-0 or one-element tensors
   double at(std::initializer_list<std::size_t> index) const;  // element, as double
   std::vector<double> to_vector() const;                  // all values, as double
@@ -68,11 +85,25 @@ class Tensor {
   const detail::Slot& slot() const;  // throws when its graph was released and replaced
 
  private:
+  void check() const {
+    if (!shape_) throw_undefined();
+    if (epoch_src_ && *epoch_src_ != epoch_) throw_stale();
+  }
+  [[noreturn]] void throw_undefined() const;
+  [[noreturn]] void throw_stale() const;
+  [[noreturn]] void throw_dtype(DType wanted) const;
+  bool leaf_requires_grad() const;
+
   std::shared_ptr<detail::LeafImpl> leaf_;
   Tape* tape_ = nullptr;
-  const detail::Slot* slot_ptr_ = nullptr;  // slots never move (Tape's SlotStore); valid while epoch_ is current
-  std::uint32_t slot_ = 0;
+  // Cached at creation: a leaf's shape and buffer never move; a recorded tensor's slot never moves
+  // (Tape's SlotStore), and its values stay valid while its tape's epoch equals epoch_.
+  const std::uint64_t* epoch_src_ = nullptr;
+  const Shape* shape_ = nullptr;
+  void* data_ = nullptr;
   std::uint64_t epoch_ = 0;
+  std::uint32_t slot_ = 0;
+  DType dtype_ = DType::f32;
 };
 
 std::ostream& operator<<(std::ostream& os, const Tensor& t);
