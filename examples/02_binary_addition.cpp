@@ -7,11 +7,11 @@
 // Target: exact sums for at least 99% of all 128 x 128 pairs.
 #include <tapegrad/tapegrad.hpp>
 
-#include <chrono>
 #include <cstdio>
-#include <cstdlib>
 #include <string>
 #include <vector>
+
+#include "common/example.hpp"
 
 using namespace tapegrad;
 
@@ -65,32 +65,23 @@ double accuracy(Model& m) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  int iters = 10000;
-  std::size_t hidden = 16;
-  double lr = 0.1;
-  std::uint64_t seed = 1;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    auto next = [&]() -> const char* {
-      if (i + 1 >= argc) {
-        std::fprintf(stderr, "%s needs a value\n", a.c_str());
-        std::exit(2);
-      }
-      return argv[++i];
-    };
-    if (a == "--iters") iters = std::atoi(next());
-    else if (a == "--hidden") hidden = std::strtoul(next(), nullptr, 10);
-    else if (a == "--lr") lr = std::atof(next());
-    else if (a == "--seed") seed = std::strtoull(next(), nullptr, 10);
-    else {
-      std::printf("usage: %s [--iters N] [--hidden H] [--lr LR] [--seed S]\n", argv[0]);
-      return a == "--help" ? 0 : 2;
-    }
-  }
+  example::Args args(argc, argv,
+                     "usage: 02_binary_addition [--iters N] [--hidden H] [--lr LR] [--seed S] [--quick] [--out DIR]");
+  const bool quick = args.quick();
+  const int iters = static_cast<int>(args.integer("iters", quick ? 6000 : 10000));
+  const std::size_t hidden = static_cast<std::size_t>(args.integer("hidden", 16));
+  const double lr = args.real("lr", 0.1);
+  const std::uint64_t seed = args.seed();
+  const double target = args.real("target", 0.99);
+  const std::string out = args.out_dir();
+  args.check_unused();
+
   std::printf("binary addition: simple RNN 2-%zu-1, sigmoid, N(0,1) init, SGD lr %.3g, %d sequences\n", hidden, lr, iters);
   Generator gen(seed);
   Model m(gen, hidden);
-  const auto t0 = std::chrono::steady_clock::now();
+  example::Csv csv(out + "/02_binary_addition_loss.csv", {"step", "mean_loss"});
+  example::Progress progress("step", iters);
+  const int every = iters / 20 > 0 ? iters / 20 : 1;
   double running = 0;
   for (int it = 1; it <= iters; ++it) {
     const int a = static_cast<int>(gen.below(128)), b = static_cast<int>(gen.below(128));
@@ -103,16 +94,20 @@ int main(int argc, char** argv) {
       for (std::size_t i = 0; i < p->numel(); ++i) w[i] -= static_cast<float>(lr) * g[i];
       p->zero_grad();
     }
-    if (it % (iters / 10 > 0 ? iters / 10 : 1) == 0) {
-      std::printf("  step %6d  mean loss %.4f\n", it, running / (iters / 10 > 0 ? iters / 10 : 1));
+    if (it % every == 0) {
+      csv.row(it, running / every);
+      progress.update(it, "mean loss " + example::fmt(running / every));
       running = 0;
     }
   }
-  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const double secs = progress.elapsed();
   const double acc = accuracy(m);
-  const double target = 0.99;
   std::printf("trained %d sequences in %.2f s (%.1f us per sequence)\n", iters, secs, 1e6 * secs / iters);
-  std::printf("result: exact sums for %.2f%% of all 128 x 128 pairs (target %.0f%%): %s\n", 100 * acc, 100 * target,
-              acc >= target ? "PASS" : "FAIL");
-  return acc >= target ? 0 : 1;
+  example::gnuplot(out + "/02_binary_addition_loss.gp",
+                   "set terminal pngcairo size 800,500\nset output '" + out + "/02_binary_addition_loss.png'\n"
+                   "set datafile separator ','\nset xlabel 'sequences'\nset ylabel 'mean loss (1/2 sum (d-y)^2)'\n"
+                   "set title 'Binary addition, simple RNN 2-16-1 (autodiff BPTT)'\n"
+                   "plot '" + csv.path() + "' using 1:2 skip 1 with lines lw 2 title 'training loss'\n");
+  return example::report("02_binary_addition", "8-bit binary addition, simple RNN", "exact sums of all 128x128 pairs",
+                         ">= " + example::fmt(100 * target, 3) + "%", example::fmt(100 * acc, 4) + "%", acc >= target);
 }
