@@ -26,18 +26,6 @@ TAPEGRAD_OP(op_log_softmax, "log_softmax", "activation");
 
 namespace {
 
-// y = f(x) elementwise through a whole-buffer kernel(vx, vy) on 1-D adapted views.
-template <class K> Tensor unary(OpCall& call, const Tensor& x, K kernel) {
-  Tensor y = call.output(x.shape());
-  dispatch(call.dtype(), [&](auto z) {
-    using T = decltype(z);
-    const std::size_t n = x.numel();
-    auto vy = kernels::flat(y.data<T>(), n);
-    auto vx = kernels::flat(static_cast<const T*>(x.raw_data()), n);
-    kernel(vx, vy);
-  });
-  return y;
-}
 
 // gx += h(gy, x, y) elementwise.
 template <class H> void unary_grad(BackwardCtx& c, H h) {
@@ -73,17 +61,6 @@ std::size_t checked_axis(const char* op, const Tensor& x, long axis) {
 
 // Row reductions with 8 independent accumulators: the compiler vectorises them, where one accumulator
 // is a serial chain of dependent adds (about 7x slower on rows of 1024).
-template <class T> T lanes_max(const T* p, std::size_t n) {  // n >= 1; a NaN still reaches y through exp
-  T acc[8];
-  std::fill(acc, acc + 8, p[0]);
-  std::size_t i = 0;
-  for (; i + 8 <= n; i += 8)
-    for (std::size_t k = 0; k < 8; ++k) acc[k] = acc[k] < p[i + k] ? p[i + k] : acc[k];
-  T m = p[0];
-  for (; i < n; ++i) m = m < p[i] ? p[i] : m;
-  for (std::size_t k = 0; k < 8; ++k) m = m < acc[k] ? acc[k] : m;
-  return m;
-}
 template <class T> T lanes_dot(const T* a, const T* b, std::size_t n) {  // b == nullptr: plain sum
   T acc[8] = {};
   std::size_t i = 0;
@@ -108,7 +85,7 @@ template <bool Log, class T> void softmax_forward(const T* x, T* y, const Along&
     for (std::size_t o = 0; o < a.outer; ++o) {
       const T* xr = x + o * n;
       T* yr = y + o * n;
-      const T m = lanes_max(xr, n);
+      const T m = kernels::lanes_max(xr, n);
       auto vx = kernels::flat(xr, n);
       auto vy = kernels::flat(yr, n);
       xt::noalias(vy) = xt::exp(vx - m);
@@ -200,7 +177,7 @@ template <class T> void log_softmax_backward(T* gx, const T* gy, const T* y, con
 // d sigmoid(x) = y (1 - y) dx
 Tensor sigmoid(const Tensor& x) {
   OpCall call(op_sigmoid, {&x});
-  Tensor y = unary(call, x, [](auto& vx, auto& vy) {
+  Tensor y = kernels::unary(call, x, [](auto& vx, auto& vy) {
     using T = typename std::decay_t<decltype(vy)>::value_type;
     xt::noalias(vy) = T(1) / (T(1) + xt::exp(-vx));  // exp overflows to inf for x << 0: y = 0, no NaN
   });
@@ -212,7 +189,7 @@ Tensor sigmoid(const Tensor& x) {
 // d tanh(x) = (1 - y^2) dx
 Tensor tanh(const Tensor& x) {
   OpCall call(op_tanh, {&x});
-  Tensor y = unary(call, x, [](auto& vx, auto& vy) { xt::noalias(vy) = xt::tanh(vx); });
+  Tensor y = kernels::unary(call, x, [](auto& vx, auto& vy) { xt::noalias(vy) = xt::tanh(vx); });
   call.record([](BackwardCtx& c) { unary_grad(c, [](auto gy, auto, auto y) { return gy * (decltype(gy)(1) - y * y); }); },
               [](GraphCtx& g) { g.accumulate(0, g.gout() * (1.0 - g.out() * g.out())); });
   return y;
@@ -221,7 +198,7 @@ Tensor tanh(const Tensor& x) {
 // d relu(x) = [x > 0] dx
 Tensor relu(const Tensor& x) {
   OpCall call(op_relu, {&x});
-  Tensor y = unary(call, x, [](auto& vx, auto& vy) {
+  Tensor y = kernels::unary(call, x, [](auto& vx, auto& vy) {
     using T = typename std::decay_t<decltype(vy)>::value_type;
     xt::noalias(vy) = xt::maximum(vx, T(0));
   });
@@ -236,7 +213,7 @@ Tensor relu(const Tensor& x) {
 // softplus(x) = max(x, 0) + log1p(e^-|x|);  d softplus(x) = sigmoid(x) dx
 Tensor softplus(const Tensor& x) {
   OpCall call(op_softplus, {&x});
-  Tensor y = unary(call, x, [](auto& vx, auto& vy) {
+  Tensor y = kernels::unary(call, x, [](auto& vx, auto& vy) {
     using T = typename std::decay_t<decltype(vy)>::value_type;
     xt::noalias(vy) = xt::maximum(vx, T(0)) + xt::log1p(xt::exp(-xt::abs(vx)));
   });
@@ -254,7 +231,7 @@ Tensor softplus(const Tensor& x) {
 // log_sigmoid(x) = min(x, 0) - log1p(e^-|x|);  d log_sigmoid(x) = sigmoid(-x) dx
 Tensor log_sigmoid(const Tensor& x) {
   OpCall call(op_log_sigmoid, {&x});
-  Tensor y = unary(call, x, [](auto& vx, auto& vy) {
+  Tensor y = kernels::unary(call, x, [](auto& vx, auto& vy) {
     using T = typename std::decay_t<decltype(vy)>::value_type;
     xt::noalias(vy) = xt::minimum(vx, T(0)) - xt::log1p(xt::exp(-xt::abs(vx)));
   });

@@ -3,8 +3,6 @@
 // gradient back with col2im for dx. max_pool2d keeps each window's argmax in the arena for backward.
 #include "tapegrad/ops/conv.hpp"
 
-#include <cblas.h>
-
 #include <algorithm>
 #include <climits>
 #include <cmath>
@@ -13,6 +11,7 @@
 #include <vector>
 
 #include "tapegrad/autograd/tape.hpp"
+#include "tapegrad/ops/blas.hpp"
 
 namespace tapegrad {
 
@@ -21,14 +20,7 @@ TAPEGRAD_OP(op_max_pool2d, "max_pool2d", "conv");
 
 namespace {
 
-inline void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, std::size_t m, std::size_t n, std::size_t k, const float* a,
-                 std::size_t lda, const float* b, std::size_t ldb, float beta, float* c, std::size_t ldc) {
-  cblas_sgemm(CblasRowMajor, ta, tb, int(m), int(n), int(k), 1.0f, a, int(lda), b, int(ldb), beta, c, int(ldc));
-}
-inline void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, std::size_t m, std::size_t n, std::size_t k, const double* a,
-                 std::size_t lda, const double* b, std::size_t ldb, double beta, double* c, std::size_t ldc) {
-  cblas_dgemm(CblasRowMajor, ta, tb, int(m), int(n), int(k), 1.0, a, int(lda), b, int(ldb), beta, c, int(ldc));
-}
+using blas::gemm;
 
 // The geometry of one conv2d.
 struct Geometry {

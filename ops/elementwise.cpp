@@ -63,18 +63,6 @@ template <class F> void binary_grad(BackwardCtx& c, F&& f) {
   }
 }
 
-// Unary op: y = f(x) elementwise, through a whole-buffer kernel (xtensor, xsimd-vectorised).
-template <class K> Tensor unary(OpCall& call, const Tensor& x, K kernel) {
-  Tensor y = call.output(x.shape());
-  dispatch(call.dtype(), [&](auto z) {
-    using T = decltype(z);
-    const std::size_t n = x.numel();
-    auto vy = kernels::flat(y.data<T>(), n);
-    auto vx = kernels::flat(static_cast<const T*>(x.raw_data()), n);
-    kernel(vx, vy);
-  });
-  return y;
-}
 
 // gx += h(i) for a unary op, where h sees (gout, x, y) at element i.
 template <class H> void unary_grad(BackwardCtx& c, H h) {
@@ -223,7 +211,7 @@ Tensor pow(const Tensor& a, const Tensor& b) {
 Tensor pow(const Tensor& x, double p) {
   OpCall call(op_pow_scalar, {&x});
   call.node().f[0] = p;
-  Tensor y = unary(call, x, [p](auto& vx, auto& vy) { xt::noalias(vy) = xt::pow(vx, p); });
+  Tensor y = kernels::unary(call, x, [p](auto& vx, auto& vy) { xt::noalias(vy) = xt::pow(vx, p); });
   call.record(
       [](BackwardCtx& c) {
         unary_grad(c, [](auto gy, auto x, auto, const double* f) {
@@ -241,7 +229,7 @@ Tensor pow(const Tensor& x, double p) {
 // d(x+s) = dx
 Tensor add_scalar(const Tensor& x, double s) {
   OpCall call(op_add_scalar, {&x});
-  Tensor y = unary(call, x, [s](auto& vx, auto& vy) {
+  Tensor y = kernels::unary(call, x, [s](auto& vx, auto& vy) {
     using T = typename std::decay_t<decltype(vy)>::value_type;
     xt::noalias(vy) = vx + T(s);
   });
@@ -254,7 +242,7 @@ Tensor add_scalar(const Tensor& x, double s) {
 Tensor mul_scalar(const Tensor& x, double s) {
   OpCall call(op_mul_scalar, {&x});
   call.node().f[0] = s;
-  Tensor y = unary(call, x, [s](auto& vx, auto& vy) {
+  Tensor y = kernels::unary(call, x, [s](auto& vx, auto& vy) {
     using T = typename std::decay_t<decltype(vy)>::value_type;
     xt::noalias(vy) = vx * T(s);
   });
@@ -269,7 +257,7 @@ Tensor mul_scalar(const Tensor& x, double s) {
 // d(-x) = -dx
 Tensor neg(const Tensor& x) {
   OpCall call(op_neg, {&x});
-  Tensor y = unary(call, x, [](auto& vx, auto& vy) { xt::noalias(vy) = -vx; });
+  Tensor y = kernels::unary(call, x, [](auto& vx, auto& vy) { xt::noalias(vy) = -vx; });
   call.record([](BackwardCtx& c) { unary_grad(c, [](auto gy, auto, auto, const double*) { return -gy; }); },
               [](GraphCtx& g) { g.accumulate(0, neg(g.gout())); });
   return y;
@@ -278,7 +266,7 @@ Tensor neg(const Tensor& x) {
 // d(e^x) = e^x dx
 Tensor exp(const Tensor& x) {
   OpCall call(op_exp, {&x});
-  Tensor y = unary(call, x, [](auto& vx, auto& vy) { xt::noalias(vy) = xt::exp(vx); });
+  Tensor y = kernels::unary(call, x, [](auto& vx, auto& vy) { xt::noalias(vy) = xt::exp(vx); });
   call.record([](BackwardCtx& c) { unary_grad(c, [](auto gy, auto, auto y, const double*) { return gy * y; }); },
               [](GraphCtx& g) { g.accumulate(0, g.gout() * g.out()); });
   return y;
@@ -287,7 +275,7 @@ Tensor exp(const Tensor& x) {
 // d(log x) = dx / x
 Tensor log(const Tensor& x) {
   OpCall call(op_log, {&x});
-  Tensor y = unary(call, x, [](auto& vx, auto& vy) { xt::noalias(vy) = xt::log(vx); });
+  Tensor y = kernels::unary(call, x, [](auto& vx, auto& vy) { xt::noalias(vy) = xt::log(vx); });
   call.record([](BackwardCtx& c) { unary_grad(c, [](auto gy, auto x, auto, const double*) { return gy / x; }); },
               [](GraphCtx& g) { g.accumulate(0, g.gout() / g.in(0)); });
   return y;
@@ -296,7 +284,7 @@ Tensor log(const Tensor& x) {
 // d(sqrt x) = dx / (2 sqrt x)
 Tensor sqrt(const Tensor& x) {
   OpCall call(op_sqrt, {&x});
-  Tensor y = unary(call, x, [](auto& vx, auto& vy) { xt::noalias(vy) = xt::sqrt(vx); });
+  Tensor y = kernels::unary(call, x, [](auto& vx, auto& vy) { xt::noalias(vy) = xt::sqrt(vx); });
   call.record(
       [](BackwardCtx& c) {
         unary_grad(c, [](auto gy, auto, auto y, const double*) { return gy / (decltype(gy)(2) * y); });
@@ -308,7 +296,7 @@ Tensor sqrt(const Tensor& x) {
 // d|x| = sign(x) dx (0 at 0)
 Tensor abs(const Tensor& x) {
   OpCall call(op_abs, {&x});
-  Tensor y = unary(call, x, [](auto& vx, auto& vy) { xt::noalias(vy) = xt::abs(vx); });
+  Tensor y = kernels::unary(call, x, [](auto& vx, auto& vy) { xt::noalias(vy) = xt::abs(vx); });
   call.record(
       [](BackwardCtx& c) {
         unary_grad(c, [](auto gy, auto x, auto, const double*) {
@@ -328,7 +316,7 @@ Tensor clamp(const Tensor& x, double lo, double hi) {
   OpCall call(op_clamp, {&x});
   call.node().f[0] = lo;
   call.node().f[1] = hi;
-  Tensor y = unary(call, x, [lo, hi](auto& vx, auto& vy) {
+  Tensor y = kernels::unary(call, x, [lo, hi](auto& vx, auto& vy) {
     using T = typename std::decay_t<decltype(vy)>::value_type;
     xt::noalias(vy) = xt::clip(vx, T(lo), T(hi));
   });

@@ -1,6 +1,7 @@
 // Internal helpers shared by the op families' kernels (not part of the public API).
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cstddef>
 #include <xtensor/xadapt.hpp>
@@ -51,6 +52,33 @@ template <class F> Tensor constant_from(const Tensor& x, F&& f) {
     for (std::size_t i = 0, n = x.numel(); i < n; ++i) pc[i] = static_cast<T>(f(px[i]));
   });
   return c;
+}
+
+// Row maximum with 8 independent accumulators: the compiler vectorises them, where one accumulator is
+// a serial chain of dependent compares (about 7x slower on rows of 1024).
+template <class T> T lanes_max(const T* p, std::size_t n) {  // n >= 1
+  T acc[8];
+  std::fill(acc, acc + 8, p[0]);
+  std::size_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (std::size_t k = 0; k < 8; ++k) acc[k] = acc[k] < p[i + k] ? p[i + k] : acc[k];
+  T m = p[0];
+  for (; i < n; ++i) m = m < p[i] ? p[i] : m;
+  for (std::size_t k = 0; k < 8; ++k) m = m < acc[k] ? acc[k] : m;
+  return m;
+}
+
+// A unary op's forward: y = f(x) through a whole-buffer kernel(vx, vy) on 1-D views (xsimd-vectorised).
+template <class K> Tensor unary(OpCall& call, const Tensor& x, K kernel) {
+  Tensor y = call.output(x.shape());
+  dispatch(call.dtype(), [&](auto z) {
+    using T = decltype(z);
+    const std::size_t n = x.numel();
+    auto vy = kernels::flat(y.data<T>(), n);
+    auto vx = kernels::flat(static_cast<const T*>(x.raw_data()), n);
+    kernel(vx, vy);
+  });
+  return y;
 }
 
 }  // namespace tapegrad::kernels

@@ -3,14 +3,13 @@
 // dA) and ger (dB): OpenBLAS 0.3.21 does not route 1-row gemm to gemv, and is 3-4x slower there.
 #include "tapegrad/ops/linalg.hpp"
 
-#include <cblas.h>
-
 #include <algorithm>
 #include <climits>
 #include <cstring>
 #include <string>
 
 #include "tapegrad/autograd/tape.hpp"
+#include "tapegrad/ops/blas.hpp"
 #include "tapegrad/ops/shape.hpp"
 
 namespace tapegrad {
@@ -19,29 +18,9 @@ TAPEGRAD_OP(op_matmul, "matmul", "linalg");
 
 namespace {
 
-// BLAS by element type (row-major throughout). Dimensions are checked by matmul before they get here.
-inline void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, std::size_t m, std::size_t n, std::size_t k, const float* a,
-                 std::size_t lda, const float* b, std::size_t ldb, float beta, float* c, std::size_t ldc) {
-  cblas_sgemm(CblasRowMajor, ta, tb, int(m), int(n), int(k), 1.0f, a, int(lda), b, int(ldb), beta, c, int(ldc));
-}
-inline void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, std::size_t m, std::size_t n, std::size_t k, const double* a,
-                 std::size_t lda, const double* b, std::size_t ldb, double beta, double* c, std::size_t ldc) {
-  cblas_dgemm(CblasRowMajor, ta, tb, int(m), int(n), int(k), 1.0, a, int(lda), b, int(ldb), beta, c, int(ldc));
-}
-// y = beta y + op(A) x, A is (m, n) row-major.
-inline void gemv(CBLAS_TRANSPOSE ta, std::size_t m, std::size_t n, const float* a, const float* x, float beta, float* y) {
-  cblas_sgemv(CblasRowMajor, ta, int(m), int(n), 1.0f, a, int(std::max<std::size_t>(n, 1)), x, 1, beta, y, 1);
-}
-inline void gemv(CBLAS_TRANSPOSE ta, std::size_t m, std::size_t n, const double* a, const double* x, double beta, double* y) {
-  cblas_dgemv(CblasRowMajor, ta, int(m), int(n), 1.0, a, int(std::max<std::size_t>(n, 1)), x, 1, beta, y, 1);
-}
-// A (m, n) += x y^T.
-inline void ger(std::size_t m, std::size_t n, const float* x, const float* y, float* a) {
-  cblas_sger(CblasRowMajor, int(m), int(n), 1.0f, x, 1, y, 1, a, int(std::max<std::size_t>(n, 1)));
-}
-inline void ger(std::size_t m, std::size_t n, const double* x, const double* y, double* a) {
-  cblas_dger(CblasRowMajor, int(m), int(n), 1.0, x, 1, y, 1, a, int(std::max<std::size_t>(n, 1)));
-}
+using blas::gemm;
+using blas::gemv;
+using blas::ger;
 
 // C (m, n) = A (m, k) B (k, n).
 template <class T> void product(std::size_t m, std::size_t k, std::size_t n, const T* a, const T* b, T* c) {

@@ -29,18 +29,7 @@ void require_same_shape(const char* op, const char* a_name, const Tensor& a, con
                 b.shape().str() + " (no broadcasting in losses)");
 }
 
-// Row max and sum with 8 independent accumulators, so they vectorise (one accumulator is a serial chain).
-template <class T> T lanes_max(const T* p, std::size_t n) {  // n >= 1
-  T acc[8];
-  std::fill(acc, acc + 8, p[0]);
-  std::size_t i = 0;
-  for (; i + 8 <= n; i += 8)
-    for (std::size_t k = 0; k < 8; ++k) acc[k] = acc[k] < p[i + k] ? p[i + k] : acc[k];
-  T m = p[0];
-  for (; i < n; ++i) m = m < p[i] ? p[i] : m;
-  for (std::size_t k = 0; k < 8; ++k) m = m < acc[k] ? acc[k] : m;
-  return m;
-}
+// Row sum with 8 independent accumulators, so it vectorises (one accumulator is a serial chain).
 template <class T> double lanes_sum(const T* p, std::size_t n) {  // accumulates in double
   double acc[8] = {};
   std::size_t i = 0;
@@ -141,7 +130,7 @@ Tensor softmax_cross_entropy(const Tensor& logits, const Index& targets) {
     for (std::size_t n = 0; n < N; ++n) {
       const T* xr = x + n * C;
       T* pr = p + n * C;
-      const T m = lanes_max(xr, C);
+      const T m = kernels::lanes_max(xr, C);
       xt::noalias(kernels::flat(pr, C)) = xt::exp(kernels::flat(xr, C) - m);
       const double se = lanes_sum(pr, C);
       const T inv = static_cast<T>(1.0 / se);

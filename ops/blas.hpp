@@ -1,0 +1,36 @@
+// Internal: BLAS calls by element type, row-major throughout (not part of the public API).
+// Only translation units without xtensor-blas may include this (cblas.h and xtensor-blas clash).
+#pragma once
+
+#include <cblas.h>
+
+#include <algorithm>
+#include <cstddef>
+
+namespace tapegrad::blas {
+
+// C (m, n) = beta C + op(A) op(B). Callers check the dimensions.
+inline void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, std::size_t m, std::size_t n, std::size_t k, const float* a,
+                 std::size_t lda, const float* b, std::size_t ldb, float beta, float* c, std::size_t ldc) {
+  cblas_sgemm(CblasRowMajor, ta, tb, int(m), int(n), int(k), 1.0f, a, int(lda), b, int(ldb), beta, c, int(ldc));
+}
+inline void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, std::size_t m, std::size_t n, std::size_t k, const double* a,
+                 std::size_t lda, const double* b, std::size_t ldb, double beta, double* c, std::size_t ldc) {
+  cblas_dgemm(CblasRowMajor, ta, tb, int(m), int(n), int(k), 1.0, a, int(lda), b, int(ldb), beta, c, int(ldc));
+}
+// y = beta y + op(A) x, A is (m, n) row-major.
+inline void gemv(CBLAS_TRANSPOSE ta, std::size_t m, std::size_t n, const float* a, const float* x, float beta, float* y) {
+  cblas_sgemv(CblasRowMajor, ta, int(m), int(n), 1.0f, a, int(std::max<std::size_t>(n, 1)), x, 1, beta, y, 1);
+}
+inline void gemv(CBLAS_TRANSPOSE ta, std::size_t m, std::size_t n, const double* a, const double* x, double beta, double* y) {
+  cblas_dgemv(CblasRowMajor, ta, int(m), int(n), 1.0, a, int(std::max<std::size_t>(n, 1)), x, 1, beta, y, 1);
+}
+// A (m, n) += x y^T.
+inline void ger(std::size_t m, std::size_t n, const float* x, const float* y, float* a) {
+  cblas_sger(CblasRowMajor, int(m), int(n), 1.0f, x, 1, y, 1, a, int(std::max<std::size_t>(n, 1)));
+}
+inline void ger(std::size_t m, std::size_t n, const double* x, const double* y, double* a) {
+  cblas_dger(CblasRowMajor, int(m), int(n), 1.0, x, 1, y, 1, a, int(std::max<std::size_t>(n, 1)));
+}
+
+}  // namespace tapegrad::blas
