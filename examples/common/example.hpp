@@ -110,7 +110,9 @@ class Csv {
     std::string s = os.str();
     s.pop_back();
     f_ << s << '\n';
+    f_.flush();  // a picture drawn while the Csv is alive must see every row
   }
+  void close() { f_.close(); }
   const std::string& path() const { return path_; }
 
  private:
