@@ -9,6 +9,10 @@ namespace {
 std::pair<double, double> fans(const Shape& s) {
   if (s.rank() == 0) return {1, 1};
   if (s.rank() == 1) return {double(s[0]), double(s[0])};
+  if (s.rank() == 4) {  // conv filters (F, C, KH, KW): fan_in = C KH KW, fan_out = F KH KW
+    const double field = double(s[2] * s[3]);
+    return {double(s[1]) * field, double(s[0]) * field};
+  }
   const double out = double(s.back());
   return {double(s.numel()) / out, out};
 }

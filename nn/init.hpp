@@ -1,5 +1,6 @@
 // Weight initialisers, named for what they are. Shapes are row-vector layout (fan_in, fan_out) for
-// matrices; for other ranks fan_in is the product of all axes but the last.
+// matrices; conv filters (F, C, KH, KW) have fan_in C KH KW; for other ranks fan_in is the product of
+// all axes but the last.
 // The course calls N(0,1)/sqrt(n_in) "Xavier": that is LeCun's initialisation (lecun_normal). The real
 // Xavier (Glorot) uses 2/(fan_in + fan_out). The course's He is N(0,1)*sqrt(2/n_in) (he_normal).
 #pragma once

@@ -9,6 +9,11 @@
 #                                             # BLAS kernels forced, written as a section of its own
 #   scripts/bench.sh profile                  # instruction counts of the per-op chain under callgrind,
 #                                             # grouped by engine part, section "profile"
+#   scripts/bench.sh rnn                      # RNN training steps: engine, hand BPTT, LibTorch (when
+#                                             # CMake finds it: binary bench_rnn_torch, else bench_nn),
+#                                             # section "rnn"
+#   scripts/bench.sh rnn-profile              # callgrind of the fixed-iteration RNN steps (engine and
+#                                             # hand), annotations in $BUILD_DIR/results, no doc section
 #
 # Environment: BUILD_DIR (build-bench), JOBS (1: the machine is shared), REPS (5), BENCHES (bench_autograd
 # bench_ops), BENCH_FILTER (all), BENCH_MIN_TIME (Google Benchmark's default when unset), SECTION
@@ -17,11 +22,11 @@
 set -euo pipefail
 
 MODE="${1:-tables}"
-case "$MODE" in tables | profile) ;; *) echo "usage: $0 [profile]" >&2; exit 2 ;; esac
+case "$MODE" in tables | profile | rnn | rnn-profile) ;; *) echo "usage: $0 [profile | rnn | rnn-profile]" >&2; exit 2 ;; esac
 
 # The invocation as given (the settings the caller chose), for the doc.
 INVOCATION="scripts/bench.sh${1:+ $1}"
-for v in SECTION REPS BENCH_MIN_TIME BENCH_FILTER BENCHES OPENBLAS_CORETYPE; do
+for v in BUILD_DIR SECTION REPS BENCH_MIN_TIME BENCH_FILTER BENCHES OPENBLAS_CORETYPE; do
   if [[ -n "${!v:-}" ]]; then INVOCATION="$v='${!v}' $INVOCATION"; fi
 done
 
@@ -37,6 +42,10 @@ REPORT=bench/support/bench_report.py
 if [[ "$MODE" == profile ]]; then
   SECTION="${SECTION:-profile}"
   BENCHES=(bench_autograd)
+elif [[ "$MODE" == rnn || "$MODE" == rnn-profile ]]; then
+  SECTION="${SECTION:-rnn}"
+  BENCHES_GIVEN="${BENCHES:-}"
+  read -r -a BENCHES <<<"${BENCHES:-bench_nn}"
 else
   SECTION="${SECTION:-default}"
   read -r -a BENCHES <<<"${BENCHES:-bench_autograd bench_ops}"
@@ -45,12 +54,40 @@ fi
 echo "== configure + build (Release, ${BUILD_DIR}, -j${JOBS})"
 cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release -DTAPEGRAD_BUILD_BENCH=ON \
   -DTAPEGRAD_BUILD_TESTS=OFF -DTAPEGRAD_BUILD_EXAMPLES=OFF >/dev/null
+if [[ "$MODE" == rnn || "$MODE" == rnn-profile ]] && [[ -z "${BENCHES_GIVEN:-}" ]] &&
+  [[ "$(cmake --build "$BUILD_DIR" --target help)" == *bench_rnn_torch* ]]; then
+  BENCHES=(bench_rnn_torch)  # LibTorch found: the binary with all three implementations
+fi
 cmake --build "$BUILD_DIR" -j "$JOBS" --target "${BENCHES[@]}"
 
 OUT_DIR="$BUILD_DIR/results"
 mkdir -p "$OUT_DIR"
-export OPENBLAS_NUM_THREADS=1
+# The environment every implementation runs under (one process per binary, so one malloc for all): BLAS
+# and OpenMP (LibTorch) pinned to one thread; glibc malloc with its defaults unless the caller sets
+# MALLOC_* / GLIBC_TUNABLES, which are passed through and recorded in the benchmark context.
+export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 DATE="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+echo "== OpenBLAS core: $("$PY" - <<'PYEOF'
+import ctypes, ctypes.util
+lib = ctypes.CDLL(ctypes.util.find_library("openblas") or "libopenblas.so.0")
+lib.openblas_get_corename.restype = ctypes.c_char_p
+print(lib.openblas_get_corename().decode())
+PYEOF
+) (OPENBLAS_NUM_THREADS=1, OMP_NUM_THREADS=1, OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-(unset)}, glibc malloc${GLIBC_TUNABLES:+, GLIBC_TUNABLES=$GLIBC_TUNABLES}${MALLOC_ARENA_MAX:+, MALLOC_ARENA_MAX=$MALLOC_ARENA_MAX})"
+
+if [[ "$MODE" == rnn-profile ]]; then
+  # Fixed-iteration steps (bench_rnn.cpp: BM_profile_*), engine and hand, under callgrind.
+  for name in binadd_engine binadd_hand lstm_engine lstm_hand; do
+    out="$OUT_DIR/callgrind.BM_profile_$name.out"
+    run=(valgrind --tool=callgrind --callgrind-out-file="$out" --toggle-collect='*BM_engine*' --toggle-collect='*BM_hand*'
+      "$BUILD_DIR/bench/${BENCHES[0]}" --benchmark_filter="^BM_profile_$name/")
+    echo "== ${run[*]}"
+    "${run[@]}"
+    callgrind_annotate --inclusive=no --threshold=99 "$out" >"$OUT_DIR/callgrind.BM_profile_$name.txt"
+    callgrind_annotate --inclusive=yes --threshold=99 "$out" >"$OUT_DIR/callgrind.BM_profile_$name.incl.txt"
+  done
+  exit 0
+fi
 
 if [[ "$MODE" == profile ]]; then
   # Fixed-iteration variants of the chain (2000 iterations x 101 ops), under callgrind.
@@ -87,7 +124,7 @@ JSONS=()
 COMMANDS=()
 for b in "${BENCHES[@]}"; do
   json="$OUT_DIR/$SECTION-$b.json"
-  cmd="OPENBLAS_NUM_THREADS=1${OPENBLAS_CORETYPE:+ OPENBLAS_CORETYPE=$OPENBLAS_CORETYPE} $BUILD_DIR/bench/$b ${ARGS[*]} --benchmark_out=$json"
+  cmd="OPENBLAS_NUM_THREADS=1${OPENBLAS_CORETYPE:+ OPENBLAS_CORETYPE=$OPENBLAS_CORETYPE}$([[ "$MODE" == rnn ]] && echo " OMP_NUM_THREADS=1") $BUILD_DIR/bench/$b ${ARGS[*]} --benchmark_out=$json"
   echo "== $cmd"
   "$BUILD_DIR/bench/$b" "${ARGS[@]}" --benchmark_out="$json"
   JSONS+=("$json")

@@ -5,6 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
+# The digits (from Debian's python3-sklearn package) let the CNN example's smoke test run too.
+[ -f data/digits.csv.gz ] || bash scripts/fetch-digits.sh || echo "test: digits not fetched; the CNN smoke test is skipped"
 build=build; type=Release; extra=()
 if [[ "${1:-}" == "--sanitize" ]]; then
   build=build-asan; type=RelWithDebInfo; extra=(-DTAPEGRAD_SANITIZE=ON -DTAPEGRAD_BUILD_BENCH=OFF -DTAPEGRAD_BUILD_EXAMPLES=OFF)

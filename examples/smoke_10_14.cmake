@@ -1,0 +1,10 @@
+# Smoke tests of examples 10-14: tiny seeded settings, a few seconds each, that must reach their targets.
+# 13 reads data/digits.csv.gz (scripts/fetch-digits.sh); without it the example exits 77 and ctest skips it.
+tapegrad_example_test(13_vae_digits --epochs 100 --seed 1 --data ${PROJECT_SOURCE_DIR}/data/digits.csv.gz)
+if(TAPEGRAD_BUILD_TESTS)
+  set_tests_properties(example_13_vae_digits PROPERTIES SKIP_RETURN_CODE 77)
+endif()
+tapegrad_example_test(14_word2vec --sentences 600 --epochs 2 --no-demo --seed 1)
+tapegrad_example_test(10_seq2seq_addition --quick --train 4000 --test 300 --models reversed+peeky --epochs 7 --target 0.8 --seed 1)
+tapegrad_example_test(11_attention_dates --quick --train 4000 --test 200 --epochs 1 --batch 32 --target 0.7 --seed 1)
+tapegrad_example_test(12_hred_vhred --steps 300 --vsteps 300 --hred-target 0.5 --seed 1)
