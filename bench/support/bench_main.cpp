@@ -22,6 +22,12 @@ int main(int argc, char** argv) {
   const char* core = std::getenv("OPENBLAS_CORETYPE");
   benchmark::AddCustomContext("OPENBLAS_CORETYPE", core ? core : "(unset)");
   benchmark::AddCustomContext("tapegrad_build_type", TAPEGRAD_BENCH_BUILD_TYPE);
+  // Threads of OpenMP (LibTorch's intra-op pool) and the malloc settings, the same for every
+  // implementation in the process.
+  for (const char* var : {"OMP_NUM_THREADS", "MALLOC_ARENA_MAX", "GLIBC_TUNABLES"}) {
+    const char* v = std::getenv(var);
+    benchmark::AddCustomContext(var, v ? v : "(unset)");
+  }
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::RunSpecifiedBenchmarks();

@@ -66,6 +66,8 @@ def tables(args):
                 medians[name] = b
             elif b.get("aggregate_name") == "cv":
                 cvs[name] = b
+            elif b.get("run_type") == "iteration" and b.get("repetitions", 1) == 1:
+                medians.setdefault(name, b)  # fixed single-run benches (memory, profile): their one figure
 
     def us(b):  # median CPU time per iteration, in microseconds
         return b["cpu_time"] * TO_US[b.get("time_unit", "ns")]
@@ -85,6 +87,12 @@ def tables(args):
         f"thread(s) (OPENBLAS_NUM_THREADS={context.get('OPENBLAS_NUM_THREADS', '?')}, "
         f"OPENBLAS_CORETYPE={context.get('OPENBLAS_CORETYPE', '?')}); config "
         f"`{context.get('openblas_config', '?').strip()}`",
+        *([f"- Threads and malloc: OMP_NUM_THREADS={context['OMP_NUM_THREADS']}, glibc malloc "
+           f"(MALLOC_ARENA_MAX={context.get('MALLOC_ARENA_MAX', '?')}, GLIBC_TUNABLES={context.get('GLIBC_TUNABLES', '?')}), "
+           "one process for all implementations" + (f"; LibTorch {context['torch_version']} with "
+                                                     f"{context.get('torch_num_threads', '?')} intra-op thread(s)"
+                                                     if "torch_version" in context else "")]
+          if "OMP_NUM_THREADS" in context else []),
         f"- Build: tapegrad {context.get('tapegrad_build_type', '?')}; Google Benchmark library reports "
         f"`{context.get('library_build_type', '?')}` (Debian's package; that is the harness, not the timed code)",
         "- Figures: median **CPU time** of the repetitions (cv = their coefficient of variation). " + NOISE,
@@ -176,10 +184,160 @@ def tables(args):
             "",
         ]
 
+    rnn_lines, rnn_shown = rnn_tables(medians, cvs, errors, us, cv, fmt)
+    lines += rnn_lines
+
     shown = set(labels) | {"BM_matmul_engine", "BM_matmul_cblas", "BM_matmul_row_engine", "BM_matmul_row_cblas"}
+    shown |= rnn_shown
     for n in sorted(n for n in errors if n.split("/")[0] not in shown):
         lines.append(f"- ERROR in {n}: {errors[n]}")
     write_section(args.doc, args.section, lines)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Training steps of recurrent nets (bench_nn / bench_rnn_torch: bench/nn/bench_rnn.cpp): engine, hand
+# BPTT and LibTorch, names BM_<cell>_<impl>/T/B/I/H.
+RNN_CELLS = ["binadd", "elman", "lstm", "gru"]
+RNN_IMPLS = ["engine", "hand", "torch"]
+RNN_NAME = re.compile(r"^BM_(binadd|elman|lstm|gru)_(engine|hand|torch)/(\d+)/(\d+)/(\d+)/(\d+)(?:/process_time)?$")
+# (cell, B, I, H, ratio, bound, what): engine/hand <= bound, or torch/engine >= bound.
+RNN_TARGETS = [
+    ("binadd", 1, 2, 16, "engine/hand", 3.0),
+    ("elman", 1, 32, 64, "engine/hand", 1.5), ("lstm", 1, 32, 64, "engine/hand", 1.5),
+    ("elman", 32, 128, 256, "engine/hand", 1.10), ("lstm", 32, 128, 256, "engine/hand", 1.10),
+    ("binadd", 1, 2, 16, "torch/engine", 10.0),
+    *[(c, 1, i, h, "torch/engine", 10.0) for c in ["elman", "lstm", "gru"] for (i, h) in [(32, 64), (128, 256)]],
+    *[(c, 32, 128, 256, "torch/engine", 1.3) for c in ["elman", "lstm", "gru"]],
+]
+
+
+def rnn_tables(medians, cvs, errors, us, cv, fmt):
+    runs = {}  # (cell, T, B, I, H) -> {impl: name}
+    for n in list(medians) + list(errors):
+        m = RNN_NAME.match(n)
+        if m:
+            cell, impl, T, B, I, H = m.group(1), m.group(2), *map(int, m.groups()[2:])
+            runs.setdefault((cell, T, B, I, H), {})[impl] = n
+    if not runs:
+        return [], set()
+    shown = {f"BM_{c}_{i}" for c in RNN_CELLS for i in RNN_IMPLS}
+
+    def t(key, impl):  # median us per step, or None
+        n = runs.get(key, {}).get(impl)
+        return us(medians[n]) if n in medians else None
+
+    def cell_fmt(key, impl):
+        n = runs.get(key, {}).get(impl)
+        if n is None:
+            return "-"
+        if n in errors:
+            return "ERROR"
+        return fmt(t(key, impl)) if n in medians else "-"
+
+    def ratio(a, b):
+        return f"**{a / b:.2f}**" if a is not None and b is not None else "-"
+
+    main = sorted(k for k in runs if "torch" in runs[k] or k[0] == "binadd" or k[0] == "gru"
+                  or (k[2], k[3], k[4]) in [(1, 32, 64), (1, 128, 256), (32, 32, 64), (32, 128, 256)]
+                  and k[1] in (20, 100))
+    has_torch = any("torch" in v for v in runs.values())
+    lines = [
+        "### Training step of recurrent nets (`bench/nn/bench_rnn.cpp`, LibTorch: `bench_rnn_torch.cpp`)",
+        "",
+        "One step = forward over T steps + loss + backward + SGD on every weight, one batch of B sequences, float32, "
+        "one thread. engine: `nn::run` over `nn::RNNCell`/`LSTMCell`/`GRUCell` (ops on the tape) + `nn::SGD`; hand: "
+        "`nn::reference::ElmanBPTT`/`LSTMBPTT` (raw buffers, cblas) + a `w -= lr g` loop; torch: LibTorch 1.13 "
+        "`torch::nn::RNN`/`LSTM`/`GRU` + `torch::optim::SGD` (binadd: a loop of torch ops, its hidden layer is sigmoid). "
+        "x and the initial state require gradients everywhere (the hand BPTT always computes them). Every bench "
+        "first checks the engine's loss and gradients against the hand BPTT (GRU: against float64 and LibTorch), "
+        "and LibTorch's against the engine (normwise relative 1e-4)."
+        + ("" if has_torch else " **LibTorch was not available for this run** (the optional target "
+           "`bench_rnn_torch` was not built)."),
+        "",
+        "| cell | B | I/H | T | engine us/step | hand us/step | torch us/step | engine / hand | engine / torch | "
+        "engine us/sequence | cv engine / hand / torch |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for key in sorted(main, key=lambda k: (RNN_CELLS.index(k[0]), k[2], k[4], k[1])):
+        cell, T, B, I, H = key
+        e, h, to = t(key, "engine"), t(key, "hand"), t(key, "torch")
+        cvs_ = " / ".join(cv(runs[key][i]) if i in runs[key] else "-" for i in RNN_IMPLS)
+        lines.append(f"| {cell} | {B} | {I}/{H} | {T} | {cell_fmt(key, 'engine')} | {cell_fmt(key, 'hand')} | "
+                     f"{cell_fmt(key, 'torch')} | {ratio(e, h)} | {ratio(e, to)} | "
+                     f"{fmt(e / B) if e is not None else '-'} | {cvs_} |")
+    lines.append("")
+
+    # Targets: every T of the configuration must meet the bound.
+    lines += ["Targets (each checked at every T of the configuration, ratios from this run):", "",
+              "| target | cell | B | I/H | ratios (T = ...) | met |", "|---|---|---:|---:|---|---|"]
+    for cell, B, I, H, what, bound in RNN_TARGETS:
+        label = (f"engine/hand <= {bound:g}" if what == "engine/hand"
+                 else f"engine >= {bound:g}x faster than LibTorch (torch/engine)")
+        pts = []
+        for key in sorted(k for k in main if k[0] == cell and k[2] == B and k[3] == I and k[4] == H):
+            e, h, to = t(key, "engine"), t(key, "hand"), t(key, "torch")
+            r = (e / h if e and h else None) if what == "engine/hand" else (to / e if e and to else None)
+            if r is not None:
+                pts.append((key[1], r))
+        if not pts:
+            lines.append(f"| {label} | {cell} | {B} | {I}/{H} | not measured | - |")
+            continue
+        ok = all(r <= bound for _, r in pts) if what == "engine/hand" else all(r >= bound for _, r in pts)
+        lines.append(f"| {label} | {cell} | {B} | {I}/{H} | "
+                     f"{', '.join(f'{r:.2f} (T={T})' for T, r in pts)} | {'**yes**' if ok else '**no**'} |")
+    lines.append("")
+
+    # Scaling of the LSTM (B = 1): against T at I/H = 32/64, against H at I = 32, T = 20.
+    for title, sel, var in [("time steps T (B = 1, I/H = 32/64)", lambda k: k[2:] == (1, 32, 64), 1),
+                            ("hidden size H (B = 1, I = 32, T = 20)", lambda k: k[1] == 20 and k[2:4] == (1, 32), 4)]:
+        keys = sorted((k for k in runs if k[0] == "lstm" and sel(k) and "hand" in runs[k]), key=lambda k: k[var])
+        if not keys:
+            continue
+        lines += [f"LSTM scaling with {title}:", "",
+                  f"| {'T' if var == 1 else 'H'} | engine us/step | hand us/step | engine / hand | engine us per time step | "
+                  "tape bytes / time step | hand saved bytes / time step | tape / hand saved |",
+                  "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for k in keys:
+            e, h = t(k, "engine"), t(k, "hand")
+            ne, nh = runs[k].get("engine"), runs[k].get("hand")
+            tb = medians[ne].get("tape_B_per_step") if ne in medians else None
+            hb = medians[nh].get("saved_B_per_step") if nh in medians else None
+            lines.append(f"| {k[var]} | {cell_fmt(k, 'engine')} | {cell_fmt(k, 'hand')} | {ratio(e, h)} | "
+                         f"{fmt(e / k[1]) if e else '-'} | {f'{tb:,.0f}' if tb else '-'} | {f'{hb:,.0f}' if hb else '-'} | "
+                         f"{f'{tb / hb:.1f}x' if tb and hb else '-'} |")
+        lines.append("")
+
+    # Memory: the tape per time step against the hand version's saved activations, every LSTM configuration.
+    keys = sorted((k for k in main if k[0] == "lstm"), key=lambda k: (k[2], k[4], k[1]))
+    if keys:
+        lines += ["LSTM memory per time step: the tape's peak bytes during one training step / T (values and "
+                  "gradient buffers of the step's graph, in the tape's arena) against the hand BPTT's buffers "
+                  "(saved activations: gates, h, c, tanh c; workspace adds da, dh, dc).", "",
+                  "| B | I/H | T | tape bytes / step | hand saved / step | hand with workspace / step | "
+                  "tape / hand saved |", "|---:|---:|---:|---:|---:|---:|---:|"]
+        for k in keys:
+            ne, nh = runs[k].get("engine"), runs[k].get("hand")
+            if ne not in medians or nh not in medians:
+                continue
+            tb, hb, wb = (medians[ne]["tape_B_per_step"], medians[nh]["saved_B_per_step"],
+                          medians[nh]["workspace_B_per_step"])
+            lines.append(f"| {k[2]} | {k[3]}/{k[4]} | {k[1]} | {tb:,.0f} | {hb:,.0f} | {wb:,.0f} | {tb / hb:.1f}x |")
+        lines.append("")
+    mem = [n for n in list(medians) + list(errors) if n.startswith("BM_lstm_memory_engine/")]
+    for n in mem:
+        shown.add("BM_lstm_memory_engine")
+        if n in errors:
+            lines += [f"- Memory over 1,000 steps ({n}): **ERROR: {errors[n]}**", ""]
+            continue
+        b = medians[n]
+        lines += [f"- Memory over {b['steps']:.0f} engine LSTM steps ({'/'.join(n.split('/')[1:5])} as T/B/I/H): tape bytes in "
+                  f"use {b['tape_in_use_B_step10']:,.0f} after step 10 and {b['tape_in_use_B_end']:,.0f} at the end, "
+                  f"peak {b['tape_peak_B_step10']:,.0f} -> {b['tape_peak_B_end']:,.0f}; resident set "
+                  f"{b['rss_kB_step10']:,.0f} -> {b['rss_kB_end']:,.0f} kB; the process's peak RSS (getrusage, over "
+                  f"the whole run) {b['maxrss_kB'] / 1024:,.1f} MB. No growth: "
+                  f"{'**yes**' if b['tape_in_use_B_end'] <= b['tape_in_use_B_step10'] and b['tape_peak_B_end'] <= b['tape_peak_B_step10'] and b['rss_kB_end'] <= b['rss_kB_step10'] + 1024 else '**no**'}.",
+                  ""]
+    return lines, shown
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -1,0 +1,317 @@
+// Training steps of recurrent nets: the engine (nn cells composed from ops, BPTT = the tape's backward)
+// against hand-derived BPTT on raw buffers (nn/reference_bptt: ElmanBPTT, LSTMBPTT, cblas) with a plain
+// SGD loop. LibTorch, when CMake finds it, is in bench_rnn_torch.cpp (the binary bench_rnn_torch holds
+// all three, so that their ratios come from one process and one run).
+//
+// One iteration = one training step of one batch: forward over T steps, loss, backward, SGD on every
+// weight (the problems are described in rnn_problem.hpp). float32, one thread. Arguments T/B/I/H.
+//
+//   BM_<cell>_engine/T/B/I/H   engine: nn::run over nn::RNNCell / LSTMCell / GRUCell, backward, nn::SGD
+//   BM_<cell>_hand/T/B/I/H     nn::reference::ElmanBPTT / LSTMBPTT forward + backward, w -= lr g loops
+//   BM_lstm_memory_engine/...  1,000 engine steps (fixed): the tape's bytes and the process's peak RSS
+//                              must not grow between step 10 and step 1,000
+//   BM_lstm_profile_engine/... a fixed 200 steps, for callgrind (scripts/bench.sh rnn-profile)
+//
+// Counters: us_per_sequence = step time / B; tape_B_per_step (engine) = the tape's peak bytes during a
+// step / T; saved_B_per_step (hand) = its buffers' bytes / T (activations saved by forward, and with the
+// backward workspace).
+//
+// Before timing, each bench checks the engine's loss and gradients (every weight, x, h_0, c_0) against
+// the hand BPTT in float32, normwise relative 1e-4, and reports an error instead of a figure if they
+// differ. The GRU has no hand reference: its engine float32 gradients are checked against the engine in
+// float64 here, and against LibTorch in bench_rnn_torch.
+#include <benchmark/benchmark.h>
+#include <cblas.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <map>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "nn/rnn_problem.hpp"
+#include "tapegrad/nn/reference_bptt.hpp"
+
+namespace {
+
+using namespace tapegrad;
+using namespace tapegrad::bench;
+namespace ref = tapegrad::nn::reference;
+
+// ---- the hand implementation ------------------------------------------------------------------------
+
+struct HandModel {
+  Problem p;  // owns the weights, updated in place
+  std::unique_ptr<ref::ElmanBPTT<float>> elman;
+  std::unique_ptr<ref::LSTMBPTT<float>> lstm;
+  const ref::LSTMGrads<float>* lstm_grads = nullptr;  // from the last backward()
+  const ref::ElmanGrads<float>* elman_grads = nullptr;
+  float loss = 0;
+
+  explicit HandModel(const Problem& problem) : p(problem) {
+    const Dims& d = p.d;
+    if (p.cell == Cell::lstm) {
+      lstm = std::make_unique<ref::LSTMBPTT<float>>(d.I, d.H);
+    } else {
+      elman = std::make_unique<ref::ElmanBPTT<float>>(
+          d.I, d.H, 1, p.cell == Cell::binadd ? ref::Activation::sigmoid : ref::Activation::tanh, ref::Activation::sigmoid);
+    }
+  }
+
+  void forward_backward() {
+    const Dims& d = p.d;
+    if (lstm) {
+      const float* h = lstm->forward({p.W_x.data(), p.W_h.data(), p.b.data()}, p.x.data(), p.h0.data(), p.c0.data(),
+                                     d.T, d.B);
+      loss = cblas_sdot(int(d.T * d.B * d.H), h, 1, p.target.data(), 1);  // E = sum(h * R)
+      lstm_grads = &lstm->backward(p.target.data());
+    } else {
+      elman->forward({p.W_x.data(), p.W_h.data(), p.b.data(), p.W_out.data(), p.c.data()}, p.x.data(), p.h0.data(),
+                     d.T, d.B);
+      loss = elman->half_sum_loss(p.target.data());
+      elman_grads = &elman->backward_half_sum(p.target.data());
+    }
+  }
+
+  static void sgd(std::vector<float>& w, const std::vector<float>& g) {
+    float* __restrict pw = w.data();
+    const float* __restrict pg = g.data();
+    for (std::size_t i = 0, n = w.size(); i < n; ++i) pw[i] -= kLr * pg[i];
+  }
+
+  void train_step() {
+    forward_backward();
+    if (lstm) {
+      const auto& g = *lstm_grads;
+      sgd(p.W_x, g.W_x);
+      sgd(p.W_h, g.W_h);
+      sgd(p.b, g.b);
+    } else {
+      const auto& g = *elman_grads;
+      sgd(p.W_x, g.W_in);
+      sgd(p.W_h, g.W);
+      sgd(p.b, g.b);
+      sgd(p.W_out, g.W_out);
+      sgd(p.c, g.c);
+    }
+  }
+
+  // name -> gradient, named as EngineModel::grads().
+  std::map<std::string, std::vector<double>> grads() const {
+    auto v = [](const std::vector<float>& f) { return std::vector<double>(f.begin(), f.end()); };
+    if (lstm) {
+      const auto& g = *lstm_grads;
+      return {{"W_x", v(g.W_x)}, {"W_h", v(g.W_h)}, {"b", v(g.b)}, {"x", v(g.x)}, {"h0", v(g.h0)}, {"c0", v(g.c0)}};
+    }
+    const auto& g = *elman_grads;
+    return {{"W_x", v(g.W_in)}, {"W_h", v(g.W)}, {"b", v(g.b)}, {"W_out", v(g.W_out)},
+            {"c", v(g.c)},      {"x", v(g.x)},   {"h0", v(g.z0)}};
+  }
+
+  // Bytes of the buffers the hand version keeps per sequence: saved by forward (activations) and in all
+  // (with backward's workspace: deltas, running dh/dc, the dy copy; not the gradients of the weights).
+  static std::size_t saved_bytes(Cell cell, const Dims& d, bool with_backward) {
+    const std::size_t T = d.T, B = d.B, H = d.H, f = sizeof(float);
+    if (cell == Cell::lstm)  // gates (T,B,4H), h and c (T+1,B,H), tanh(c) (T,B,H); da (T,B,4H), dh, dc (B,H)
+      return f * (T * B * 4 * H + 2 * (T + 1) * B * H + T * B * H +
+                  (with_backward ? T * B * 4 * H + 2 * B * H : 0));
+    // z (T+1,B,H), y (T,B,1); delta_out (T,B,1), delta (T,B,H)
+    return f * ((T + 1) * B * H + T * B + (with_backward ? T * B + T * B * H : 0));
+  }
+};
+
+// ---- the check before timing ------------------------------------------------------------------------
+
+constexpr double kTol = 1e-4;  // float32, normwise relative
+
+struct Check {
+  std::string why;                 // empty when the engine agrees with the reference
+  double tape_bytes_per_step = 0;  // the tape's peak bytes in one training step's graph / T
+};
+
+// The engine's loss and gradients after one forward + backward against the hand BPTT (the GRU: against
+// the engine in float64). Computed once per configuration.
+const Check& check(Cell cell, const Dims& d) {
+  static std::map<std::string, Check> cache;
+  const std::string key = d.key(cell);
+  if (auto it = cache.find(key); it != cache.end()) return it->second;
+  Check r;
+  Tape& tape = Tape::current();
+  try {
+    const Problem p(cell, d);
+    EngineModel e(p);
+    tape.clear();
+    tape.reset_peak();
+    const double loss = e.forward_backward().item();
+    r.tape_bytes_per_step = double(tape.peak_bytes()) / double(d.T);
+    std::map<std::string, std::vector<double>> want;
+    double want_loss = 0;
+    std::string against;
+    if (cell == Cell::gru) {
+      EngineModel e64(p, DType::f64);
+      tape.clear();
+      want_loss = e64.forward_backward().item();
+      for (const auto& [name, g] : e64.grads()) want[name] = g.to_vector();
+      against = " (engine float32 against the engine in float64: no hand GRU)";
+    } else {
+      HandModel h(p);
+      h.forward_backward();
+      want_loss = h.loss;
+      want = h.grads();
+      against = " (engine against hand BPTT)";
+    }
+    close_to({loss}, {want_loss}, kTol, "loss", r.why);
+    for (const auto& [name, g] : e.grads()) {
+      if (!g.defined()) {
+        r.why += "d/d" + name + ": no gradient; ";
+        continue;
+      }
+      close_to(g.to_vector(), want.at(name), kTol, "d/d" + name, r.why);
+    }
+    if (!r.why.empty()) r.why += against;
+  } catch (const std::exception& ex) {
+    r.why = std::string("exception: ") + ex.what();
+  }
+  tape.clear();
+  return cache[key] = r;
+}
+
+bool checked(benchmark::State& state, Cell cell) {
+  const Check& c = check(cell, dims_of(state));
+  if (!c.why.empty()) state.SkipWithError(c.why.c_str());
+  return c.why.empty();
+}
+
+// us per sequence = step time / B (an inverted rate: the console prints "us_per_sequence=12.3u").
+void set_counters(benchmark::State& state, const Dims& d) {
+  state.counters["us_per_sequence"] =
+      benchmark::Counter(double(d.B) * 1e-6, benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
+}
+
+// ---- the benchmarks ---------------------------------------------------------------------------------
+
+void BM_engine(benchmark::State& state, Cell cell) {
+  if (!checked(state, cell)) return;
+  const Dims d = dims_of(state);
+  const Problem p(cell, d);
+  EngineModel m(p);
+  Tape::current().clear();
+  for (auto _ : state) m.train_step();
+  Tape::current().clear();
+  set_counters(state, d);
+  state.counters["tape_B_per_step"] = check(cell, d).tape_bytes_per_step;
+}
+
+void BM_hand(benchmark::State& state, Cell cell) {
+  if (!checked(state, cell)) return;
+  const Dims d = dims_of(state);
+  HandModel m{Problem(cell, d)};
+  for (auto _ : state) {
+    m.train_step();
+    benchmark::ClobberMemory();
+  }
+  set_counters(state, d);
+  state.counters["saved_B_per_step"] = double(HandModel::saved_bytes(cell, d, false)) / double(d.T);
+  state.counters["workspace_B_per_step"] = double(HandModel::saved_bytes(cell, d, true)) / double(d.T);
+}
+
+// Resident set now, in kB (/proc/self/statm), and the process's peak so far (getrusage).
+long rss_now_kb() {
+  long pages = 0, resident = 0;
+  if (FILE* f = std::fopen("/proc/self/statm", "r")) {
+    if (std::fscanf(f, "%ld %ld", &pages, &resident) != 2) resident = 0;
+    std::fclose(f);
+  }
+  return resident * (sysconf(_SC_PAGESIZE) / 1024);
+}
+long rss_peak_kb() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return u.ru_maxrss;
+}
+
+// 1,000 engine training steps: the tape's bytes in use and peak, and the resident set, after step 10 and
+// after step 1,000. Any growth of the tape, or more than 1 MB of resident set, is an error.
+void BM_lstm_memory_engine(benchmark::State& state) {
+  if (!checked(state, Cell::lstm)) return;
+  const Dims d = dims_of(state);
+  const Problem p(Cell::lstm, d);
+  EngineModel m(p);
+  Tape& tape = Tape::current();
+  tape.clear();
+  std::size_t in_use10 = 0, peak10 = 0;
+  long rss10 = 0;
+  std::int64_t k = 0;
+  for (auto _ : state) {
+    m.train_step();
+    if (++k == 10) {
+      tape.reset_peak();
+      in_use10 = tape.bytes_in_use();
+      peak10 = tape.peak_bytes();
+      rss10 = rss_now_kb();
+    }
+  }
+  const std::size_t in_use = tape.bytes_in_use(), peak = tape.peak_bytes();
+  const long rss = rss_now_kb();
+  tape.clear();
+  set_counters(state, d);
+  state.counters["steps"] = double(k);
+  state.counters["tape_in_use_B_step10"] = double(in_use10);
+  state.counters["tape_in_use_B_end"] = double(in_use);
+  state.counters["tape_peak_B_step10"] = double(peak10);
+  state.counters["tape_peak_B_end"] = double(peak);
+  state.counters["tape_B_per_step"] = double(peak) / double(d.T);
+  state.counters["hand_saved_B_per_step"] = double(HandModel::saved_bytes(Cell::lstm, d, false)) / double(d.T);
+  state.counters["rss_kB_step10"] = double(rss10);
+  state.counters["rss_kB_end"] = double(rss);
+  state.counters["maxrss_kB"] = double(rss_peak_kb());
+  if (k < 10) return;
+  if (in_use > in_use10 || peak > peak10 || rss > rss10 + 1024)
+    state.SkipWithError(("memory grew between step 10 and step " + std::to_string(k) + ": tape in use " +
+                         std::to_string(in_use10) + " -> " + std::to_string(in_use) + " B, peak " + std::to_string(peak10) +
+                         " -> " + std::to_string(peak) + " B, resident " + std::to_string(rss10) + " -> " +
+                         std::to_string(rss) + " kB")
+                            .c_str());
+}
+
+const bool registered = [] {
+  using benchmark::RegisterBenchmark;
+  for (const Config& c : grid()) {
+    const std::vector<std::int64_t> args{std::int64_t(c.d.T), std::int64_t(c.d.B), std::int64_t(c.d.I),
+                                         std::int64_t(c.d.H)};
+    const std::string base = std::string("BM_") + cell_name(c.cell);
+    const Cell cell = c.cell;
+    RegisterBenchmark((base + "_engine").c_str(), [cell](benchmark::State& s) { BM_engine(s, cell); })
+        ->Args(args)
+        ->MeasureProcessCPUTime()
+        ->Unit(benchmark::kMicrosecond);
+    if (cell != Cell::gru)
+      RegisterBenchmark((base + "_hand").c_str(), [cell](benchmark::State& s) { BM_hand(s, cell); })
+          ->Args(args)
+          ->MeasureProcessCPUTime()
+        ->Unit(benchmark::kMicrosecond);
+  }
+  RegisterBenchmark("BM_lstm_memory_engine", BM_lstm_memory_engine)
+      ->Args({100, 1, 32, 64})
+      ->Iterations(1000)
+      ->Repetitions(1)
+      ->Unit(benchmark::kMicrosecond);
+  // Fixed iteration counts, for instruction counts under callgrind (scripts/bench.sh rnn-profile):
+  //   valgrind --tool=callgrind --toggle-collect='*BM_engine*' bench_nn --benchmark_filter='^BM_profile_...'
+  for (const auto& [cell, d, iters] : {std::tuple<Cell, Dims, int>{Cell::binadd, {8, 1, 2, 16}, 2000},
+                                       {Cell::lstm, {20, 1, 32, 64}, 200}, {Cell::lstm, {20, 32, 128, 256}, 10}}) {
+    const std::vector<std::int64_t> args{std::int64_t(d.T), std::int64_t(d.B), std::int64_t(d.I), std::int64_t(d.H)};
+    const Cell cl = cell;
+    RegisterBenchmark((std::string("BM_profile_") + cell_name(cell) + "_engine").c_str(),
+                      [cl](benchmark::State& s) { BM_engine(s, cl); })
+        ->Args(args)->Iterations(iters)->Repetitions(1)->Unit(benchmark::kMicrosecond);
+    RegisterBenchmark((std::string("BM_profile_") + cell_name(cell) + "_hand").c_str(),
+                      [cl](benchmark::State& s) { BM_hand(s, cl); })
+        ->Args(args)->Iterations(iters)->Repetitions(1)->Unit(benchmark::kMicrosecond);
+  }
+  return true;
+}();
+
+}  // namespace
