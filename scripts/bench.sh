@@ -128,7 +128,7 @@ JSONS=()
 COMMANDS=()
 for b in "${BENCHES[@]}"; do
   json="$OUT_DIR/$SECTION-$b.json"
-  cmd="OPENBLAS_NUM_THREADS=1${OPENBLAS_CORETYPE:+ OPENBLAS_CORETYPE=$OPENBLAS_CORETYPE}$([[ "$MODE" == rnn ]] && echo " OMP_NUM_THREADS=1") $BUILD_DIR/bench/$b ${ARGS[*]} --benchmark_out=$json"
+  cmd="OPENBLAS_NUM_THREADS=1${OPENBLAS_CORETYPE:+ OPENBLAS_CORETYPE=$OPENBLAS_CORETYPE}$([[ "$MODE" == rnn ]] && echo " OMP_NUM_THREADS=1" || true) $BUILD_DIR/bench/$b ${ARGS[*]} --benchmark_out=$json"
   echo "== $cmd"
   "$BUILD_DIR/bench/$b" "${ARGS[@]}" --benchmark_out="$json"
   JSONS+=("$json")
