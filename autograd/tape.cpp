@@ -87,7 +87,6 @@ void Arena::reset() {
 
 // ----- tape -----
 
-thread_local Tape* Tape::current_tape_ = nullptr;
 
 namespace {
 thread_local bool t_grad_enabled = true;

@@ -172,7 +172,9 @@ class Tape {
  private:
   friend struct Engine;
   static Tape& init_current();
-  static thread_local Tape* current_tape_;
+  // An inline, constant-initialised thread_local: read directly, with no TLS wrapper call (the wrapper of
+  // an extern thread_local also tripped UBSan's null-pointer check).
+  static inline thread_local Tape* current_tape_ = nullptr;
   bool swept_ = false;  // a backward ran over this graph (it was retained): clear gradients first
   detail::SlotStore slots_;
   std::vector<detail::Node> nodes_;
