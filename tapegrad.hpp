@@ -13,6 +13,7 @@
 #include "tapegrad/ops/index.hpp"
 #include "tapegrad/ops/loss.hpp"
 #include "tapegrad/ops/conv.hpp"
+#include "tapegrad/ops/recurrent.hpp"
 #include "tapegrad/nn/module.hpp"
 #include "tapegrad/nn/init.hpp"
 #include "tapegrad/nn/linear.hpp"

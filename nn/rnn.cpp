@@ -8,6 +8,7 @@
 #include "tapegrad/ops/activation.hpp"
 #include "tapegrad/ops/elementwise.hpp"
 #include "tapegrad/ops/linalg.hpp"
+#include "tapegrad/ops/recurrent.hpp"
 #include "tapegrad/ops/shape.hpp"
 
 namespace tapegrad::nn {
@@ -172,8 +173,15 @@ Tensor LSTMCell::project(const Tensor& x) const {
 }
 
 State LSTMCell::step_projected(const Tensor& xp, const State& s) const {
-  const auto a = chunk(xp + matmul(s.h, W_h), 4, 1);  // a_i, a_f, a_g, a_o
   const bool peep = peepholes();
+  if (fused) {
+    const Tensor a = xp + matmul(s.h, W_h);
+    State next;
+    next.c = peep ? lstm_cell(a, s.c, p_i, p_f) : lstm_cell(a, s.c);
+    next.h = peep ? lstm_hidden(a, next.c, p_o) : lstm_hidden(a, next.c);
+    return next;
+  }
+  const auto a = chunk(xp + matmul(s.h, W_h), 4, 1);  // a_i, a_f, a_g, a_o
   const Tensor i = sigmoid(peep ? a[0] + p_i * s.c : a[0]);
   const Tensor f = sigmoid(peep ? a[1] + p_f * s.c : a[1]);
   const Tensor g = tanh(a[2]);

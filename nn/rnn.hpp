@@ -115,6 +115,9 @@ struct LSTMWeights {
 // Peepholes p_* are diagonal (elementwise); without them the p_* terms are absent.
 // Default init: each (I, H) and (H, H) gate block drawn with `init`, b zeros except the forget block = 1,
 // peepholes zeros.
+// fused (default true): the pointwise half runs as the two fused ops lstm_cell and lstm_hidden
+// (ops/recurrent.hpp: 2 nodes per step instead of ~13). fused = false composes the same formulas from
+// primitive ops (chunk, sigmoid, tanh, *, +): the reference form, checked against the same cases.
 class LSTMCell : public RecurrentCell {
  public:
   LSTMCell(std::size_t input_size, std::size_t hidden_size, Generator& gen, bool peepholes = false,
@@ -133,6 +136,7 @@ class LSTMCell : public RecurrentCell {
   LSTMWeights weights() const { return {W_x, W_h, b, p_i, p_f, p_o}; }
 
   Tensor W_x, W_h, b, p_i, p_f, p_o;
+  bool fused = true;
 };
 
 // ---- GRU --------------------------------------------------------------------------------------------

@@ -17,6 +17,17 @@ BOOST_AUTO_TEST_CASE(lstm_step_as_a_picture) {
   Generator gen(2);
   nn::LSTMCell cell(3, 4, gen);
   Tensor x = randn({2, 3}, gen);
+  // The fused step draws as its two fused nodes ...
+  {
+    Tape::Scope fused_scope;
+    cell.step(x, cell.initial_state(2));
+    const std::string dot = fused_scope.tape().to_dot();
+    for (const char* op : {"matmul", "lstm_cell", "lstm_hidden"})
+      BOOST_TEST(dot.find(std::string("label=\"") + op + "\"") != std::string::npos, "no " << op << " node (fused)");
+    BOOST_TEST(dot.find("label=\"sigmoid\"") == std::string::npos);
+  }
+  // ... and the composed one as the course draws it: gates, products, sums.
+  cell.fused = false;
   nn::State s = cell.step(x, cell.initial_state(2));
   const std::string dot = scope.tape().to_dot();
   for (const char* op : {"matmul", "sigmoid", "tanh", "mul", "add"})

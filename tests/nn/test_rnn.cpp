@@ -3,6 +3,8 @@
 // rtol 1e-9, and bad inputs.
 #include <boost/test/unit_test.hpp>
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #include <tapegrad/nn/interchange.hpp>
@@ -74,15 +76,51 @@ BOOST_AUTO_TEST_CASE(elman_step_gradcheck_each_activation) {
   }
 }
 
+// Both forms of the LSTM step: fused (ops/recurrent) and composed from primitive ops.
 BOOST_AUTO_TEST_CASE(lstm_step_gradcheck_with_and_without_peepholes) {
+  for (bool fused : {true, false})
+    for (bool peep : {false, true}) {
+      Generator g(12);
+      expect_gradcheck(
+          [fused](const std::vector<Tensor>& v) {
+            LSTMCell cell(lstm_w(v, 3));
+            cell.fused = fused;
+            return flat_state(cell.step(v[0], {v[1], v[2]}));
+          },
+          lstm_inputs(g, peep),
+          std::string(peep ? "LSTMCell peepholes" : "LSTMCell") + (fused ? " fused" : " composed"));
+    }
+}
+
+// The fused step is an optimisation of the composed one: the same values and gradients over a sequence,
+// to rounding (float64), with and without peepholes.
+BOOST_AUTO_TEST_CASE(lstm_fused_equals_composed_over_a_sequence) {
   for (bool peep : {false, true}) {
-    Generator g(12);
-    expect_gradcheck(
-        [](const std::vector<Tensor>& v) {
-          LSTMCell cell(lstm_w(v, 3));
-          return flat_state(cell.step(v[0], {v[1], v[2]}));
-        },
-        lstm_inputs(g, peep), peep ? "LSTMCell peepholes" : "LSTMCell");
+    Generator g(15);
+    std::vector<Tensor> in = lstm_inputs(g, peep);
+    in[0] = rnd({T, B, I}, g);
+    std::vector<std::vector<double>> results[2];
+    for (bool fused : {false, true}) {
+      LSTMCell cell(lstm_w(in, 3));
+      cell.fused = fused;
+      Sequence s = run(cell, in[0], {in[1], in[2]});
+      Tensor out = concat({reshape(s.outputs, {T * B, H}), s.last.c}, 0);
+      results[fused].push_back(out.to_vector());
+      backward(sum(out * out));
+      for (auto& t : in) {
+        results[fused].push_back(t.grad().to_vector());
+        t.zero_grad();
+      }
+    }
+    for (std::size_t k = 0; k < results[0].size(); ++k) {
+      BOOST_TEST_REQUIRE(results[0][k].size() == results[1][k].size());
+      double worst = 0, scale = 0;
+      for (std::size_t j = 0; j < results[0][k].size(); ++j) {
+        worst = std::max(worst, std::abs(results[0][k][j] - results[1][k][j]));
+        scale = std::max(scale, std::abs(results[0][k][j]));
+      }
+      BOOST_TEST(worst <= 1e-12 * std::max(1.0, scale), "peepholes " << peep << ", result " << k << ": " << worst);
+    }
   }
 }
 
@@ -133,13 +171,15 @@ BOOST_AUTO_TEST_CASE(run_gradcheck_forward_and_reversed) {
     // x (T,B,I), h0, c0, W_x, W_h, b, p_i, p_f, p_o
     std::vector<Tensor> in = lstm_inputs(g, true);
     in[0] = rnd({T, B, I}, g);
-    expect_gradcheck(
-        [reverse](const std::vector<Tensor>& v) {
-          LSTMCell cell(lstm_w(v, 3));
-          Sequence s = run(cell, v[0], {v[1], v[2]}, reverse);
-          return concat({reshape(s.outputs, {T * B, H}), s.last.c}, 0);
-        },
-        in, reverse ? "run LSTM reversed" : "run LSTM");
+    for (bool fused : {true, false})
+      expect_gradcheck(
+          [reverse, fused](const std::vector<Tensor>& v) {
+            LSTMCell cell(lstm_w(v, 3));
+            cell.fused = fused;
+            Sequence s = run(cell, v[0], {v[1], v[2]}, reverse);
+            return concat({reshape(s.outputs, {T * B, H}), s.last.c}, 0);
+          },
+          in, std::string(reverse ? "run LSTM reversed" : "run LSTM") + (fused ? " fused" : " composed"));
   }
   Generator g(22);
   std::vector<Tensor> in{rnd({T, B, I}, g), rnd({B, H}, g), rnd({I, H}, g), rnd({H, H}, g), rnd({H}, g)};
@@ -238,24 +278,31 @@ BOOST_AUTO_TEST_CASE(conformance_elman_model) {
   BOOST_TEST(agg.ok());
 }
 
+// The LSTM cases run for both forms of the step, fused and composed.
 BOOST_AUTO_TEST_CASE(conformance_lstm_cell) {
-  auto c = load_case("lstm_cell");
-  const auto& in = c.in;
-  // Imported through ops: the gradients reach W_ih, W_hh, b_ih, b_hh in PyTorch's layout.
-  LSTMCell cell(lstm_from_pytorch({in.at("W_ih"), in.at("W_hh"), in.at("b_ih"), in.at("b_hh")}));
-  State s = cell.step(in.at("x"), {in.at("h0"), in.at("c0")});
-  BOOST_TEST(check_case(c, {{"h1", s.h}, {"c1", s.c}}).ok());
+  for (bool fused : {true, false}) {
+    auto c = load_case("lstm_cell");
+    const auto& in = c.in;
+    // Imported through ops: the gradients reach W_ih, W_hh, b_ih, b_hh in PyTorch's layout.
+    LSTMCell cell(lstm_from_pytorch({in.at("W_ih"), in.at("W_hh"), in.at("b_ih"), in.at("b_hh")}));
+    cell.fused = fused;
+    State s = cell.step(in.at("x"), {in.at("h0"), in.at("c0")});
+    BOOST_TEST(check_case(c, {{"h1", s.h}, {"c1", s.c}}).ok(), (fused ? "fused" : "composed"));
+  }
 }
 
 BOOST_AUTO_TEST_CASE(conformance_lstm_peephole_cell) {
-  auto c = load_case("lstm_peephole_cell");
-  const auto& in = c.in;
-  LSTMWeights w = lstm_from_pytorch({in.at("W_ih"), in.at("W_hh"), in.at("b"), zeros_like(in.at("b"))});
-  w.p_i = in.at("p_i"), w.p_f = in.at("p_f"), w.p_o = in.at("p_o");
-  LSTMCell cell(w);
-  BOOST_TEST(cell.peepholes());
-  State s = cell.step(in.at("x"), {in.at("h0"), in.at("c0")});
-  BOOST_TEST(check_case(c, {{"h1", s.h}, {"c1", s.c}}).ok());
+  for (bool fused : {true, false}) {
+    auto c = load_case("lstm_peephole_cell");
+    const auto& in = c.in;
+    LSTMWeights w = lstm_from_pytorch({in.at("W_ih"), in.at("W_hh"), in.at("b"), zeros_like(in.at("b"))});
+    w.p_i = in.at("p_i"), w.p_f = in.at("p_f"), w.p_o = in.at("p_o");
+    LSTMCell cell(w);
+    cell.fused = fused;
+    BOOST_TEST(cell.peepholes());
+    State s = cell.step(in.at("x"), {in.at("h0"), in.at("c0")});
+    BOOST_TEST(check_case(c, {{"h1", s.h}, {"c1", s.c}}).ok(), (fused ? "fused" : "composed"));
+  }
 }
 
 BOOST_AUTO_TEST_CASE(conformance_gru_cell) {
@@ -278,10 +325,14 @@ BOOST_AUTO_TEST_CASE(conformance_gru_cell_reset_before) {
 }
 
 BOOST_AUTO_TEST_CASE(conformance_bilstm_seq) {
-  auto c = load_case("bilstm_seq");
-  Bidirectional bi(std::make_unique<LSTMCell>(lstm_from_pytorch(pytorch_layer(c.in, 0, false))),
-                   std::make_unique<LSTMCell>(lstm_from_pytorch(pytorch_layer(c.in, 0, true))));
-  BOOST_TEST(check_case(c, {{"out", bi(c.in.at("x")).outputs}}).ok());
+  for (bool fused : {true, false}) {
+    auto c = load_case("bilstm_seq");
+    auto fwd = std::make_unique<LSTMCell>(lstm_from_pytorch(pytorch_layer(c.in, 0, false)));
+    auto bwd = std::make_unique<LSTMCell>(lstm_from_pytorch(pytorch_layer(c.in, 0, true)));
+    fwd->fused = bwd->fused = fused;
+    Bidirectional bi(std::move(fwd), std::move(bwd));
+    BOOST_TEST(check_case(c, {{"out", bi(c.in.at("x")).outputs}}).ok(), (fused ? "fused" : "composed"));
+  }
 }
 
 BOOST_AUTO_TEST_CASE(conformance_bigru_seq) {

@@ -1,0 +1,230 @@
+// Recurrent family: the fused pointwise halves of an LSTM step (see recurrent.hpp for why they exist).
+// Each op: forward (xtensor over each row's contiguous H-blocks, so xsimd vectorises exp/tanh), its
+// backward on raw buffers from the gate values saved by forward, and its differentiable backward written
+// in primitive ops (for create_graph).
+#include "tapegrad/ops/recurrent.hpp"
+
+#include <string>
+#include <xtensor/xmath.hpp>
+#include <xtensor/xnoalias.hpp>
+
+#include "tapegrad/autograd/tape.hpp"
+#include "tapegrad/ops/activation.hpp"
+#include "tapegrad/ops/elementwise.hpp"
+#include "tapegrad/ops/kernels.hpp"
+#include "tapegrad/ops/shape.hpp"
+
+namespace tapegrad {
+
+TAPEGRAD_OP(op_lstm_cell, "lstm_cell", "recurrent");
+TAPEGRAD_OP(op_lstm_hidden, "lstm_hidden", "recurrent");
+
+namespace {
+
+using kernels::flat;
+
+std::string str(const Tensor& t) { return t.defined() ? t.shape().str() : std::string("(undefined)"); }
+
+// a must be (B, 4H) and s (B, H) (s: "c_prev" or "c"); peepholes (H); one dtype. Returns H.
+std::size_t check_lstm(const char* op, const Tensor& a, const Tensor& s, const char* s_name,
+                       std::initializer_list<std::pair<const char*, const Tensor*>> peepholes) {
+  if (!a.defined() || a.rank() != 2 || a.size(1) % 4 != 0 || a.size(1) == 0)
+    throw Error(std::string(op) + ": gate pre-activations a must be (B, 4H), got " + str(a));
+  const std::size_t B = a.size(0), H = a.size(1) / 4;
+  if (!s.defined() || s.rank() != 2 || s.size(0) != B || s.size(1) != H)
+    throw Error(std::string(op) + ": " + s_name + " must be (B, H) = (" + std::to_string(B) + ", " + std::to_string(H) +
+                ") to match a " + a.shape().str() + ", got " + str(s));
+  for (const auto& [name, p] : peepholes)
+    if (!p->defined() || p->rank() != 1 || p->size(0) != H)
+      throw Error(std::string(op) + ": peephole " + name + " must be (H) = " + Shape{H}.str() + " to match a " +
+                  a.shape().str() + ", got " + str(*p));
+  auto same = [&](const Tensor& t, const char* name) {
+    if (t.dtype() != a.dtype())
+      throw Error(std::string(op) + ": " + name + " " + t.shape().str() + " is " + dtype_name(t.dtype()) + ", a " +
+                  a.shape().str() + " is " + dtype_name(a.dtype()));
+  };
+  same(s, s_name);
+  for (const auto& [name, p] : peepholes) same(*p, name);
+  return H;
+}
+
+template <class T> const T* data_of(const Tensor& t) { return static_cast<const T*>(t.raw_data()); }
+
+}  // namespace
+
+// ---- lstm_cell ----------------------------------------------------------------------------------------
+// Forward saves i, f, g per row (3H). Backward, with dc = the incoming gradient of c:
+//   da_i = dc g i (1 - i),  da_f = dc c_prev f (1 - f),  da_g = dc i (1 - g^2),  (da_o: none here)
+//   dc_prev = dc f + p_i da_i + p_f da_f,  dp_i = sum_rows da_i c_prev,  dp_f = sum_rows da_f c_prev.
+
+namespace {
+
+Tensor lstm_cell_impl(const Tensor& a, const Tensor& c_prev, const Tensor* p_i, const Tensor* p_f) {
+  const std::size_t H = p_i ? check_lstm("lstm_cell", a, c_prev, "c_prev", {{"p_i", p_i}, {"p_f", p_f}})
+                            : check_lstm("lstm_cell", a, c_prev, "c_prev", {});
+  const std::size_t B = a.size(0);
+  OpCall call = p_i ? OpCall(op_lstm_cell, {&a, &c_prev, p_i, p_f}) : OpCall(op_lstm_cell, {&a, &c_prev});
+  Tensor c = call.output({B, H});
+  dispatch(call.dtype(), [&](auto z) {
+    using T = decltype(z);
+    T* ifg = call.save<T>(3 * B * H);
+    call.node().saved = ifg;
+    const T *pa = data_of<T>(a), *pcp = data_of<T>(c_prev);
+    T* pc = c.data<T>();
+    for (std::size_t r = 0; r < B; ++r) {
+      const T* ar = pa + r * 4 * H;
+      T* s = ifg + r * 3 * H;
+      auto vi = flat(s, H), vf = flat(s + H, H), vg = flat(s + 2 * H, H);
+      auto vcp = flat(pcp + r * H, H);
+      if (p_i) {
+        xt::noalias(vi) = T(1) / (T(1) + xt::exp(-(flat(ar, H) + flat(data_of<T>(*p_i), H) * vcp)));
+        xt::noalias(vf) = T(1) / (T(1) + xt::exp(-(flat(ar + H, H) + flat(data_of<T>(*p_f), H) * vcp)));
+      } else {
+        xt::noalias(vi) = T(1) / (T(1) + xt::exp(-flat(ar, H)));
+        xt::noalias(vf) = T(1) / (T(1) + xt::exp(-flat(ar + H, H)));
+      }
+      xt::noalias(vg) = xt::tanh(flat(ar + 2 * H, H));
+      xt::noalias(flat(pc + r * H, H)) = vf * vcp + vi * vg;
+    }
+  });
+  call.record(
+      [](BackwardCtx& c) {
+        const std::size_t B = c.out_shape()[0], H = c.out_shape()[1];
+        const bool peep = c.num_inputs() == 4;
+        dispatch(c.dtype(), [&](auto z) {
+          using T = decltype(z);
+          const T *dc = c.gout<T>(), *ifg = static_cast<const T*>(c.node().saved), *cp = c.in<T>(1);
+          const T* pi = peep ? c.in<T>(2) : nullptr;
+          const T* pf = peep ? c.in<T>(3) : nullptr;
+          T* ga = c.needs(0) ? c.grad<T>(0) : nullptr;
+          T* gcp = c.needs(1) ? c.grad<T>(1) : nullptr;
+          T* gpi = peep && c.needs(2) ? c.grad<T>(2) : nullptr;
+          T* gpf = peep && c.needs(3) ? c.grad<T>(3) : nullptr;
+          for (std::size_t r = 0; r < B; ++r) {
+            const T *s = ifg + r * 3 * H, *d = dc + r * H, *cpr = cp + r * H;
+            T* gar = ga ? ga + r * 4 * H : nullptr;
+            T* gcpr = gcp ? gcp + r * H : nullptr;
+            for (std::size_t j = 0; j < H; ++j) {
+              const T i = s[j], f = s[H + j], g = s[2 * H + j];
+              const T dai = d[j] * g * i * (T(1) - i), daf = d[j] * cpr[j] * f * (T(1) - f);
+              if (gar) {
+                gar[j] += dai;
+                gar[H + j] += daf;
+                gar[2 * H + j] += d[j] * i * (T(1) - g * g);
+              }
+              if (gcpr) gcpr[j] += d[j] * f + (peep ? pi[j] * dai + pf[j] * daf : T(0));
+              if (gpi) gpi[j] += dai * cpr[j];
+              if (gpf) gpf[j] += daf * cpr[j];
+            }
+          }
+        });
+      },
+      [](GraphCtx& g) {
+        const Tensor a = g.in(0), cp = g.in(1);
+        const std::size_t H = cp.size(1);
+        const bool peep = g.num_inputs() == 4;
+        Tensor ai = slice(a, 1, 0, H), af = slice(a, 1, H, 2 * H);
+        if (peep) {
+          ai = ai + g.in(2) * cp;
+          af = af + g.in(3) * cp;
+        }
+        const Tensor i = sigmoid(ai), f = sigmoid(af), gg = tanh(slice(a, 1, 2 * H, 3 * H));
+        const Tensor& dc = g.gout();
+        const Tensor dai = dc * gg * i * (1.0 - i), daf = dc * cp * f * (1.0 - f);
+        g.accumulate(0, concat({dai, daf, dc * i * (1.0 - gg * gg), zeros_like(dai)}, 1));
+        if (peep) {
+          g.accumulate(1, dc * f + g.in(2) * dai + g.in(3) * daf);
+          g.accumulate(2, dai * cp);  // summed over the batch rows by the engine
+          g.accumulate(3, daf * cp);
+        } else {
+          g.accumulate(1, dc * f);
+        }
+      });
+  return c;
+}
+
+}  // namespace
+
+Tensor lstm_cell(const Tensor& a, const Tensor& c_prev) { return lstm_cell_impl(a, c_prev, nullptr, nullptr); }
+Tensor lstm_cell(const Tensor& a, const Tensor& c_prev, const Tensor& p_i, const Tensor& p_f) {
+  return lstm_cell_impl(a, c_prev, &p_i, &p_f);
+}
+
+// ---- lstm_hidden --------------------------------------------------------------------------------------
+// Forward saves o and tanh(c) per row (2H). Backward, with dh = the incoming gradient of h:
+//   da_o = dh tanh(c) o (1 - o),  dc = dh o (1 - tanh(c)^2) + p_o da_o,  dp_o = sum_rows da_o c.
+
+namespace {
+
+Tensor lstm_hidden_impl(const Tensor& a, const Tensor& c, const Tensor* p_o) {
+  const std::size_t H = p_o ? check_lstm("lstm_hidden", a, c, "c", {{"p_o", p_o}}) : check_lstm("lstm_hidden", a, c, "c", {});
+  const std::size_t B = a.size(0);
+  OpCall call = p_o ? OpCall(op_lstm_hidden, {&a, &c, p_o}) : OpCall(op_lstm_hidden, {&a, &c});
+  Tensor h = call.output({B, H});
+  dispatch(call.dtype(), [&](auto z) {
+    using T = decltype(z);
+    T* otc = call.save<T>(2 * B * H);
+    call.node().saved = otc;
+    const T *pa = data_of<T>(a), *pc = data_of<T>(c);
+    T* ph = h.data<T>();
+    for (std::size_t r = 0; r < B; ++r) {
+      const T* ao = pa + r * 4 * H + 3 * H;
+      auto vo = flat(otc + r * 2 * H, H), vtc = flat(otc + r * 2 * H + H, H);
+      auto vc = flat(pc + r * H, H);
+      if (p_o) xt::noalias(vo) = T(1) / (T(1) + xt::exp(-(flat(ao, H) + flat(data_of<T>(*p_o), H) * vc)));
+      else xt::noalias(vo) = T(1) / (T(1) + xt::exp(-flat(ao, H)));
+      xt::noalias(vtc) = xt::tanh(vc);
+      xt::noalias(flat(ph + r * H, H)) = vo * vtc;
+    }
+  });
+  call.record(
+      [](BackwardCtx& c) {
+        const std::size_t B = c.out_shape()[0], H = c.out_shape()[1];
+        const bool peep = c.num_inputs() == 3;
+        dispatch(c.dtype(), [&](auto z) {
+          using T = decltype(z);
+          const T *dh = c.gout<T>(), *otc = static_cast<const T*>(c.node().saved), *cv = c.in<T>(1);
+          const T* po = peep ? c.in<T>(2) : nullptr;
+          T* ga = c.needs(0) ? c.grad<T>(0) : nullptr;
+          T* gc = c.needs(1) ? c.grad<T>(1) : nullptr;
+          T* gpo = peep && c.needs(2) ? c.grad<T>(2) : nullptr;
+          for (std::size_t r = 0; r < B; ++r) {
+            const T *o = otc + r * 2 * H, *tc = o + H, *d = dh + r * H, *cr = cv + r * H;
+            T* gar = ga ? ga + r * 4 * H + 3 * H : nullptr;
+            T* gcr = gc ? gc + r * H : nullptr;
+            for (std::size_t j = 0; j < H; ++j) {
+              const T dao = d[j] * tc[j] * o[j] * (T(1) - o[j]);
+              if (gar) gar[j] += dao;
+              if (gcr) gcr[j] += d[j] * o[j] * (T(1) - tc[j] * tc[j]) + (peep ? po[j] * dao : T(0));
+              if (gpo) gpo[j] += dao * cr[j];
+            }
+          }
+        });
+      },
+      [](GraphCtx& g) {
+        const Tensor a = g.in(0), cv = g.in(1);
+        const std::size_t H = cv.size(1);
+        const bool peep = g.num_inputs() == 3;
+        Tensor ao = slice(a, 1, 3 * H, 4 * H);
+        if (peep) ao = ao + g.in(2) * cv;
+        const Tensor o = sigmoid(ao), tc = tanh(cv);
+        const Tensor& dh = g.gout();
+        const Tensor dao = dh * tc * o * (1.0 - o);
+        const Tensor z = zeros({cv.size(0), 3 * H}, cv.dtype());
+        g.accumulate(0, concat({z, dao}, 1));
+        Tensor dc = dh * o * (1.0 - tc * tc);
+        if (peep) {
+          dc = dc + g.in(2) * dao;
+          g.accumulate(2, dao * cv);  // summed over the batch rows by the engine
+        }
+        g.accumulate(1, dc);
+      });
+  return h;
+}
+
+}  // namespace
+
+Tensor lstm_hidden(const Tensor& a, const Tensor& c) { return lstm_hidden_impl(a, c, nullptr); }
+Tensor lstm_hidden(const Tensor& a, const Tensor& c, const Tensor& p_o) { return lstm_hidden_impl(a, c, &p_o); }
+
+}  // namespace tapegrad

@@ -1,0 +1,23 @@
+// Fused pointwise halves of an LSTM step. An optimisation, not new math: nn::LSTMCell composes exactly the
+// same formulas from primitive ops when built with `fused = false`, and the tests check both forms
+// against the same gradient checks and conformance cases. Fusing turns the ~13 elementwise nodes of a
+// step (chunk, three sigmoids, two tanh, products and sums, their gradient buffers) into two, which is
+// what the per-step cost at batch 1 and the memory traffic at batch 32 are made of.
+//
+// a (B, 4H) holds the gate pre-activations [a_i a_f a_g a_o] (PyTorch's order), c_prev and c are (B, H),
+// the peepholes p_i, p_f, p_o are (H) (diagonal, elementwise).
+#pragma once
+
+#include "tapegrad/autograd/tensor.hpp"
+
+namespace tapegrad {
+
+// c = sigmoid(a_f + p_f c_prev) * c_prev + sigmoid(a_i + p_i c_prev) * tanh(a_g)   (the CEC update)
+Tensor lstm_cell(const Tensor& a, const Tensor& c_prev);
+Tensor lstm_cell(const Tensor& a, const Tensor& c_prev, const Tensor& p_i, const Tensor& p_f);
+
+// h = sigmoid(a_o + p_o c) * tanh(c)   (the output gate reads the new c through its peephole)
+Tensor lstm_hidden(const Tensor& a, const Tensor& c);
+Tensor lstm_hidden(const Tensor& a, const Tensor& c, const Tensor& p_o);
+
+}  // namespace tapegrad

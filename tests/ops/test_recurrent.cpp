@@ -1,0 +1,85 @@
+// Rows of the op table for ops/recurrent (the fused LSTM halves), their values against the same formulas
+// composed from primitive ops, float32, and bad inputs.
+#include <boost/test/unit_test.hpp>
+
+#include "support/op_table.hpp"
+#include "support/xt.hpp"
+
+using namespace tapegrad;
+using namespace tapegrad::test;
+
+TAPEGRAD_OP_ROWS(recurrent) {
+  std::vector<OpRow> rows;
+  // (B, H): one row, several rows, H = 1.
+  for (auto [B, H] : {std::pair<std::size_t, std::size_t>{2, 3}, {1, 5}, {3, 1}}) {
+    const std::string n = "B " + std::to_string(B) + ", H " + std::to_string(H);
+    const Shape a{B, 4 * H}, s{B, H}, p{H};
+    rows.push_back({"lstm_cell", n, {a, s}, [](const std::vector<Tensor>& x) { return lstm_cell(x[0], x[1]); },
+                    Domain::any, {}, true});
+    rows.push_back({"lstm_cell", n + ", peepholes", {a, s, p, p},
+                    [](const std::vector<Tensor>& x) { return lstm_cell(x[0], x[1], x[2], x[3]); }, Domain::any, {}, true});
+    rows.push_back({"lstm_hidden", n, {a, s}, [](const std::vector<Tensor>& x) { return lstm_hidden(x[0], x[1]); },
+                    Domain::any, {}, true});
+    rows.push_back({"lstm_hidden", n + ", peephole", {a, s, p},
+                    [](const std::vector<Tensor>& x) { return lstm_hidden(x[0], x[1], x[2]); }, Domain::any, {}, true});
+  }
+  // One peephole tensor used for both p_i and p_f: the two gradient contributions add up.
+  rows.push_back({"lstm_cell", "p_i and p_f the same tensor", {{2, 8}, {2, 2}, {2}},
+                  [](const std::vector<Tensor>& x) { return lstm_cell(x[0], x[1], x[2], x[2]); }, Domain::any, {}, true});
+  return rows;
+}
+
+namespace {
+
+// The same formulas from primitive ops (the composed form of nn::LSTMCell).
+Tensor composed_cell(const Tensor& a, const Tensor& cp, const Tensor* pi, const Tensor* pf) {
+  const auto g = chunk(a, 4, 1);
+  const Tensor i = sigmoid(pi ? g[0] + *pi * cp : g[0]), f = sigmoid(pf ? g[1] + *pf * cp : g[1]);
+  return f * cp + i * tanh(g[2]);
+}
+Tensor composed_hidden(const Tensor& a, const Tensor& c, const Tensor* po) {
+  const Tensor ao = chunk(a, 4, 1)[3];
+  return sigmoid(po ? ao + *po * c : ao) * tanh(c);
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(recurrent)
+
+BOOST_AUTO_TEST_CASE(fused_halves_equal_the_composed_formulas) {
+  Generator g(5);
+  for (DType d : {DType::f64, DType::f32}) {
+    const double tol = d == DType::f64 ? 1e-14 : 1e-6;
+    Tensor a = randn({3, 4 * 5}, g, 2.0, d), cp = randn({3, 5}, g, 1.0, d);
+    Tensor pi = randn({5}, g, 1.0, d), pf = randn({5}, g, 1.0, d), po = randn({5}, g, 1.0, d);
+    BOOST_TEST(max_abs_diff(lstm_cell(a, cp), to_xt(composed_cell(a, cp, nullptr, nullptr))) <= tol);
+    BOOST_TEST(max_abs_diff(lstm_cell(a, cp, pi, pf), to_xt(composed_cell(a, cp, &pi, &pf))) <= tol);
+    BOOST_TEST(max_abs_diff(lstm_hidden(a, cp), to_xt(composed_hidden(a, cp, nullptr))) <= tol);
+    BOOST_TEST(max_abs_diff(lstm_hidden(a, cp, po), to_xt(composed_hidden(a, cp, &po))) <= tol);
+  }
+}
+
+// Without recording (NoGrad), the ops compute the same values (their saved gates go to scratch memory).
+BOOST_AUTO_TEST_CASE(no_grad_forward_matches) {
+  Generator g(6);
+  Tensor a = randn({2, 12}, g, 1.0, DType::f64), cp = randn({2, 3}, g, 1.0, DType::f64);
+  const auto want = to_xt(lstm_hidden(a, lstm_cell(a, cp)));
+  NoGrad no_grad;
+  BOOST_TEST(max_abs_diff(lstm_hidden(a, lstm_cell(a, cp)), want) == 0.0);
+}
+
+BOOST_AUTO_TEST_CASE(bad_inputs_name_the_op_and_shapes) {
+  const Tensor a = zeros({2, 12}, DType::f64), c = zeros({2, 3}, DType::f64), p = zeros({3}, DType::f64);
+  expect_error([&] { lstm_cell(zeros({2, 10}, DType::f64), c); }, {"lstm_cell", "(B, 4H)", "(2, 10)"});
+  expect_error([&] { lstm_cell(zeros({12}, DType::f64), c); }, {"lstm_cell", "(B, 4H)", "(12,)"});
+  expect_error([&] { lstm_cell(a, zeros({2, 4}, DType::f64)); }, {"lstm_cell", "c_prev", "(2, 3)", "(2, 4)", "(2, 12)"});
+  expect_error([&] { lstm_cell(a, zeros({3, 3}, DType::f64)); }, {"lstm_cell", "c_prev", "(3, 3)"});
+  expect_error([&] { lstm_cell(a, c, zeros({4}, DType::f64), p); }, {"lstm_cell", "p_i", "(3,)", "(4,)"});
+  expect_error([&] { lstm_cell(a, c, p, Tensor()); }, {"lstm_cell", "p_f", "(undefined)"});
+  expect_error([&] { lstm_cell(a, zeros({2, 3}, DType::f32)); }, {"lstm_cell", "c_prev", "float32", "float64"});
+  expect_error([&] { lstm_hidden(a, zeros({2, 2}, DType::f64)); }, {"lstm_hidden", "c", "(2, 2)", "(2, 12)"});
+  expect_error([&] { lstm_hidden(a, c, zeros({3, 1}, DType::f64)); }, {"lstm_hidden", "p_o", "(3, 1)"});
+  expect_error([&] { lstm_hidden(Tensor(), c); }, {"lstm_hidden", "(B, 4H)", "(undefined)"});
+}
+
+BOOST_AUTO_TEST_SUITE_END()
