@@ -1,6 +1,7 @@
 // Linalg family: matmul through cblas. One node per product; backward accumulates straight into the
 // gradient buffers with beta = 1 (dA += dC B^T, dB += A^T dC). A 1-row product runs as gemv (forward,
-// dA) and ger (dB): OpenBLAS 0.3.21 does not route 1-row gemm to gemv, and is 3-4x slower there.
+// dA) and ger (dB; a plain loop when small): OpenBLAS 0.3.21 does not route 1-row gemm to gemv, and is
+// 3-4x slower there.
 #include "tapegrad/ops/linalg.hpp"
 
 #include <algorithm>
@@ -40,8 +41,20 @@ template <class T> void grad_a(std::size_t m, std::size_t k, std::size_t n, cons
 
 // dB (k, n) += A^T G (m, n)
 template <class T> void grad_b(std::size_t m, std::size_t k, std::size_t n, const T* a, const T* g, T* db) {
-  if (m == 1) ger(k, n, a, g, db);  // rank-1 update a^T g
-  else gemm(CblasTrans, CblasNoTrans, k, n, m, a, k, g, n, T(1), db, n);
+  if (m == 1 && k * n <= 4096) {
+    // A small rank-1 update as a plain (vectorised) loop: OpenBLAS's ger makes one axpy call per row, 3-5x
+    // slower for 16x16 (binary addition's recurrent matrix); from 64x256 up both run at memory speed.
+    for (std::size_t i = 0; i < k; ++i) {
+      const T ai = a[i];
+      T* __restrict row = db + i * n;
+      const T* __restrict gr = g;
+      for (std::size_t j = 0; j < n; ++j) row[j] += ai * gr[j];
+    }
+  } else if (m == 1) {
+    ger(k, n, a, g, db);  // rank-1 update a^T g
+  } else {
+    gemm(CblasTrans, CblasNoTrans, k, n, m, a, k, g, n, T(1), db, n);
+  }
 }
 
 [[noreturn]] void bad_shapes(const Tensor& a, const Tensor& b, const std::string& why) {

@@ -17,7 +17,8 @@ TAPEGRAD_OP_ROWS(linalg) {
   std::vector<OpRow> rows;
   const std::vector<std::pair<std::string, std::vector<Shape>>> samples = {
       {"2-D (3,4)x(4,5)", {{3, 4}, {4, 5}}},
-      {"M=1 gemv/ger (1,4)x(4,5)", {{1, 4}, {4, 5}}},
+      {"M=1 gemv + small rank-1 loop (1,4)x(4,5)", {{1, 4}, {4, 5}}},
+      {"M=1 gemv + ger, K*N > 4096 (1,80)x(80,64)", {{1, 80}, {80, 64}}},
       {"M=1 N=1 (1,4)x(4,1)", {{1, 4}, {4, 1}}},
       {"K=1 outer product (3,1)x(1,4)", {{3, 1}, {1, 4}}},
       {"N=1 (3,4)x(4,1)", {{3, 4}, {4, 1}}},
