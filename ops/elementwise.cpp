@@ -32,6 +32,19 @@ TAPEGRAD_OP(op_where, "where", "elementwise");
 namespace {
 
 // Runs out[i] = f(a[ia], b[ib]) over the broadcast of a and b.
+// True when t broadcasts to s as one repeated block of s's trailing values (a bias row added to every
+// row of a matrix): t without its leading 1s equals s's last dims. `inner` = the block's length.
+bool trailing_block(const Shape& t, const Shape& s, std::size_t& inner) {
+  std::size_t lead = 0;
+  while (lead < t.rank() && t[lead] == 1) ++lead;
+  const std::size_t k = t.rank() - lead;
+  if (k > s.rank()) return false;
+  for (std::size_t i = 0; i < k; ++i)
+    if (t[lead + i] != s[s.rank() - k + i]) return false;
+  inner = t.numel();
+  return inner > 0;
+}
+
 template <class F> Tensor binary(OpCall& call, const Tensor& a, const Tensor& b, F f) {
   const Shape s = broadcast_shapes(call.name(), a.shape(), b.shape());
   Tensor y = call.output(s);
@@ -46,6 +59,12 @@ template <class F> Tensor binary(OpCall& call, const Tensor& a, const Tensor& b,
     } else if (a.shape() == s && b.numel() == 1) {
       const T bv = pb[0];
       for (std::size_t i = 0; i < n; ++i) py[i] = f(pa[i], bv);
+    } else if (std::size_t inner = 0; a.shape() == s && trailing_block(b.shape(), s, inner)) {
+      for (std::size_t r = 0; r < n; r += inner)  // rows of a with the block b: vectorised inner loops
+        for (std::size_t j = 0; j < inner; ++j) py[r + j] = f(pa[r + j], pb[j]);
+    } else if (b.shape() == s && trailing_block(a.shape(), s, inner)) {
+      for (std::size_t r = 0; r < n; r += inner)
+        for (std::size_t j = 0; j < inner; ++j) py[r + j] = f(pa[j], pb[r + j]);
     } else {
       kernels::broadcast_index(s, a.shape(), b.shape(), [&](std::size_t i, std::size_t ia, std::size_t ib) { py[i] = f(pa[ia], pb[ib]); });
     }

@@ -19,7 +19,10 @@ TAPEGRAD_OP_ROWS(elementwise) {
   const std::vector<std::pair<std::string, std::vector<Shape>>> samples = {
       {"same (2,3)", {{2, 3}, {2, 3}}},      {"row (2,3)x(3)", {{2, 3}, {3}}},
       {"col (2,3)x(2,1)", {{2, 3}, {2, 1}}}, {"both (3,1)x(1,4)", {{3, 1}, {1, 4}}},
-      {"rank0 ()x(2,2)", {{}, {2, 2}}},      {"rank3 (2,1,3)x(4,1)", {{2, 1, 3}, {4, 1}}}};
+      {"rank0 ()x(2,2)", {{}, {2, 2}}},      {"rank3 (2,1,3)x(4,1)", {{2, 1, 3}, {4, 1}}},
+      // One operand a repeated trailing block of the other (the rows fast path), on either side.
+      {"row first (3)x(2,3)", {{3}, {2, 3}}}, {"block (1,3,4)x(2,3,4)", {{1, 3, 4}, {2, 3, 4}}},
+      {"block (2,3,4)x(3,4)", {{2, 3, 4}, {3, 4}}}};
   for (auto& [name, shapes] : samples) {
     rows.push_back({"add", name, shapes, bin(add), Domain::any, {}, true});
     rows.push_back({"sub", name, shapes, bin(sub), Domain::any, {}, true});
@@ -70,6 +73,14 @@ BOOST_AUTO_TEST_CASE(forward_matches_xtensor) {
   BOOST_TEST(max_abs_diff(mul(a, b), xa * xb) == 0.0);
   BOOST_TEST(max_abs_diff(div(a, b), xa / xb) == 0.0);
   BOOST_TEST(max_abs_diff(tapegrad::pow(b, a), xt::pow(xb, xa)) < 1e-15);
+  // The block on the left, and a rank-3 tensor with a (rows, cols) block on either side.
+  BOOST_TEST(max_abs_diff(sub(b, a), xb - xa) == 0.0);
+  BOOST_TEST(max_abs_diff(div(b, a), xb / xa) == 0.0);
+  Tensor c3 = randn({2, 3, 4}, gen, 1.0, DType::f64);
+  xt::xarray<double> xc3 = to_xt(c3);
+  BOOST_TEST(max_abs_diff(sub(c3, a), xc3 - xa) == 0.0);
+  BOOST_TEST(max_abs_diff(sub(a, c3), xa - xc3) == 0.0);
+  BOOST_TEST(max_abs_diff(mul(reshape(a, {1, 3, 4}), c3), xa * xc3) == 0.0);
   BOOST_TEST(max_abs_diff(tapegrad::exp(a), xt::exp(xa)) < 1e-15);
   BOOST_TEST(max_abs_diff(tapegrad::log(b), xt::log(xb)) < 1e-15);
   BOOST_TEST(max_abs_diff(tapegrad::sqrt(b), xt::sqrt(xb)) < 1e-15);
