@@ -324,12 +324,14 @@ void OpCall::record(BackwardFn backward, GraphBackwardFn graph_backward) {
 
 // ----- backward -----
 
-void* BackwardCtx::grad_buffer(std::size_t i) {
+void* BackwardCtx::grad_buffer(std::size_t i, bool* fresh) {
   auto& s = tape_.slot(node_.inputs()[i]);
+  if (fresh) *fresh = false;
   if (!s.grad) {
     const std::size_t bytes = s.shape.numel() * dtype_size(s.dtype);
     s.grad = tape_.allocate(bytes);
-    std::memset(s.grad, 0, bytes);
+    if (fresh) *fresh = true;  // the caller overwrites it all
+    else std::memset(s.grad, 0, bytes);
   }
   return s.grad;
 }

@@ -8,6 +8,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <vector>
@@ -280,14 +281,19 @@ class BackwardCtx {
   template <class T> const T* out() const { return static_cast<const T*>(tape_.slot(node_.out).data); }
   template <class T> const T* gout() const { return static_cast<const T*>(tape_.slot(node_.out).grad); }
   // The input's gradient buffer (its shape), zero-filled on first use: accumulate into it with +=.
-  template <class T> T* grad(std::size_t i) { return static_cast<T*>(grad_buffer(i)); }
+  template <class T> T* grad(std::size_t i) { return static_cast<T*>(grad_buffer(i, nullptr)); }
+  // The same buffer for an op that writes every element of it in one pass. When the buffer is new,
+  // `fresh` is set and it is uninitialised: assign (=) instead of accumulating (+=), which saves its
+  // zero-fill. Ask for it right before that pass: an input used twice by one op gets the same buffer,
+  // no longer fresh, the second time.
+  template <class T> T* grad_for_write(std::size_t i, bool& fresh) { return static_cast<T*>(grad_buffer(i, &fresh)); }
   // += g summed down to the input's shape: the one place where broadcasting is undone.
   template <class T> void accumulate(std::size_t i, const T* g, const Shape& g_shape);
   template <class T> T* scratch(std::size_t n) { return static_cast<T*>(tape_.allocate(n * sizeof(T))); }
 
  private:
   const detail::Slot& in_slot(std::size_t i) const { return tape_.slot(node_.inputs()[i]); }
-  void* grad_buffer(std::size_t i);
+  void* grad_buffer(std::size_t i, bool* fresh);
   Tape& tape_;
   const detail::Node& node_;
 };
@@ -324,6 +330,17 @@ template <class T> void sum_to_accumulate(T* dst, const Shape& dst_shape, const 
 
 template <class T>
 void BackwardCtx::accumulate(std::size_t i, const T* g, const Shape& g_shape) {
+  if (g_shape == in_shape(i)) {
+    bool fresh = false;
+    T* d = grad_for_write<T>(i, fresh);
+    const std::size_t n = g_shape.numel();
+    if (fresh) {
+      std::memcpy(d, g, n * sizeof(T));
+    } else {
+      for (std::size_t k = 0; k < n; ++k) d[k] += g[k];
+    }
+    return;
+  }
   detail::sum_to_accumulate<T>(grad<T>(i), in_shape(i), g, g_shape);
 }
 

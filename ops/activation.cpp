@@ -31,9 +31,15 @@ namespace {
 template <class H> void unary_grad(BackwardCtx& c, H h) {
   dispatch(c.dtype(), [&](auto z) {
     using T = decltype(z);
-    T* gx = c.grad<T>(0);
+    bool fresh = false;
+    T* gx = c.grad_for_write<T>(0, fresh);
     const T *gy = c.gout<T>(), *x = c.in<T>(0), *y = c.out<T>();
-    for (std::size_t i = 0, n = c.out_shape().numel(); i < n; ++i) gx[i] += h(gy[i], x[i], y[i]);
+    const std::size_t n = c.out_shape().numel();
+    if (fresh) {
+      for (std::size_t i = 0; i < n; ++i) gx[i] = h(gy[i], x[i], y[i]);
+    } else {
+      for (std::size_t i = 0; i < n; ++i) gx[i] += h(gy[i], x[i], y[i]);
+    }
   });
 }
 

@@ -87,11 +87,18 @@ template <class F> void binary_grad(BackwardCtx& c, F&& f) {
 template <class H> void unary_grad(BackwardCtx& c, H h) {
   dispatch(c.dtype(), [&](auto z) {
     using T = decltype(z);
-    T* gx = c.grad<T>(0);
+    bool fresh = false;
+    T* gx = c.grad_for_write<T>(0, fresh);
     const T* gy = c.gout<T>();
     const T* x = c.in<T>(0);
     const T* y = c.out<T>();
-    for (std::size_t i = 0, n = c.out_shape().numel(); i < n; ++i) gx[i] += h(gy[i], x[i], y[i], c.node().f);
+    const double* f = c.node().f;
+    const std::size_t n = c.out_shape().numel();
+    if (fresh) {
+      for (std::size_t i = 0; i < n; ++i) gx[i] = h(gy[i], x[i], y[i], f);
+    } else {
+      for (std::size_t i = 0; i < n; ++i) gx[i] += h(gy[i], x[i], y[i], f);
+    }
   });
 }
 

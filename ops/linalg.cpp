@@ -33,14 +33,19 @@ template <class T> void product(std::size_t m, std::size_t k, std::size_t n, con
   else gemm(CblasNoTrans, CblasNoTrans, m, n, k, a, k, b, n, T(0), c, n);
 }
 
-// dA (m, k) += G (m, n) B^T
-template <class T> void grad_a(std::size_t m, std::size_t k, std::size_t n, const T* g, const T* b, T* da) {
-  if (m == 1) gemv(CblasNoTrans, k, n, b, g, T(1), da);  // da^T += B g^T
-  else gemm(CblasNoTrans, CblasTrans, m, k, n, g, n, b, n, T(1), da, k);
+// dA (m, k) += G (m, n) B^T; beta = 0 (dA = ...) when dA is a fresh, uninitialised buffer.
+template <class T> void grad_a(std::size_t m, std::size_t k, std::size_t n, const T* g, const T* b, T* da, T beta) {
+  if (m == 1) {
+    // OpenBLAS's gemv scales y by beta = 0 (NaN * 0 stays NaN in stale memory): zero it instead; one row.
+    if (beta == T(0)) std::fill_n(da, k, T(0));
+    gemv(CblasNoTrans, k, n, b, g, T(1), da);  // da^T += B g^T
+  } else {
+    gemm(CblasNoTrans, CblasTrans, m, k, n, g, n, b, n, beta, da, k);  // beta = 0: C is not read
+  }
 }
 
-// dB (k, n) += A^T G (m, n)
-template <class T> void grad_b(std::size_t m, std::size_t k, std::size_t n, const T* a, const T* g, T* db) {
+// dB (k, n) += A^T G (m, n); beta as above.
+template <class T> void grad_b(std::size_t m, std::size_t k, std::size_t n, const T* a, const T* g, T* db, T beta) {
   if (m == 1 && k * n <= 4096) {
     // A small rank-1 update as a plain (vectorised) loop: OpenBLAS's ger makes one axpy call per row, 3-5x
     // slower for 16x16 (binary addition's recurrent matrix); from 64x256 up both run at memory speed.
@@ -48,12 +53,17 @@ template <class T> void grad_b(std::size_t m, std::size_t k, std::size_t n, cons
       const T ai = a[i];
       T* __restrict row = db + i * n;
       const T* __restrict gr = g;
-      for (std::size_t j = 0; j < n; ++j) row[j] += ai * gr[j];
+      if (beta == T(0)) {
+        for (std::size_t j = 0; j < n; ++j) row[j] = ai * gr[j];
+      } else {
+        for (std::size_t j = 0; j < n; ++j) row[j] += ai * gr[j];
+      }
     }
   } else if (m == 1) {
+    if (beta == T(0)) std::fill_n(db, k * n, T(0));
     ger(k, n, a, g, db);  // rank-1 update a^T g
   } else {
-    gemm(CblasTrans, CblasNoTrans, k, n, m, a, k, g, n, T(1), db, n);
+    gemm(CblasTrans, CblasNoTrans, k, n, m, a, k, g, n, beta, db, n);
   }
 }
 
@@ -114,13 +124,17 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
         dispatch(c.dtype(), [&](auto z) {
           using T = decltype(z);
           const T *g = c.gout<T>(), *a = c.in<T>(0), *b = c.in<T>(1);
+          // Each pass writes all of its buffer (batch by batch), so a fresh one is written with beta = 0.
+          bool fresh = false;
           if (c.needs(0)) {
-            T* da = c.grad<T>(0);
-            for (std::size_t t = 0; t < batches; ++t) grad_a(m, k, n, g + t * m * n, b + t * k * n, da + t * m * k);
+            T* da = c.grad_for_write<T>(0, fresh);
+            const T beta = fresh ? T(0) : T(1);
+            for (std::size_t t = 0; t < batches; ++t) grad_a(m, k, n, g + t * m * n, b + t * k * n, da + t * m * k, beta);
           }
           if (c.needs(1)) {
-            T* db = c.grad<T>(1);
-            for (std::size_t t = 0; t < batches; ++t) grad_b(m, k, n, a + t * m * k, g + t * m * n, db + t * k * n);
+            T* db = c.grad_for_write<T>(1, fresh);
+            const T beta = fresh ? T(0) : T(1);
+            for (std::size_t t = 0; t < batches; ++t) grad_b(m, k, n, a + t * m * k, g + t * m * n, db + t * k * n, beta);
           }
         });
       },

@@ -96,8 +96,11 @@ Tensor lstm_cell_impl(const Tensor& a, const Tensor& c_prev, const Tensor* p_i, 
           const T *dc = c.gout<T>(), *ifg = static_cast<const T*>(c.node().saved), *cp = c.in<T>(1);
           const T* pi = peep ? c.in<T>(2) : nullptr;
           const T* pf = peep ? c.in<T>(3) : nullptr;
+          // a's gradient is written in 3 of its 4 blocks (zero-filled first); c_prev's in full, so a fresh
+          // buffer is assigned rather than accumulated into. The inputs' shapes differ: no two alias.
+          bool fresh = false;
           T* ga = c.needs(0) ? c.grad<T>(0) : nullptr;
-          T* gcp = c.needs(1) ? c.grad<T>(1) : nullptr;
+          T* gcp = c.needs(1) ? c.grad_for_write<T>(1, fresh) : nullptr;
           T* gpi = peep && c.needs(2) ? c.grad<T>(2) : nullptr;
           T* gpf = peep && c.needs(3) ? c.grad<T>(3) : nullptr;
           for (std::size_t r = 0; r < B; ++r) {
@@ -112,7 +115,7 @@ Tensor lstm_cell_impl(const Tensor& a, const Tensor& c_prev, const Tensor* p_i, 
                 gar[H + j] += daf;
                 gar[2 * H + j] += d[j] * i * (T(1) - g * g);
               }
-              if (gcpr) gcpr[j] += d[j] * f + (peep ? pi[j] * dai + pf[j] * daf : T(0));
+              if (gcpr) gcpr[j] = (fresh ? T(0) : gcpr[j]) + d[j] * f + (peep ? pi[j] * dai + pf[j] * daf : T(0));
               if (gpi) gpi[j] += dai * cpr[j];
               if (gpf) gpf[j] += daf * cpr[j];
             }
@@ -185,8 +188,10 @@ Tensor lstm_hidden_impl(const Tensor& a, const Tensor& c, const Tensor* p_o) {
           using T = decltype(z);
           const T *dh = c.gout<T>(), *otc = static_cast<const T*>(c.node().saved), *cv = c.in<T>(1);
           const T* po = peep ? c.in<T>(2) : nullptr;
+          // c's gradient is written in full: a fresh buffer is assigned rather than accumulated into.
+          bool fresh = false;
           T* ga = c.needs(0) ? c.grad<T>(0) : nullptr;
-          T* gc = c.needs(1) ? c.grad<T>(1) : nullptr;
+          T* gc = c.needs(1) ? c.grad_for_write<T>(1, fresh) : nullptr;
           T* gpo = peep && c.needs(2) ? c.grad<T>(2) : nullptr;
           for (std::size_t r = 0; r < B; ++r) {
             const T *o = otc + r * 2 * H, *tc = o + H, *d = dh + r * H, *cr = cv + r * H;
@@ -195,7 +200,7 @@ Tensor lstm_hidden_impl(const Tensor& a, const Tensor& c, const Tensor* p_o) {
             for (std::size_t j = 0; j < H; ++j) {
               const T dao = d[j] * tc[j] * o[j] * (T(1) - o[j]);
               if (gar) gar[j] += dao;
-              if (gcr) gcr[j] += d[j] * o[j] * (T(1) - tc[j] * tc[j]) + (peep ? po[j] * dao : T(0));
+              if (gcr) gcr[j] = (fresh ? T(0) : gcr[j]) + d[j] * o[j] * (T(1) - tc[j] * tc[j]) + (peep ? po[j] * dao : T(0));
               if (gpo) gpo[j] += dao * cr[j];
             }
           }

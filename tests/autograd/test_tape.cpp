@@ -220,6 +220,40 @@ BOOST_AUTO_TEST_CASE(memory_is_reused_between_steps) {
   BOOST_TEST(Tape::current().peak_bytes() == peak);  // no growth over iterations
 }
 
+// Ops that overwrite a fresh gradient buffer (instead of zero-filling it and adding) must never read it:
+// the arena hands the next graph the same memory, here full of NaN from a first graph built the same way.
+BOOST_AUTO_TEST_CASE(fresh_gradient_buffers_never_read_stale_memory) {
+  Generator gen(3);
+  const Tensor x0 = randn({1, 4}, gen, 1.0, DType::f64), w0 = randn({4, 4}, gen, 1.0, DType::f64),
+               aw0 = randn({4, 8}, gen, 1.0, DType::f64);
+  // gemv (1 row), gemm (2 rows), tanh, concat, slice, add, the fused LSTM halves, sums.
+  auto loss = [](const Tensor& x, const Tensor& w, const Tensor& aw) {
+    const Tensor h = tanh(matmul(x, w));
+    const Tensor m = matmul(concat({h, h * 2.0}, 0), w);
+    const Tensor a = matmul(m, aw);
+    const Tensor c = lstm_cell(a, slice(m, 1, 0, 2));
+    const Tensor hh = lstm_hidden(a, c);
+    return sum(hh * hh) + sum(m + h);
+  };
+  auto grads = [&](const Tensor& x) {
+    Tensor xs = parameter(x.detach()), w = parameter(w0.detach()), aw = parameter(aw0.detach());
+    backward(loss(xs, w, aw));
+    return std::vector<std::vector<double>>{xs.grad().to_vector(), w.grad().to_vector(), aw.grad().to_vector()};
+  };
+  std::vector<std::vector<double>> want;
+  {
+    Tape::Scope clean;  // a separate tape: its arena never held NaN
+    want = grads(x0);
+  }
+  Tape::current().clear();
+  const auto poisoned = grads(x0 * std::nan(""));  // every value and gradient of this graph is NaN
+  BOOST_TEST(std::isnan(poisoned[1][0]));
+  const auto got = grads(x0);  // the same graph again, on the same (now NaN-filled) arena memory
+  for (std::size_t k = 0; k < want.size(); ++k)
+    for (std::size_t i = 0; i < want[k].size(); ++i)
+      BOOST_TEST(got[k][i] == want[k][i], "gradient " << k << " element " << i);
+}
+
 BOOST_AUTO_TEST_CASE(graphviz_export) {
   Tape::current().clear();
   Tensor W = param({1, 2, 3, 4}, {2, 2});
