@@ -128,7 +128,7 @@ Tensor RNNCell::project(const Tensor& x) const {
 
 // z_t = f(x_t W_in + b + z_(t-1) W)
 State RNNCell::step_projected(const Tensor& xp, const State& s) const {
-  return {activate(activation, xp + matmul(s.h, W)), {}};
+  return {activate(activation, addmm(xp, s.h, W)), {}};
 }
 
 // ---- LSTMCell ---------------------------------------------------------------------------------------
@@ -175,7 +175,7 @@ Tensor LSTMCell::project(const Tensor& x) const {
 State LSTMCell::step_projected(const Tensor& xp, const State& s) const {
   const bool peep = peepholes();
   if (fused) {
-    const Tensor a = xp + matmul(s.h, W_h);
+    const Tensor a = addmm(xp, s.h, W_h);
     State next;
     next.c = peep ? lstm_cell(a, s.c, p_i, p_f) : lstm_cell(a, s.c);
     next.h = peep ? lstm_hidden(a, next.c, p_o) : lstm_hidden(a, next.c);
@@ -237,8 +237,8 @@ State GRUCell::step_projected(const Tensor& xp, const State& s) const {
   const std::size_t H = hidden_size();
   const auto a = split(xp, {2 * H, H}, 1);  // [a_r a_z], a_n
   if (convention == GRUConvention::course) {
-    const auto rz = chunk(sigmoid(a[0] + matmul(s.h, W_h)), 2, 1);
-    const Tensor h_bar = tanh(a[1] + matmul(rz[0] * s.h, U_h));
+    const auto rz = chunk(sigmoid(addmm(a[0], s.h, W_h)), 2, 1);
+    const Tensor h_bar = tanh(addmm(a[1], rz[0] * s.h, U_h));
     return {s.h + rz[1] * (h_bar - s.h), {}};  // (1 - z) h + z h_bar
   }
   const auto hp = split(matmul(s.h, W_h), {2 * H, H}, 1);

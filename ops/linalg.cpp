@@ -16,6 +16,7 @@
 namespace tapegrad {
 
 TAPEGRAD_OP(op_matmul, "matmul", "linalg");
+TAPEGRAD_OP(op_addmm, "addmm", "linalg");
 
 namespace {
 
@@ -151,6 +152,56 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
             g.accumulate(1, matmul(transpose(a), g.gout()));
           }
         }
+      });
+  return y;
+}
+
+// Y = C + A B.  dC = dY,  dA = dY B^T,  dB = A^T dY.
+Tensor addmm(const Tensor& c, const Tensor& a, const Tensor& b) {
+  if (!c.defined() || !a.defined() || !b.defined())
+    throw Error(std::string("addmm: input ") + (!c.defined() ? "0" : !a.defined() ? "1" : "2") + " is undefined");
+  if (a.rank() != 2 || b.rank() != 2 || c.rank() != 2 || a.size(1) != b.size(0) || c.size(0) != a.size(0) ||
+      c.size(1) != b.size(1))
+    throw Error("addmm: c + a b needs c (M,N), a (M,K), b (K,N); got c " + c.shape().str() + ", a " + a.shape().str() +
+                ", b " + b.shape().str());
+  const std::size_t m = a.size(0), k = a.size(1), n = b.size(1);
+  for (std::size_t d : {m, k, n})
+    if (d > std::size_t(INT_MAX)) throw Error("addmm: a dimension of a " + a.shape().str() + " or b " + b.shape().str() + " exceeds the BLAS int range");
+  OpCall call(op_addmm, {&c, &a, &b});
+  Tensor y = call.output({m, n});
+  dispatch(call.dtype(), [&](auto z) {
+    using T = decltype(z);
+    T* py = y.data<T>();
+    std::copy_n(static_cast<const T*>(c.raw_data()), m * n, py);
+    if (m == 0 || n == 0 || k == 0) return;
+    const T* pa = static_cast<const T*>(a.raw_data());
+    const T* pb = static_cast<const T*>(b.raw_data());
+    if (m == 1) gemv(CblasTrans, k, n, pb, pa, T(1), py);
+    else gemm(CblasNoTrans, CblasNoTrans, m, n, k, pa, k, pb, n, T(1), py, n);
+  });
+  call.record(
+      [](BackwardCtx& c) {
+        const std::size_t m = c.out_shape()[0], n = c.out_shape()[1], k = c.in_shape(1)[1];
+        dispatch(c.dtype(), [&](auto z) {
+          using T = decltype(z);
+          const T *g = c.gout<T>(), *a = c.in<T>(1), *b = c.in<T>(2);
+          if (c.needs(0)) c.accumulate<T>(0, g, c.out_shape());
+          if (m == 0 || n == 0 || k == 0) return;
+          bool fresh = false;
+          if (c.needs(1)) {
+            T* da = c.grad_for_write<T>(1, fresh);
+            grad_a(m, k, n, g, b, da, fresh ? T(0) : T(1));
+          }
+          if (c.needs(2)) {
+            T* db = c.grad_for_write<T>(2, fresh);
+            grad_b(m, k, n, a, g, db, fresh ? T(0) : T(1));
+          }
+        });
+      },
+      [](GraphCtx& g) {
+        g.accumulate(0, g.gout());
+        if (g.needs(1)) g.accumulate(1, matmul(g.gout(), transpose(g.in(2))));
+        if (g.needs(2)) g.accumulate(2, matmul(transpose(g.in(1)), g.gout()));
       });
   return y;
 }

@@ -9,4 +9,8 @@ namespace tapegrad {
 // (M,K) x (K,N) -> (M,N);  (B,M,K) x (B,K,N) -> (B,M,N);  (B,M,K) x (K,N) -> (B,M,N) (shared weight).
 Tensor matmul(const Tensor& a, const Tensor& b);
 
+// c + a b for 2-D a (M,K), b (K,N) and c (M,N) exactly (no broadcasting): one node and one buffer instead
+// of matmul's and add's (torch.addmm). A recurrent step's x_t W_x + b + h_(t-1) W_h is addmm(xp_t, h, W_h).
+Tensor addmm(const Tensor& c, const Tensor& a, const Tensor& b);
+
 }  // namespace tapegrad

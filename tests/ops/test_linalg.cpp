@@ -31,6 +31,18 @@ TAPEGRAD_OP_ROWS(linalg) {
   // The same tensor on both sides: both gradient contributions land in one buffer.
   rows.push_back({"matmul", "a x a (3,3)", {{3, 3}}, [](const std::vector<Tensor>& x) { return matmul(x[0], x[0]); },
                   Domain::any, {}, true});
+  // addmm = c + a b: multi-row (gemm), one row (gemv + the small rank-1 loop, and ger), the same tensor as
+  // both factors, and as addend and factor.
+  auto amm = [](const std::vector<Tensor>& x) { return addmm(x[0], x[1], x[2]); };
+  rows.push_back({"addmm", "(3,5) + (3,4)x(4,5)", {{3, 5}, {3, 4}, {4, 5}}, amm, Domain::any, {}, true});
+  rows.push_back({"addmm", "one row (1,5) + (1,4)x(4,5)", {{1, 5}, {1, 4}, {4, 5}}, amm, Domain::any, {}, true});
+  rows.push_back({"addmm", "one row, K*N > 4096 (1,64) + (1,80)x(80,64)", {{1, 64}, {1, 80}, {80, 64}}, amm,
+                  Domain::any, {}, true});
+  rows.push_back({"addmm", "K=0 (2,3) + (2,0)x(0,3)", {{2, 3}, {2, 0}, {0, 3}}, amm, Domain::any, {}, true});
+  rows.push_back({"addmm", "a x a + c (3,3)", {{3, 3}, {3, 3}},
+                  [](const std::vector<Tensor>& x) { return addmm(x[0], x[1], x[1]); }, Domain::any, {}, true});
+  rows.push_back({"addmm", "c x c + c (3,3)", {{3, 3}},
+                  [](const std::vector<Tensor>& x) { return addmm(x[0], x[0], x[0]); }, Domain::any, {}, true});
   // A constant operand: only the other one gets a gradient.
   rows.push_back({"matmul", "constant weight (2,3)x(3,4)", {{2, 3}, {3, 4}}, mm, Domain::any, {false, true}, true});
   return rows;
@@ -160,6 +172,21 @@ BOOST_AUTO_TEST_CASE(bad_inputs_name_the_op_and_shapes) {
   expect_error([&] { matmul(z({}), z({})); }, {"matmul", "()"});
   expect_error([&] { matmul(z({2, 3}), z({3, 4}, DType::f32)); }, {"matmul", "(2, 3)", "(3, 4)", "float64", "float32"});
   expect_error([&] { matmul(Tensor(), z({3, 4})); }, {"matmul", "undefined"});
+  expect_error([&] { addmm(z({3, 4}), z({3, 4}), z({4, 5})); }, {"addmm", "c (3, 4)", "a (3, 4)", "b (4, 5)"});
+  expect_error([&] { addmm(z({5}), z({3, 4}), z({4, 5})); }, {"addmm", "c (5,)"});
+  expect_error([&] { addmm(z({3, 5}), z({3, 4}), z({3, 5})); }, {"addmm", "a (3, 4)", "b (3, 5)"});
+  expect_error([&] { addmm(z({3, 5}), z({2, 3, 4}), z({4, 5})); }, {"addmm", "a (2, 3, 4)"});
+  expect_error([&] { addmm(z({3, 5}, DType::f32), z({3, 4}), z({4, 5})); }, {"addmm", "float"});
+  expect_error([&] { addmm(Tensor(), z({3, 4}), z({4, 5})); }, {"addmm", "input 0", "undefined"});
+}
+
+BOOST_AUTO_TEST_CASE(addmm_equals_add_of_matmul) {
+  Generator gen(9);
+  for (std::size_t m : {1, 4}) {
+    Tensor c = randn({m, 6}, gen, 1.0, DType::f64), a = randn({m, 5}, gen, 1.0, DType::f64),
+           b = randn({5, 6}, gen, 1.0, DType::f64);
+    BOOST_TEST(max_abs_diff(addmm(c, a, b), to_xt(c + matmul(a, b))) < 1e-14);
+  }
 }
 
 BOOST_AUTO_TEST_SUITE_END()
