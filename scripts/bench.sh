@@ -17,8 +17,10 @@
 #
 # Environment: BUILD_DIR (build-bench), JOBS (1: the machine is shared), REPS (5), BENCHES (bench_autograd
 # bench_ops), BENCH_FILTER (all), BENCH_MIN_TIME (Google Benchmark's default when unset), SECTION
-# (default, or profile), DOC (docs/benchmarks.md). OPENBLAS_CORETYPE is passed through when set: OpenBLAS
-# 0.3.21 runs its SSE3 "Prescott" kernels on CPUs it does not know, such as this machine's.
+# (default, or profile), DOC (docs/benchmarks.md). OPENBLAS_CORETYPE: Haswell unless set. These machines
+# are documented with OPENBLAS_CORETYPE=Haswell preset; without it OpenBLAS 0.3.21 falls back to its SSE3
+# "Prescott" kernels on this CPU, which it does not know (4-5x slower GEMM). Every implementation (engine,
+# hand BPTT, LibTorch: the same libopenblas) runs with the same core, and the report prints it.
 set -euo pipefail
 
 MODE="${1:-tables}"
@@ -66,6 +68,7 @@ mkdir -p "$OUT_DIR"
 # and OpenMP (LibTorch) pinned to one thread; glibc malloc with its defaults unless the caller sets
 # MALLOC_* / GLIBC_TUNABLES, which are passed through and recorded in the benchmark context.
 export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+export OPENBLAS_CORETYPE="${OPENBLAS_CORETYPE:-Haswell}"
 DATE="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 echo "== OpenBLAS core: $("$PY" - <<'PYEOF'
 import ctypes, ctypes.util

@@ -7,6 +7,8 @@
 // weight (the problems are described in rnn_problem.hpp). float32, one thread. Arguments T/B/I/H.
 //
 //   BM_<cell>_engine/T/B/I/H   engine: nn::run over nn::RNNCell / LSTMCell / GRUCell, backward, nn::SGD
+//   BM_lstm_composed/T/B/I/H   the engine with LSTMCell::fused = false (the step composed from primitive
+//                              ops instead of the fused lstm_cell / lstm_hidden ops)
 //   BM_<cell>_hand/T/B/I/H     nn::reference::ElmanBPTT / LSTMBPTT forward + backward, w -= lr g loops
 //   BM_lstm_memory_engine/...  1,000 engine steps (fixed): the tape's bytes and the process's peak RSS
 //                              must not grow between step 10 and step 1,000
@@ -133,15 +135,15 @@ struct Check {
 
 // The engine's loss and gradients after one forward + backward against the hand BPTT (the GRU: against
 // the engine in float64). Computed once per configuration.
-const Check& check(Cell cell, const Dims& d) {
+const Check& check(Cell cell, const Dims& d, bool fused = true) {
   static std::map<std::string, Check> cache;
-  const std::string key = d.key(cell);
+  const std::string key = d.key(cell) + (fused ? "" : "/composed");
   if (auto it = cache.find(key); it != cache.end()) return it->second;
   Check r;
   Tape& tape = Tape::current();
   try {
     const Problem p(cell, d);
-    EngineModel e(p);
+    EngineModel e(p, DType::f32, fused);
     tape.clear();
     tape.reset_peak();
     const double loss = e.forward_backward().item();
@@ -178,8 +180,8 @@ const Check& check(Cell cell, const Dims& d) {
   return cache[key] = r;
 }
 
-bool checked(benchmark::State& state, Cell cell) {
-  const Check& c = check(cell, dims_of(state));
+bool checked(benchmark::State& state, Cell cell, bool fused = true) {
+  const Check& c = check(cell, dims_of(state), fused);
   if (!c.why.empty()) state.SkipWithError(c.why.c_str());
   return c.why.empty();
 }
@@ -192,16 +194,16 @@ void set_counters(benchmark::State& state, const Dims& d) {
 
 // ---- the benchmarks ---------------------------------------------------------------------------------
 
-void BM_engine(benchmark::State& state, Cell cell) {
-  if (!checked(state, cell)) return;
+void BM_engine(benchmark::State& state, Cell cell, bool fused = true) {
+  if (!checked(state, cell, fused)) return;
   const Dims d = dims_of(state);
   const Problem p(cell, d);
-  EngineModel m(p);
+  EngineModel m(p, DType::f32, fused);
   Tape::current().clear();
   for (auto _ : state) m.train_step();
   Tape::current().clear();
   set_counters(state, d);
-  state.counters["tape_B_per_step"] = check(cell, d).tape_bytes_per_step;
+  state.counters["tape_B_per_step"] = check(cell, d, fused).tape_bytes_per_step;
 }
 
 void BM_hand(benchmark::State& state, Cell cell) {
@@ -291,7 +293,12 @@ const bool registered = [] {
       RegisterBenchmark((base + "_hand").c_str(), [cell](benchmark::State& s) { BM_hand(s, cell); })
           ->Args(args)
           ->MeasureProcessCPUTime()
-        ->Unit(benchmark::kMicrosecond);
+          ->Unit(benchmark::kMicrosecond);
+    if (cell == Cell::lstm && c.main)
+      RegisterBenchmark("BM_lstm_composed", [](benchmark::State& s) { BM_engine(s, Cell::lstm, false); })
+          ->Args(args)
+          ->MeasureProcessCPUTime()
+          ->Unit(benchmark::kMicrosecond);
   }
   RegisterBenchmark("BM_lstm_memory_engine", BM_lstm_memory_engine)
       ->Args({100, 1, 32, 64})

@@ -120,7 +120,9 @@ struct EngineModel {
   std::unique_ptr<nn::RecurrentCell> rnn;
   std::unique_ptr<nn::SGD> opt;
 
-  explicit EngineModel(const Problem& p, DType dtype = DType::f32) : cell(p.cell), d(p.d) {
+  // fused: the LSTM's pointwise half as the fused ops (nn::LSTMCell's default); false: composed from
+  // primitive ops.
+  explicit EngineModel(const Problem& p, DType dtype = DType::f32, bool fused = true) : cell(p.cell), d(p.d) {
     const std::size_t T = d.T, B = d.B, I = d.I, H = d.H;
     auto param = [&](const std::vector<float>& v, const Shape& s) { return parameter(tensor(v, s).to(dtype)); };
     W_x = param(p.W_x, {I, p.G});
@@ -144,6 +146,7 @@ struct EngineModel {
         c0 = param(p.c0, {B, H});
         target = tensor(p.target, {T, B, H}).to(dtype);
         rnn = std::make_unique<nn::LSTMCell>(nn::LSTMWeights{W_x, W_h, b, {}, {}, {}});
+        static_cast<nn::LSTMCell&>(*rnn).fused = fused;
         break;
       case Cell::gru:
         b_hn = param(p.b_hn, {H});

@@ -198,8 +198,8 @@ def tables(args):
 # Training steps of recurrent nets (bench_nn / bench_rnn_torch: bench/nn/bench_rnn.cpp): engine, hand
 # BPTT and LibTorch, names BM_<cell>_<impl>/T/B/I/H.
 RNN_CELLS = ["binadd", "elman", "lstm", "gru"]
-RNN_IMPLS = ["engine", "hand", "torch"]
-RNN_NAME = re.compile(r"^BM_(binadd|elman|lstm|gru)_(engine|hand|torch)/(\d+)/(\d+)/(\d+)/(\d+)(?:/process_time)?$")
+RNN_IMPLS = ["engine", "hand", "torch"]  # "composed": the LSTM engine with LSTMCell::fused = false
+RNN_NAME = re.compile(r"^BM_(binadd|elman|lstm|gru)_(engine|hand|torch|composed)/(\d+)/(\d+)/(\d+)/(\d+)(?:/process_time)?$")
 # (cell, B, I, H, ratio, bound, what): engine/hand <= bound, or torch/engine >= bound.
 RNN_TARGETS = [
     ("binadd", 1, 2, 16, "engine/hand", 3.0),
@@ -220,7 +220,7 @@ def rnn_tables(medians, cvs, errors, us, cv, fmt):
             runs.setdefault((cell, T, B, I, H), {})[impl] = n
     if not runs:
         return [], set()
-    shown = {f"BM_{c}_{i}" for c in RNN_CELLS for i in RNN_IMPLS}
+    shown = {f"BM_{c}_{i}" for c in RNN_CELLS for i in RNN_IMPLS} | {"BM_lstm_composed"}
 
     def t(key, impl):  # median us per step, or None
         n = runs.get(key, {}).get(impl)
@@ -286,6 +286,24 @@ def rnn_tables(medians, cvs, errors, us, cv, fmt):
         lines.append(f"| {label} | {cell} | {B} | {I}/{H} | "
                      f"{', '.join(f'{r:.2f} (T={T})' for T, r in pts)} | {'**yes**' if ok else '**no**'} |")
     lines.append("")
+
+    # The LSTM step fused (the default) against the same step composed from primitive ops.
+    keys = sorted((k for k in runs if "composed" in runs[k]), key=lambda k: (k[2], k[4], k[1]))
+    if keys:
+        lines += ["LSTM step fused (`lstm_cell` + `lstm_hidden`, the default) against composed from primitive ops "
+                  "(`LSTMCell::fused = false`: chunk, sigmoid, tanh, *, +), same run:", "",
+                  "| B | I/H | T | fused us/step | composed us/step | composed / fused | composed / hand | "
+                  "torch / composed | tape bytes / time step fused / composed |",
+                  "|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+        for k in keys:
+            e, c, h, to = t(k, "engine"), t(k, "composed"), t(k, "hand"), t(k, "torch")
+            ne, nc = runs[k].get("engine"), runs[k].get("composed")
+            tb = medians[ne].get("tape_B_per_step") if ne in medians else None
+            tc = medians[nc].get("tape_B_per_step") if nc in medians else None
+            lines.append(f"| {k[2]} | {k[3]}/{k[4]} | {k[1]} | {cell_fmt(k, 'engine')} | {cell_fmt(k, 'composed')} | "
+                         f"{ratio(c, e)} | {ratio(c, h)} | {ratio(to, c)} | "
+                         f"{f'{tb:,.0f} / {tc:,.0f}' if tb and tc else '-'} |")
+        lines.append("")
 
     # Scaling of the LSTM (B = 1): against T at I/H = 32/64, against H at I = 32, T = 20.
     for title, sel, var in [("time steps T (B = 1, I/H = 32/64)", lambda k: k[2:] == (1, 32, 64), 1),
