@@ -234,6 +234,7 @@ Tensor GRUCell::project(const Tensor& x) const {
 }
 
 State GRUCell::step_projected(const Tensor& xp, const State& s) const {
+  if (convention == GRUConvention::reset_after && fused) return {gru_cell(xp, matmul(s.h, W_h), s.h, b_hn), {}};
   const std::size_t H = hidden_size();
   const auto a = split(xp, {2 * H, H}, 1);  // [a_r a_z], a_n
   if (convention == GRUConvention::course) {

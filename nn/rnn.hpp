@@ -180,6 +180,10 @@ class GRUCell : public RecurrentCell {
 
   Tensor W_x, W_h, U_h, b, b_hn;
   GRUConvention convention;
+  // reset_after only (the course convention is always composed): fused (default) runs the pointwise part
+  // as the one fused op gru_cell (ops/recurrent.hpp); false composes it from primitive ops, the reference
+  // form, checked against the same cases.
+  bool fused = true;
 };
 
 // ---- running over sequences ------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-// Recurrent family: the fused pointwise halves of an LSTM step (see recurrent.hpp for why they exist).
+// Recurrent family: the fused pointwise parts of the LSTM and GRU steps (see recurrent.hpp for why they
+// exist).
 // Each op: forward (xtensor over each row's contiguous H-blocks, so xsimd vectorises exp/tanh), its
 // backward on raw buffers from the gate values saved by forward, and its differentiable backward written
 // in primitive ops (for create_graph).
@@ -18,6 +19,7 @@ namespace tapegrad {
 
 TAPEGRAD_OP(op_lstm_cell, "lstm_cell", "recurrent");
 TAPEGRAD_OP(op_lstm_hidden, "lstm_hidden", "recurrent");
+TAPEGRAD_OP(op_gru_cell, "gru_cell", "recurrent");
 
 namespace {
 
@@ -231,5 +233,103 @@ Tensor lstm_hidden_impl(const Tensor& a, const Tensor& c, const Tensor* p_o) {
 
 Tensor lstm_hidden(const Tensor& a, const Tensor& c) { return lstm_hidden_impl(a, c, nullptr); }
 Tensor lstm_hidden(const Tensor& a, const Tensor& c, const Tensor& p_o) { return lstm_hidden_impl(a, c, &p_o); }
+
+// ---- gru_cell -----------------------------------------------------------------------------------------
+// Forward saves r, z, n and v = hp_n + b_hn per row (4H). Backward, with dh' = the incoming gradient:
+//   dn = dh' (1 - z),  dz = dh' (h - n),  du = dn (1 - n^2)   (u = xp_n + r v, n = tanh u)
+//   dxp = [dr r (1 - r), dz z (1 - z), du] with dr = du v;  dhp = [same, same, du r];
+//   dh = dh' z;  db_hn = sum_rows du r.
+
+Tensor gru_cell(const Tensor& xp, const Tensor& hp, const Tensor& h, const Tensor& b_hn) {
+  if (!xp.defined() || xp.rank() != 2 || xp.size(1) % 3 != 0 || xp.size(1) == 0)
+    throw Error("gru_cell: input projection xp must be (B, 3H), got " + str(xp));
+  const std::size_t B = xp.size(0), H = xp.size(1) / 3;
+  if (!hp.defined() || hp.shape() != xp.shape())
+    throw Error("gru_cell: recurrent projection hp must be (B, 3H) like xp " + xp.shape().str() + ", got " + str(hp));
+  if (!h.defined() || h.shape() != Shape{B, H})
+    throw Error("gru_cell: h must be (B, H) = " + Shape{B, H}.str() + " to match xp " + xp.shape().str() + ", got " + str(h));
+  if (!b_hn.defined() || b_hn.shape() != Shape{H})
+    throw Error("gru_cell: b_hn must be (H) = " + Shape{H}.str() + " to match xp " + xp.shape().str() + ", got " + str(b_hn));
+  for (const auto& [name, t] : {std::pair<const char*, const Tensor*>{"hp", &hp}, {"h", &h}, {"b_hn", &b_hn}})
+    if (t->dtype() != xp.dtype())
+      throw Error(std::string("gru_cell: ") + name + " " + t->shape().str() + " is " + dtype_name(t->dtype()) + ", xp " +
+                  xp.shape().str() + " is " + dtype_name(xp.dtype()));
+  OpCall call(op_gru_cell, {&xp, &hp, &h, &b_hn});
+  Tensor out = call.output({B, H});
+  dispatch(call.dtype(), [&](auto z) {
+    using T = decltype(z);
+    T* rznv = call.save<T>(4 * B * H);
+    call.node().saved = rznv;
+    const T *px = data_of<T>(xp), *ph = data_of<T>(hp), *pprev = data_of<T>(h);
+    auto vb = flat(data_of<T>(b_hn), H);
+    T* po = out.data<T>();
+    for (std::size_t r = 0; r < B; ++r) {
+      const T *xr = px + r * 3 * H, *hr = ph + r * 3 * H;
+      T* s = rznv + r * 4 * H;
+      auto vr = flat(s, H), vz = flat(s + H, H), vn = flat(s + 2 * H, H), vv = flat(s + 3 * H, H);
+      auto vh = flat(pprev + r * H, H);
+      xt::noalias(vr) = T(1) / (T(1) + xt::exp(-(flat(xr, H) + flat(hr, H))));
+      xt::noalias(vz) = T(1) / (T(1) + xt::exp(-(flat(xr + H, H) + flat(hr + H, H))));
+      xt::noalias(vv) = flat(hr + 2 * H, H) + vb;
+      xt::noalias(vn) = xt::tanh(flat(xr + 2 * H, H) + vr * vv);
+      xt::noalias(flat(po + r * H, H)) = vn + vz * (vh - vn);
+    }
+  });
+  call.record(
+      [](BackwardCtx& c) {
+        const std::size_t B = c.out_shape()[0], H = c.out_shape()[1];
+        dispatch(c.dtype(), [&](auto z) {
+          using T = decltype(z);
+          const T *dout = c.gout<T>(), *rznv = static_cast<const T*>(c.node().saved), *hv = c.in<T>(2);
+          // xp and hp are fully written, and so is h's gradient: fresh buffers are assigned. xp and hp have
+          // one shape, so the same tensor may be both: then both accumulate into one zero-filled buffer.
+          const bool alias = c.node().inputs()[0] == c.node().inputs()[1];
+          bool fx = false, fh = false, fprev = false;
+          T* gx = !c.needs(0) ? nullptr : alias ? c.grad<T>(0) : c.grad_for_write<T>(0, fx);
+          T* gh = !c.needs(1) ? nullptr : alias ? c.grad<T>(1) : c.grad_for_write<T>(1, fh);
+          T* gprev = c.needs(2) ? c.grad_for_write<T>(2, fprev) : nullptr;
+          T* gb = c.needs(3) ? c.grad<T>(3) : nullptr;
+          for (std::size_t r = 0; r < B; ++r) {
+            const T *s = rznv + r * 4 * H, *d = dout + r * H, *hr = hv + r * H;
+            T* gxr = gx ? gx + r * 3 * H : nullptr;
+            T* ghr = gh ? gh + r * 3 * H : nullptr;
+            T* gpr = gprev ? gprev + r * H : nullptr;
+            for (std::size_t j = 0; j < H; ++j) {
+              const T rg = s[j], zg = s[H + j], n = s[2 * H + j], v = s[3 * H + j];
+              const T du = d[j] * (T(1) - zg) * (T(1) - n * n);
+              const T dar = du * v * rg * (T(1) - rg), daz = d[j] * (hr[j] - n) * zg * (T(1) - zg);
+              if (gxr) {
+                gxr[j] = (fx ? T(0) : gxr[j]) + dar;
+                gxr[H + j] = (fx ? T(0) : gxr[H + j]) + daz;
+                gxr[2 * H + j] = (fx ? T(0) : gxr[2 * H + j]) + du;
+              }
+              if (ghr) {
+                ghr[j] = (fh ? T(0) : ghr[j]) + dar;
+                ghr[H + j] = (fh ? T(0) : ghr[H + j]) + daz;
+                ghr[2 * H + j] = (fh ? T(0) : ghr[2 * H + j]) + du * rg;
+              }
+              if (gpr) gpr[j] = (fprev ? T(0) : gpr[j]) + d[j] * zg;
+              if (gb) gb[j] += du * rg;
+            }
+          }
+        });
+      },
+      [](GraphCtx& g) {
+        const Tensor xp = g.in(0), hp = g.in(1), h = g.in(2);
+        const std::size_t H = h.size(1);
+        auto blk = [H](const Tensor& t, std::size_t k) { return slice(t, 1, k * H, (k + 1) * H); };
+        const Tensor r = sigmoid(blk(xp, 0) + blk(hp, 0)), zg = sigmoid(blk(xp, 1) + blk(hp, 1));
+        const Tensor v = blk(hp, 2) + g.in(3);
+        const Tensor n = tanh(blk(xp, 2) + r * v);
+        const Tensor& d = g.gout();
+        const Tensor du = d * (1.0 - zg) * (1.0 - n * n);
+        const Tensor dar = du * v * r * (1.0 - r), daz = d * (h - n) * zg * (1.0 - zg);
+        g.accumulate(0, concat({dar, daz, du}, 1));
+        g.accumulate(1, concat({dar, daz, du * r}, 1));
+        g.accumulate(2, d * zg);
+        g.accumulate(3, du * r);  // summed over the batch rows by the engine
+      });
+  return out;
+}
 
 }  // namespace tapegrad

@@ -124,15 +124,48 @@ BOOST_AUTO_TEST_CASE(lstm_fused_equals_composed_over_a_sequence) {
   }
 }
 
+// reset_after in both forms: fused (gru_cell) and composed.
 BOOST_AUTO_TEST_CASE(gru_step_gradcheck_both_conventions) {
-  for (GRUConvention conv : {GRUConvention::course, GRUConvention::reset_after}) {
-    Generator g(13);
-    expect_gradcheck(
-        [conv](const std::vector<Tensor>& v) {
-          GRUCell cell(gru_w(v, 2, conv));
-          return cell.step(v[0], {v[1], {}}).h;
-        },
-        gru_inputs(g, conv), conv == GRUConvention::course ? "GRUCell course" : "GRUCell reset_after");
+  for (GRUConvention conv : {GRUConvention::course, GRUConvention::reset_after})
+    for (bool fused : {true, false}) {
+      if (conv == GRUConvention::course && fused) continue;  // the course convention has one form
+      Generator g(13);
+      expect_gradcheck(
+          [conv, fused](const std::vector<Tensor>& v) {
+            GRUCell cell(gru_w(v, 2, conv));
+            cell.fused = fused;
+            return cell.step(v[0], {v[1], {}}).h;
+          },
+          gru_inputs(g, conv),
+          conv == GRUConvention::course ? "GRUCell course" : fused ? "GRUCell reset_after fused" : "GRUCell reset_after composed");
+    }
+}
+
+// The fused reset_after step equals the composed one over a sequence: values and every gradient.
+BOOST_AUTO_TEST_CASE(gru_fused_equals_composed_over_a_sequence) {
+  Generator g(16);
+  std::vector<Tensor> in = gru_inputs(g, GRUConvention::reset_after);  // x, h0, W_x, W_h, b_hn, b
+  in[0] = rnd({T, B, I}, g);
+  std::vector<std::vector<double>> results[2];
+  for (bool fused : {false, true}) {
+    GRUCell cell(gru_w(in, 2, GRUConvention::reset_after));
+    cell.fused = fused;
+    Tensor out = reshape(run(cell, in[0], {in[1], {}}).outputs, {T * B, H});
+    results[fused].push_back(out.to_vector());
+    backward(sum(out * out));
+    for (auto& t : in) {
+      results[fused].push_back(t.grad().to_vector());
+      t.zero_grad();
+    }
+  }
+  for (std::size_t k = 0; k < results[0].size(); ++k) {
+    BOOST_TEST_REQUIRE(results[0][k].size() == results[1][k].size());
+    double worst = 0, scale = 0;
+    for (std::size_t j = 0; j < results[0][k].size(); ++j) {
+      worst = std::max(worst, std::abs(results[0][k][j] - results[1][k][j]));
+      scale = std::max(scale, std::abs(results[0][k][j]));
+    }
+    BOOST_TEST(worst <= 1e-12 * std::max(1.0, scale), "result " << k << ": " << worst);
   }
 }
 
@@ -306,12 +339,15 @@ BOOST_AUTO_TEST_CASE(conformance_lstm_peephole_cell) {
 }
 
 BOOST_AUTO_TEST_CASE(conformance_gru_cell) {
-  auto c = load_case("gru_cell");
-  const auto& in = c.in;
-  GRUCell cell(gru_from_pytorch({in.at("W_ih"), in.at("W_hh"), in.at("b_ih"), in.at("b_hh")}));
-  BOOST_TEST((cell.convention == GRUConvention::reset_after));
-  State s = cell.step(in.at("x"), {in.at("h0"), {}});
-  BOOST_TEST(check_case(c, {{"h1", s.h}}).ok());
+  for (bool fused : {true, false}) {
+    auto c = load_case("gru_cell");
+    const auto& in = c.in;
+    GRUCell cell(gru_from_pytorch({in.at("W_ih"), in.at("W_hh"), in.at("b_ih"), in.at("b_hh")}));
+    cell.fused = fused;
+    BOOST_TEST((cell.convention == GRUConvention::reset_after));
+    State s = cell.step(in.at("x"), {in.at("h0"), {}});
+    BOOST_TEST(check_case(c, {{"h1", s.h}}).ok(), (fused ? "fused" : "composed"));
+  }
 }
 
 BOOST_AUTO_TEST_CASE(conformance_gru_cell_reset_before) {
@@ -336,10 +372,14 @@ BOOST_AUTO_TEST_CASE(conformance_bilstm_seq) {
 }
 
 BOOST_AUTO_TEST_CASE(conformance_bigru_seq) {
-  auto c = load_case("bigru_seq");
-  Bidirectional bi(std::make_unique<GRUCell>(gru_from_pytorch(pytorch_layer(c.in, 0, false))),
-                   std::make_unique<GRUCell>(gru_from_pytorch(pytorch_layer(c.in, 0, true))));
-  BOOST_TEST(check_case(c, {{"out", bi(c.in.at("x")).outputs}}).ok());
+  for (bool fused : {true, false}) {
+    auto c = load_case("bigru_seq");
+    auto fwd = std::make_unique<GRUCell>(gru_from_pytorch(pytorch_layer(c.in, 0, false)));
+    auto bwd = std::make_unique<GRUCell>(gru_from_pytorch(pytorch_layer(c.in, 0, true)));
+    fwd->fused = bwd->fused = fused;
+    Bidirectional bi(std::move(fwd), std::move(bwd));
+    BOOST_TEST(check_case(c, {{"out", bi(c.in.at("x")).outputs}}).ok(), (fused ? "fused" : "composed"));
+  }
 }
 
 // ---- runner semantics -----------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-// Rows of the op table for ops/recurrent (the fused LSTM halves), their values against the same formulas
+// Rows of the op table for ops/recurrent (the fused LSTM halves and GRU step), their values against the same formulas
 // composed from primitive ops, float32, and bad inputs.
 #include <boost/test/unit_test.hpp>
 
@@ -22,7 +22,13 @@ TAPEGRAD_OP_ROWS(recurrent) {
                     Domain::any, {}, true});
     rows.push_back({"lstm_hidden", n + ", peephole", {a, s, p},
                     [](const std::vector<Tensor>& x) { return lstm_hidden(x[0], x[1], x[2]); }, Domain::any, {}, true});
+    const Shape g3{B, 3 * H};
+    rows.push_back({"gru_cell", n, {g3, g3, s, p},
+                    [](const std::vector<Tensor>& x) { return gru_cell(x[0], x[1], x[2], x[3]); }, Domain::any, {}, true});
   }
+  // The same tensor as xp and hp: both gradient contributions land in one buffer.
+  rows.push_back({"gru_cell", "xp and hp the same tensor", {{2, 6}, {2, 2}, {2}},
+                  [](const std::vector<Tensor>& x) { return gru_cell(x[0], x[0], x[1], x[2]); }, Domain::any, {}, true});
   // One peephole tensor used for both p_i and p_f: the two gradient contributions add up.
   rows.push_back({"lstm_cell", "p_i and p_f the same tensor", {{2, 8}, {2, 2}, {2}},
                   [](const std::vector<Tensor>& x) { return lstm_cell(x[0], x[1], x[2], x[2]); }, Domain::any, {}, true});
@@ -41,6 +47,11 @@ Tensor composed_hidden(const Tensor& a, const Tensor& c, const Tensor* po) {
   const Tensor ao = chunk(a, 4, 1)[3];
   return sigmoid(po ? ao + *po * c : ao) * tanh(c);
 }
+Tensor composed_gru(const Tensor& xp, const Tensor& hp, const Tensor& h, const Tensor& b_hn) {
+  const auto x = chunk(xp, 3, 1), p = chunk(hp, 3, 1);
+  const Tensor r = sigmoid(x[0] + p[0]), z = sigmoid(x[1] + p[1]), n = tanh(x[2] + r * (p[2] + b_hn));
+  return (1.0 - z) * n + z * h;
+}
 
 }  // namespace
 
@@ -56,6 +67,8 @@ BOOST_AUTO_TEST_CASE(fused_halves_equal_the_composed_formulas) {
     BOOST_TEST(max_abs_diff(lstm_cell(a, cp, pi, pf), to_xt(composed_cell(a, cp, &pi, &pf))) <= tol);
     BOOST_TEST(max_abs_diff(lstm_hidden(a, cp), to_xt(composed_hidden(a, cp, nullptr))) <= tol);
     BOOST_TEST(max_abs_diff(lstm_hidden(a, cp, po), to_xt(composed_hidden(a, cp, &po))) <= tol);
+    Tensor xp = randn({3, 15}, g, 2.0, d), hp = randn({3, 15}, g, 2.0, d);
+    BOOST_TEST(max_abs_diff(gru_cell(xp, hp, cp, po), to_xt(composed_gru(xp, hp, cp, po))) <= tol);
   }
 }
 
@@ -80,6 +93,12 @@ BOOST_AUTO_TEST_CASE(bad_inputs_name_the_op_and_shapes) {
   expect_error([&] { lstm_hidden(a, zeros({2, 2}, DType::f64)); }, {"lstm_hidden", "c", "(2, 2)", "(2, 12)"});
   expect_error([&] { lstm_hidden(a, c, zeros({3, 1}, DType::f64)); }, {"lstm_hidden", "p_o", "(3, 1)"});
   expect_error([&] { lstm_hidden(Tensor(), c); }, {"lstm_hidden", "(B, 4H)", "(undefined)"});
+  const Tensor g9 = zeros({2, 9}, DType::f64);
+  expect_error([&] { gru_cell(zeros({2, 8}, DType::f64), g9, c, p); }, {"gru_cell", "(B, 3H)", "(2, 8)"});
+  expect_error([&] { gru_cell(g9, zeros({2, 6}, DType::f64), c, p); }, {"gru_cell", "hp", "(2, 9)", "(2, 6)"});
+  expect_error([&] { gru_cell(g9, g9, zeros({3, 3}, DType::f64), p); }, {"gru_cell", "h", "(2, 3)", "(3, 3)"});
+  expect_error([&] { gru_cell(g9, g9, c, zeros({4}, DType::f64)); }, {"gru_cell", "b_hn", "(3,)", "(4,)"});
+  expect_error([&] { gru_cell(g9, g9, c, zeros({3})); }, {"gru_cell", "b_hn", "float32", "float64"});
 }
 
 BOOST_AUTO_TEST_SUITE_END()
