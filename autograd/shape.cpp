@@ -52,7 +52,7 @@ std::array<std::size_t, Shape::max_rank> strides_of(const Shape& s) {
   return st;
 }
 
-std::size_t normalize_axis(const char* op, long axis, std::size_t rank) {
+std::size_t normalize_axis_slow(const char* op, long axis, std::size_t rank) {
   const long r = static_cast<long>(rank);
   if (axis < -r || axis >= r)
     throw Error(std::string(op) + ": axis " + std::to_string(axis) + " out of range for rank " + std::to_string(rank));

@@ -74,6 +74,10 @@ Shape broadcast_shapes(const char* op, const Shape& a, const Shape& b);
 std::array<std::size_t, Shape::max_rank> strides_of(const Shape& s);
 
 // Normalise a possibly negative axis; throws naming `op` when out of range.
-std::size_t normalize_axis(const char* op, long axis, std::size_t rank);
+std::size_t normalize_axis_slow(const char* op, long axis, std::size_t rank);
+inline std::size_t normalize_axis(const char* op, long axis, std::size_t rank) {
+  if (axis >= 0 && static_cast<std::size_t>(axis) < rank) return static_cast<std::size_t>(axis);
+  return normalize_axis_slow(op, axis, rank);  // negative (from the end) or out of range (throws)
+}
 
 }  // namespace tapegrad

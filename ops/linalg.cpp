@@ -1,7 +1,7 @@
 // Linalg family: matmul through cblas. One node per product; backward accumulates straight into the
 // gradient buffers with beta = 1 (dA += dC B^T, dB += A^T dC). A 1-row product runs as gemv (forward,
-// dA) and ger (dB; a plain loop when small): OpenBLAS 0.3.21 does not route 1-row gemm to gemv, and is
-// 3-4x slower there.
+// dA) and ger (dB), or as plain loops when the matrix is small: OpenBLAS 0.3.21 does not route 1-row gemm
+// to gemv, and is 3-4x slower there.
 #include "tapegrad/ops/linalg.hpp"
 
 #include <algorithm>
@@ -24,14 +24,50 @@ using blas::gemm;
 using blas::gemv;
 using blas::ger;
 
+// Below this many weights a 1-row product runs as plain loops: OpenBLAS's gemv/ger call overhead is
+// several times the arithmetic of a 16x16 matrix (binary addition's), and from about 64x256 up the
+// loops and BLAS run at the same (memory) speed.
+constexpr std::size_t kSmall = 4096;
+
+// y (n) += x (k) B (k, n), by rows of B (vectorised over n).
+template <class T> void row_times(std::size_t k, std::size_t n, const T* x, const T* b, T* y) {
+  for (std::size_t i = 0; i < k; ++i) {
+    const T xi = x[i];
+    const T* __restrict br = b + i * n;
+    T* __restrict yr = y;
+    for (std::size_t j = 0; j < n; ++j) yr[j] += xi * br[j];
+  }
+}
+
+// y (k) += B (k, n) g (n): one dot product per row of B, with 8 independent accumulators.
+template <class T> void times_row(std::size_t k, std::size_t n, const T* b, const T* g, T* y) {
+  for (std::size_t i = 0; i < k; ++i) {
+    const T* br = b + i * n;
+    T acc[8] = {};
+    std::size_t j = 0;
+    for (; j + 8 <= n; j += 8)
+      for (std::size_t l = 0; l < 8; ++l) acc[l] += br[j + l] * g[j + l];
+    T sum = 0;
+    for (; j < n; ++j) sum += br[j] * g[j];
+    for (std::size_t l = 0; l < 8; ++l) sum += acc[l];
+    y[i] += sum;
+  }
+}
+
 // C (m, n) = A (m, k) B (k, n).
 template <class T> void product(std::size_t m, std::size_t k, std::size_t n, const T* a, const T* b, T* c) {
   if (k == 0) {  // an empty sum; BLAS would reject lda = 0
     std::fill_n(c, m * n, T(0));
     return;
   }
-  if (m == 1) gemv(CblasTrans, k, n, b, a, T(0), c);  // c^T = B^T a^T
-  else gemm(CblasNoTrans, CblasNoTrans, m, n, k, a, k, b, n, T(0), c, n);
+  if (m == 1 && k * n <= kSmall) {
+    std::fill_n(c, n, T(0));
+    row_times(k, n, a, b, c);
+  } else if (m == 1) {
+    gemv(CblasTrans, k, n, b, a, T(0), c);  // c^T = B^T a^T
+  } else {
+    gemm(CblasNoTrans, CblasNoTrans, m, n, k, a, k, b, n, T(0), c, n);
+  }
 }
 
 // dA (m, k) += G (m, n) B^T; beta = 0 (dA = ...) when dA is a fresh, uninitialised buffer.
@@ -39,7 +75,8 @@ template <class T> void grad_a(std::size_t m, std::size_t k, std::size_t n, cons
   if (m == 1) {
     // OpenBLAS's gemv scales y by beta = 0 (NaN * 0 stays NaN in stale memory): zero it instead; one row.
     if (beta == T(0)) std::fill_n(da, k, T(0));
-    gemv(CblasNoTrans, k, n, b, g, T(1), da);  // da^T += B g^T
+    if (k * n <= kSmall) times_row(k, n, b, g, da);
+    else gemv(CblasNoTrans, k, n, b, g, T(1), da);  // da^T += B g^T
   } else {
     gemm(CblasNoTrans, CblasTrans, m, k, n, g, n, b, n, beta, da, k);  // beta = 0: C is not read
   }
@@ -47,7 +84,7 @@ template <class T> void grad_a(std::size_t m, std::size_t k, std::size_t n, cons
 
 // dB (k, n) += A^T G (m, n); beta as above.
 template <class T> void grad_b(std::size_t m, std::size_t k, std::size_t n, const T* a, const T* g, T* db, T beta) {
-  if (m == 1 && k * n <= 4096) {
+  if (m == 1 && k * n <= kSmall) {
     // A small rank-1 update as a plain (vectorised) loop: OpenBLAS's ger makes one axpy call per row, 3-5x
     // slower for 16x16 (binary addition's recurrent matrix); from 64x256 up both run at memory speed.
     for (std::size_t i = 0; i < k; ++i) {
@@ -176,7 +213,8 @@ Tensor addmm(const Tensor& c, const Tensor& a, const Tensor& b) {
     if (m == 0 || n == 0 || k == 0) return;
     const T* pa = static_cast<const T*>(a.raw_data());
     const T* pb = static_cast<const T*>(b.raw_data());
-    if (m == 1) gemv(CblasTrans, k, n, pb, pa, T(1), py);
+    if (m == 1 && k * n <= kSmall) row_times(k, n, pa, pb, py);
+    else if (m == 1) gemv(CblasTrans, k, n, pb, pa, T(1), py);
     else gemm(CblasNoTrans, CblasNoTrans, m, n, k, pa, k, pb, n, T(1), py, n);
   });
   call.record(
