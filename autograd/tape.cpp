@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <sstream>
 
 #include "tapegrad/autograd/leaf.hpp"
@@ -336,6 +337,13 @@ void* BackwardCtx::grad_buffer(std::size_t i, bool* fresh) {
   return s.grad;
 }
 
+bool BackwardCtx::defer(std::size_t i, DeferredFn fn, const DeferredUpdate& update) {
+  const auto& s = tape_.slot(node_.inputs()[i]);
+  if (!s.leaf || t_anomaly) return false;
+  tape_.defer({grad_buffer(i, nullptr), fn, update});
+  return true;
+}
+
 Tensor GraphCtx::in(std::size_t i) const {
   const std::uint32_t id = node_.inputs()[i];
   const auto& s = tape_.slot(id);
@@ -384,6 +392,7 @@ struct Engine {
   }
 
   static void sweep_from(Tape& tape, std::int32_t start) {
+    tape.deferred_.clear();
     for (std::int32_t n = start; n >= 0; --n) {
       const detail::Node& node = tape.nodes_[static_cast<std::size_t>(n)];
       if (!tape.slots_[node.out].grad) continue;  // nothing flows through this node
@@ -391,6 +400,26 @@ struct Engine {
       node.backward(ctx);
       if (t_anomaly) check_grads(tape, node);
     }
+    run_deferred(tape);
+  }
+
+  // The deferred updates, grouped by (buffer, function) in the order they came: one call per group.
+  static void run_deferred(Tape& tape) {
+    auto& d = tape.deferred_;
+    if (d.empty()) return;
+    std::stable_sort(d.begin(), d.end(), [](const Tape::Deferred& x, const Tape::Deferred& y) {
+      if (x.grad != y.grad) return std::less<void*>()(x.grad, y.grad);
+      return std::less<DeferredFn>()(x.fn, y.fn);
+    });
+    thread_local std::vector<DeferredUpdate> group;
+    for (std::size_t i = 0; i < d.size();) {
+      std::size_t j = i;
+      group.clear();
+      for (; j < d.size() && d[j].grad == d[i].grad && d[j].fn == d[i].fn; ++j) group.push_back(d[j].update);
+      d[i].fn(d[i].grad, group.data(), group.size());
+      i = j;
+    }
+    d.clear();
   }
 
   // A retained graph swept before: recorded tensors' gradients start from zero again.

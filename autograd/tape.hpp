@@ -38,6 +38,15 @@ class GraphCtx;
 using BackwardFn = void (*)(BackwardCtx&);
 using GraphBackwardFn = void (*)(GraphCtx&);
 
+// A gradient update an op hands the engine to run after the sweep (BackwardCtx::defer): the op's own
+// operands (a, g and their sizes), and the function that applies a group of them to one gradient buffer.
+struct DeferredUpdate {
+  const void* a;
+  const void* g;
+  std::size_t m, k, n;
+};
+using DeferredFn = void (*)(void* grad, const DeferredUpdate* updates, std::size_t count);
+
 namespace detail {
 
 struct Slot {
@@ -150,6 +159,12 @@ class Tape {
   std::uint32_t slot_for(const Tensor& t);  // registers an owned tensor on first use in this graph
   std::uint32_t new_slot(const Shape& shape, DType dtype);
   void push_node(const detail::Node& n) { nodes_.push_back(n); }
+  struct Deferred {
+    void* grad;
+    DeferredFn fn;
+    DeferredUpdate update;
+  };
+  void defer(const Deferred& d) { deferred_.push_back(d); }
   void release();  // after a backward without retain: the graph is gone, values readable until next graph
 
   // The tape of the calling thread. Tape::Scope swaps in a fresh one for a nested, separate graph.
@@ -179,6 +194,7 @@ class Tape {
   bool swept_ = false;  // a backward ran over this graph (it was retained): clear gradients first
   detail::SlotStore slots_;
   std::vector<detail::Node> nodes_;
+  std::vector<Deferred> deferred_;  // updates waiting for the end of the current sweep
   std::vector<std::shared_ptr<detail::LeafImpl>> leaves_;  // owned tensors kept alive by this graph
   detail::Arena arena_;
   std::uint64_t epoch_ = 1;
@@ -290,6 +306,12 @@ class BackwardCtx {
   // += g summed down to the input's shape: the one place where broadcasting is undone.
   template <class T> void accumulate(std::size_t i, const T* g, const Shape& g_shape);
   template <class T> T* scratch(std::size_t n) { return static_cast<T*>(tape_.allocate(n * sizeof(T))); }
+  // Hands the engine an update of input i's gradient to run after the sweep, together with the other
+  // updates of the same buffer by the same fn: matmul turns many thin dW += a^T g (one per time step at
+  // batch 1) into one GEMM over all their rows, as a hand-written BPTT does. Only for leaves (nothing
+  // reads their gradient during the sweep) and outside anomaly mode; returns false otherwise, and the op
+  // then does the update itself. a and g must live until the sweep ends (tape memory does).
+  bool defer(std::size_t i, DeferredFn fn, const DeferredUpdate& update);
 
  private:
   const detail::Slot& in_slot(std::size_t i) const { return tape_.slot(node_.inputs()[i]); }

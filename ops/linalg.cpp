@@ -8,6 +8,7 @@
 #include <climits>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "tapegrad/autograd/tape.hpp"
 #include "tapegrad/ops/blas.hpp"
@@ -105,6 +106,31 @@ template <class T> void grad_b(std::size_t m, std::size_t k, std::size_t n, cons
   }
 }
 
+// The deferred dB += A^T G of several thin products into one weight's gradient (BackwardCtx::defer): the
+// rows of every A and every G stacked, then one GEMM over all of them, where each product alone would be
+// a ger or a GEMM with an inner size of a few rows.
+template <class T> void stacked_grad_b(void* grad, const DeferredUpdate* u, std::size_t count) {
+  T* db = static_cast<T*>(grad);
+  const std::size_t k = u[0].k, n = u[0].n;
+  if (count == 1) {
+    grad_b(u[0].m, k, n, static_cast<const T*>(u[0].a), static_cast<const T*>(u[0].g), db, T(1));
+    return;
+  }
+  std::size_t rows = 0;
+  for (std::size_t i = 0; i < count; ++i) rows += u[i].m;
+  thread_local std::vector<T> a_rows, g_rows;
+  a_rows.resize(rows * k);
+  g_rows.resize(rows * n);
+  for (std::size_t i = 0, r = 0; i < count; r += u[i].m, ++i) {
+    std::copy_n(static_cast<const T*>(u[i].a), u[i].m * k, a_rows.data() + r * k);
+    std::copy_n(static_cast<const T*>(u[i].g), u[i].m * n, g_rows.data() + r * n);
+  }
+  gemm(CblasTrans, CblasNoTrans, k, n, rows, a_rows.data(), k, g_rows.data(), n, T(1), db, n);
+}
+
+// Thin products (fewer rows than this) into a weight bigger than kSmall defer their weight gradient.
+constexpr std::size_t kThin = 16;
+
 [[noreturn]] void bad_shapes(const Tensor& a, const Tensor& b, const std::string& why) {
   throw Error("matmul: cannot multiply " + a.shape().str() + " by " + b.shape().str() + ": " + why);
 }
@@ -169,7 +195,8 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
             const T beta = fresh ? T(0) : T(1);
             for (std::size_t t = 0; t < batches; ++t) grad_a(m, k, n, g + t * m * n, b + t * k * n, da + t * m * k, beta);
           }
-          if (c.needs(1)) {
+          if (c.needs(1) &&
+              !(batches == 1 && m < kThin && k * n > kSmall && c.defer(1, stacked_grad_b<T>, {a, g, m, k, n}))) {
             T* db = c.grad_for_write<T>(1, fresh);
             const T beta = fresh ? T(0) : T(1);
             for (std::size_t t = 0; t < batches; ++t) grad_b(m, k, n, a + t * m * k, g + t * m * n, db + t * k * n, beta);
@@ -230,7 +257,7 @@ Tensor addmm(const Tensor& c, const Tensor& a, const Tensor& b) {
             T* da = c.grad_for_write<T>(1, fresh);
             grad_a(m, k, n, g, b, da, fresh ? T(0) : T(1));
           }
-          if (c.needs(2)) {
+          if (c.needs(2) && !(m < kThin && k * n > kSmall && c.defer(2, stacked_grad_b<T>, {a, g, m, k, n}))) {
             T* db = c.grad_for_write<T>(2, fresh);
             grad_b(m, k, n, a, g, db, fresh ? T(0) : T(1));
           }

@@ -180,6 +180,40 @@ BOOST_AUTO_TEST_CASE(bad_inputs_name_the_op_and_shapes) {
   expect_error([&] { addmm(Tensor(), z({3, 4}), z({4, 5})); }, {"addmm", "input 0", "undefined"});
 }
 
+// A weight used by many thin products (one row each, as an RNN at batch 1): its gradient is deferred to
+// one GEMM over all the rows at the end of the sweep. It must equal the sum of the per-product gradients,
+// through backward() and through grad(), with matmul and addmm mixed, and with an anomaly check on (where
+// nothing is deferred).
+BOOST_AUTO_TEST_CASE(deferred_weight_gradient_equals_the_sum) {
+  Generator gen(10);
+  const std::size_t k = 80, n = 64, steps = 5;  // k * n > 4096: the deferred path
+  Tensor W = parameter(randn({k, n}, gen, 0.1, DType::f64));
+  std::vector<Tensor> a, r;
+  for (std::size_t t = 0; t < steps; ++t) {
+    a.push_back(randn({1, k}, gen, 1.0, DType::f64));
+    r.push_back(randn({1, n}, gen, 1.0, DType::f64));
+  }
+  auto loss = [&] {
+    Tensor l = sum(matmul(a[0], W) * r[0]);
+    for (std::size_t t = 1; t < steps; ++t)
+      l = l + sum((t % 2 ? addmm(r[t], a[t], W) : matmul(a[t], W)) * r[t]);
+    return l;
+  };
+  // d loss / dW = sum_t a_t^T r_t
+  xt::xarray<double> want = xt::zeros<double>({k, n});
+  for (std::size_t t = 0; t < steps; ++t) want += dot2(xt::transpose(to_xt(a[t])), to_xt(r[t]));
+  backward(loss());
+  BOOST_TEST(max_abs_diff(W.grad(), want) < 1e-12);
+  const Tensor g = grad(loss(), {W})[0];
+  BOOST_TEST(max_abs_diff(g, want) < 1e-12);
+  W.zero_grad();
+  {
+    DetectAnomaly anomaly;
+    backward(loss());
+  }
+  BOOST_TEST(max_abs_diff(W.grad(), want) < 1e-12);
+}
+
 BOOST_AUTO_TEST_CASE(addmm_equals_add_of_matmul) {
   Generator gen(9);
   for (std::size_t m : {1, 4}) {
