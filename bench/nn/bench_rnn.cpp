@@ -10,6 +10,10 @@
 //   BM_lstm_composed/T/B/I/H   the engine with LSTMCell::fused = false (the step composed from primitive
 //                              ops instead of the fused lstm_cell / lstm_hidden ops)
 //   BM_<cell>_hand/T/B/I/H     nn::reference::ElmanBPTT / LSTMBPTT forward + backward, w -= lr g loops
+//   BM_lstm_gemm_floor/T/B/I/H only the GEMMs of one LSTM training step, on preallocated buffers (raw
+//                              cblas): the input projection and its two gradients, and per time step the
+//                              recurrent product, dh and dW_h += h^T da (as the engine does them). What
+//                              no implementation on this BLAS can go below, except by batching dW_h.
 //   BM_lstm_memory_engine/...  1,000 engine steps (fixed): the tape's bytes and the process's peak RSS
 //                              must not grow between step 10 and step 1,000
 //   BM_lstm_profile_engine/... a fixed 200 steps, for callgrind (scripts/bench.sh rnn-profile)
@@ -219,6 +223,41 @@ void BM_hand(benchmark::State& state, Cell cell) {
   state.counters["workspace_B_per_step"] = double(HandModel::saved_bytes(cell, d, true)) / double(d.T);
 }
 
+// C (m,n) = beta C + op(A) op(B), row-major; a 1-row product as gemv (as the engine and hand code do).
+void sgemm_rm(bool ta, bool tb, int m, int n, int k, const float* a, const float* b, float beta, float* c) {
+  if (m == 1 && !ta) {
+    cblas_sgemv(CblasRowMajor, tb ? CblasNoTrans : CblasTrans, tb ? n : k, tb ? k : n, 1.0f, b, tb ? k : n, a, 1, beta,
+                c, 1);
+    return;
+  }
+  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n, k, 1.0f, a,
+              ta ? m : k, b, tb ? k : n, beta, c, n);
+}
+
+void BM_lstm_gemm_floor(benchmark::State& state) {
+  const Dims d = dims_of(state);
+  const int T = int(d.T), B = int(d.B), I = int(d.I), H = int(d.H), G = 4 * H, TB = T * B;
+  std::vector<float> x(std::size_t(TB) * I, 0.5f), wx(std::size_t(I) * G, 0.01f), wh(std::size_t(H) * G, 0.01f),
+      xp(std::size_t(TB) * G), h(std::size_t(T + 1) * B * H, 0.1f), dxp(std::size_t(TB) * G, 0.01f),
+      dh(std::size_t(B) * H), dwx(wx.size()), dwh(wh.size()), dx(x.size());
+  for (auto _ : state) {
+    sgemm_rm(false, false, TB, G, I, x.data(), wx.data(), 0.0f, xp.data());  // x W_x, all steps at once
+    for (int t = 0; t < T; ++t)  // + h_(t-1) W_h
+      sgemm_rm(false, false, B, G, H, h.data() + std::size_t(t) * B * H, wh.data(), 1.0f, xp.data() + std::size_t(t) * B * G);
+    for (int t = T; t-- > 0;) {
+      const float* da = dxp.data() + std::size_t(t) * B * G;
+      sgemm_rm(false, true, B, H, G, da, wh.data(), 0.0f, dh.data());  // dh = da W_h^T
+      const float* hp = h.data() + std::size_t(t) * B * H;
+      if (B == 1) cblas_sger(CblasRowMajor, H, G, 1.0f, hp, 1, da, 1, dwh.data(), G);  // dW_h += h^T da
+      else sgemm_rm(true, false, H, G, B, hp, da, 1.0f, dwh.data());
+    }
+    sgemm_rm(true, false, I, G, TB, x.data(), dxp.data(), 0.0f, dwx.data());  // dW_x = x^T dxp
+    sgemm_rm(false, true, TB, I, G, dxp.data(), wx.data(), 0.0f, dx.data());  // dx = dxp W_x^T
+    benchmark::ClobberMemory();
+  }
+  set_counters(state, d);
+}
+
 // Resident set now, in kB (/proc/self/statm), and the process's peak so far (getrusage).
 long rss_now_kb() {
   long pages = 0, resident = 0;
@@ -300,6 +339,12 @@ const bool registered = [] {
           ->MeasureProcessCPUTime()
           ->Unit(benchmark::kMicrosecond);
   }
+  for (const Config& c : grid())
+    if (c.cell == Cell::lstm && c.main && c.d.H == 256)
+      RegisterBenchmark("BM_lstm_gemm_floor", BM_lstm_gemm_floor)
+          ->Args({std::int64_t(c.d.T), std::int64_t(c.d.B), std::int64_t(c.d.I), std::int64_t(c.d.H)})
+          ->MeasureProcessCPUTime()
+          ->Unit(benchmark::kMicrosecond);
   RegisterBenchmark("BM_lstm_memory_engine", BM_lstm_memory_engine)
       ->Args({100, 1, 32, 64})
       ->Iterations(1000)

@@ -199,7 +199,7 @@ def tables(args):
 # BPTT and LibTorch, names BM_<cell>_<impl>/T/B/I/H.
 RNN_CELLS = ["binadd", "elman", "lstm", "gru"]
 RNN_IMPLS = ["engine", "hand", "torch"]  # "composed": the LSTM engine with LSTMCell::fused = false
-RNN_NAME = re.compile(r"^BM_(binadd|elman|lstm|gru)_(engine|hand|torch|composed)/(\d+)/(\d+)/(\d+)/(\d+)(?:/process_time)?$")
+RNN_NAME = re.compile(r"^BM_(binadd|elman|lstm|gru)_(engine|hand|torch|composed|gemm_floor)/(\d+)/(\d+)/(\d+)/(\d+)(?:/process_time)?$")
 # (cell, B, I, H, ratio, bound, what): engine/hand <= bound, or torch/engine >= bound.
 RNN_TARGETS = [
     ("binadd", 1, 2, 16, "engine/hand", 3.0),
@@ -220,7 +220,7 @@ def rnn_tables(medians, cvs, errors, us, cv, fmt):
             runs.setdefault((cell, T, B, I, H), {})[impl] = n
     if not runs:
         return [], set()
-    shown = {f"BM_{c}_{i}" for c in RNN_CELLS for i in RNN_IMPLS} | {"BM_lstm_composed"}
+    shown = {f"BM_{c}_{i}" for c in RNN_CELLS for i in RNN_IMPLS} | {"BM_lstm_composed", "BM_lstm_gemm_floor"}
 
     def t(key, impl):  # median us per step, or None
         n = runs.get(key, {}).get(impl)
@@ -303,6 +303,22 @@ def rnn_tables(medians, cvs, errors, us, cv, fmt):
             lines.append(f"| {k[2]} | {k[3]}/{k[4]} | {k[1]} | {cell_fmt(k, 'engine')} | {cell_fmt(k, 'composed')} | "
                          f"{ratio(c, e)} | {ratio(c, h)} | {ratio(to, c)} | "
                          f"{f'{tb:,.0f} / {tc:,.0f}' if tb and tc else '-'} |")
+        lines.append("")
+
+    # The GEMM floor: the same step's GEMMs alone, raw cblas (BM_lstm_gemm_floor).
+    keys = sorted((k for k in runs if "gemm_floor" in runs[k]), key=lambda k: (k[2], k[4], k[1]))
+    if keys:
+        lines += ["LSTM GEMM floor: only the GEMMs of the same training step (input projection and its two "
+                  "gradients; per time step the recurrent product, dh, and dW_h += h^T da; gemv/ger at B = 1) on "
+                  "preallocated buffers with raw cblas, same run. floor / X is the share of X's time that is GEMM; "
+                  "torch / floor bounds what any implementation making these calls can reach against LibTorch:", "",
+                  "| B | I/H | T | GEMM floor us/step | floor / engine | floor / hand | floor / torch | "
+                  "torch / floor (best possible torch/engine) | torch / engine |",
+                  "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for k in keys:
+            f, e, h, to = t(k, "gemm_floor"), t(k, "engine"), t(k, "hand"), t(k, "torch")
+            lines.append(f"| {k[2]} | {k[3]}/{k[4]} | {k[1]} | {cell_fmt(k, 'gemm_floor')} | {ratio(f, e)} | "
+                         f"{ratio(f, h)} | {ratio(f, to)} | {ratio(to, f)} | {ratio(to, e)} |")
         lines.append("")
 
     # Scaling of the LSTM (B = 1): against T at I/H = 32/64, against H at I = 32, T = 20.
