@@ -11,9 +11,10 @@
 //                              ops instead of the fused lstm_cell / lstm_hidden ops)
 //   BM_<cell>_hand/T/B/I/H     nn::reference::ElmanBPTT / LSTMBPTT forward + backward, w -= lr g loops
 //   BM_lstm_gemm_floor/T/B/I/H only the GEMMs of one LSTM training step, on preallocated buffers (raw
-//                              cblas): the input projection and its two gradients, and per time step the
-//                              recurrent product, dh and dW_h += h^T da (as the engine does them). What
-//                              no implementation on this BLAS can go below, except by batching dW_h.
+//                              cblas): the input projection and its two gradients, per time step the
+//                              recurrent product and dh, and dW_h += h^T da as the engine does it (per
+//                              time step at B >= 16, one GEMM over all steps below). What an implementation
+//                              making these calls cannot go below.
 //   BM_lstm_memory_engine/...  1,000 engine steps (fixed): the tape's bytes and the process's peak RSS
 //                              must not grow between step 10 and step 1,000
 //   BM_lstm_profile_engine/... a fixed 200 steps, for callgrind (scripts/bench.sh rnn-profile)
@@ -247,10 +248,9 @@ void BM_lstm_gemm_floor(benchmark::State& state) {
     for (int t = T; t-- > 0;) {
       const float* da = dxp.data() + std::size_t(t) * B * G;
       sgemm_rm(false, true, B, H, G, da, wh.data(), 0.0f, dh.data());  // dh = da W_h^T
-      const float* hp = h.data() + std::size_t(t) * B * H;
-      if (B == 1) cblas_sger(CblasRowMajor, H, G, 1.0f, hp, 1, da, 1, dwh.data(), G);  // dW_h += h^T da
-      else sgemm_rm(true, false, H, G, B, hp, da, 1.0f, dwh.data());
+      if (B >= 16) sgemm_rm(true, false, H, G, B, h.data() + std::size_t(t) * B * H, da, 1.0f, dwh.data());
     }
+    if (B < 16) sgemm_rm(true, false, H, G, TB, h.data(), dxp.data(), 1.0f, dwh.data());  // dW_h, all steps
     sgemm_rm(true, false, I, G, TB, x.data(), dxp.data(), 0.0f, dwx.data());  // dW_x = x^T dxp
     sgemm_rm(false, true, TB, I, G, dxp.data(), wx.data(), 0.0f, dx.data());  // dx = dxp W_x^T
     benchmark::ClobberMemory();

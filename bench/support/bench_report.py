@@ -309,7 +309,8 @@ def rnn_tables(medians, cvs, errors, us, cv, fmt):
     keys = sorted((k for k in runs if "gemm_floor" in runs[k]), key=lambda k: (k[2], k[4], k[1]))
     if keys:
         lines += ["LSTM GEMM floor: only the GEMMs of the same training step (input projection and its two "
-                  "gradients; per time step the recurrent product, dh, and dW_h += h^T da; gemv/ger at B = 1) on "
+                  "gradients; per time step the recurrent product and dh; dW_h += h^T da per step at B = 32, as one GEMM over all "
+                  "steps at B = 1, as the engine does it; gemv at B = 1) on "
                   "preallocated buffers with raw cblas, same run. floor / X is the share of X's time that is GEMM; "
                   "torch / floor bounds what any implementation making these calls can reach against LibTorch:", "",
                   "| B | I/H | T | GEMM floor us/step | floor / engine | floor / hand | floor / torch | "
