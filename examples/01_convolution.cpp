@@ -24,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include "common/data.hpp"
 #include "common/example.hpp"
 
 using namespace tapegrad;
@@ -76,35 +77,8 @@ bool course_convolution_example() {
 
 // ---- part 2: the digits ----------------------------------------------------------------------------
 
-struct Digits {
-  std::vector<float> pixels;  // N x 64, scaled to [0, 1]
-  std::vector<std::int64_t> labels;
-  std::size_t size() const { return labels.size(); }
-};
-
-// Reads the .csv.gz through `gzip -dc` (no zlib dependency). Returns false when the file is unreadable.
-bool load_digits(const std::string& path, Digits& d) {
-  if (!std::filesystem::exists(path)) return false;
-  const std::string cmd = "gzip -dc '" + path + "' 2>/dev/null";
-  FILE* f = popen(cmd.c_str(), "r");
-  if (!f) return false;
-  char line[1024];
-  while (std::fgets(line, sizeof line, f)) {
-    std::vector<double> v;
-    char* p = line;
-    while (*p && *p != '\n') {
-      char* end = nullptr;
-      v.push_back(std::strtod(p, &end));
-      if (end == p) break;
-      p = end;
-      if (*p == ',') ++p;
-    }
-    if (v.size() != 65) continue;
-    for (int i = 0; i < 64; ++i) d.pixels.push_back(static_cast<float>(v[i] / 16.0));
-    d.labels.push_back(static_cast<std::int64_t>(v[64]));
-  }
-  return pclose(f) == 0 && d.size() > 0;
-}
+using example::Digits;  // examples/common/data.hpp
+using example::load_digits;
 
 struct CNN {
   Tensor K, kb;  // conv filters (F, 1, 3, 3), bias (F)

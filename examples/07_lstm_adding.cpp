@@ -30,6 +30,7 @@
 #include <string>
 #include <vector>
 
+#include "common/data.hpp"
 #include "common/example.hpp"
 
 using namespace tapegrad;
@@ -46,21 +47,10 @@ struct Batch {
   std::vector<int> segment_of;  // continual, per (t*B + b) query: the segment index
 };
 
+// The adding problem's batch (examples/common/data.hpp), in this example's Batch.
 Batch adding_batch(std::size_t T, std::size_t B, Generator& gen) {
-  std::vector<double> x(T * B * 2, 0.0), d(B, 0.0);
-  for (std::size_t b = 0; b < B; ++b) {
-    const std::size_t half = T / 2;
-    const std::size_t m1 = gen.below(half), m2 = half + gen.below(T - half);
-    for (std::size_t t = 0; t < T; ++t) {
-      const double v = gen.uniform();
-      x[(t * B + b) * 2] = v;
-      if (t == m1 || t == m2) {
-        x[(t * B + b) * 2 + 1] = 1.0;
-        d[b] += v;
-      }
-    }
-  }
-  return {from_values(x, {T, B, 2}), from_values(d, {B, 1}), Tensor(), double(B), {}};
+  example::AddingBatch a = example::adding_batch(T, B, gen);
+  return {a.x, a.d, Tensor(), double(B), {}};
 }
 
 // B independent streams of `segments` segments each; all streams are cut to the shortest stream's length

@@ -13,33 +13,15 @@
 #include <string>
 #include <vector>
 
+#include "common/data.hpp"
 #include "common/example.hpp"
 
 using namespace tapegrad;
 
 namespace {
 
-struct Batch {
-  Tensor x;  // (T, B, 2)
-  Tensor d;  // (B, 1)
-};
-
-Batch adding_batch(std::size_t T, std::size_t B, Generator& gen) {
-  std::vector<double> x(T * B * 2, 0.0), d(B, 0.0);
-  for (std::size_t b = 0; b < B; ++b) {
-    const std::size_t half = T / 2;
-    const std::size_t m1 = gen.below(half), m2 = half + gen.below(T - half);
-    for (std::size_t t = 0; t < T; ++t) {
-      const double v = gen.uniform();
-      x[(t * B + b) * 2] = v;
-      if (t == m1 || t == m2) {
-        x[(t * B + b) * 2 + 1] = 1.0;
-        d[b] += v;
-      }
-    }
-  }
-  return {from_values(x, {T, B, 2}), from_values(d, {B, 1})};
-}
+using Batch = example::AddingBatch;  // x (T, B, 2), d (B, 1): examples/common/data.hpp
+using example::adding_batch;
 
 struct Run {
   std::string name;

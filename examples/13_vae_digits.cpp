@@ -22,45 +22,15 @@
 #include <string>
 #include <vector>
 
+#include "common/data.hpp"
 #include "common/example.hpp"
 
 using namespace tapegrad;
 
 namespace {
 
-struct Digits {
-  std::vector<float> pixels;  // N x 64, in [0, 1]
-  std::vector<int> labels;
-  std::size_t size() const { return labels.size(); }
-};
-
-bool load_digits(const std::string& path, Digits& d) {
-  if (FILE* probe = std::fopen(path.c_str(), "rb")) std::fclose(probe);
-  else return false;
-  const std::string cmd = "gzip -dc '" + path + "'";
-  FILE* f = popen(cmd.c_str(), "r");
-  if (!f) return false;
-  std::string line;
-  char buf[4096];
-  while (std::fgets(buf, sizeof buf, f)) {
-    line = buf;
-    std::vector<double> v;
-    const char* p = line.c_str();
-    char* end = nullptr;
-    while (true) {
-      const double x = std::strtod(p, &end);
-      if (end == p) break;
-      v.push_back(x);
-      p = end;
-      while (*p == ',' || *p == ' ') ++p;
-    }
-    if (v.size() != 65) continue;  // a header or a blank line
-    for (int i = 0; i < 64; ++i) d.pixels.push_back(static_cast<float>(v[i] / 16.0));
-    d.labels.push_back(static_cast<int>(v[64]));
-  }
-  pclose(f);
-  return d.size() > 0;
-}
+using example::Digits;  // examples/common/data.hpp
+using example::load_digits;
 
 Tensor batch_of(const Digits& d, const std::vector<std::size_t>& ids, std::size_t from, std::size_t to) {
   std::vector<float> x;
