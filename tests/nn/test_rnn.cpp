@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <functional>
 
 #include <tapegrad/nn/interchange.hpp>
 #include <tapegrad/nn/rnn.hpp>
@@ -92,6 +93,31 @@ BOOST_AUTO_TEST_CASE(lstm_step_gradcheck_with_and_without_peepholes) {
     }
 }
 
+// The output of `forward(fused)` and the gradients of sum(out^2) for every input, for the composed and the
+// fused form of a cell: they must agree to rounding (float64).
+void expect_fused_equals_composed(std::vector<Tensor>& in, const std::function<Tensor(bool)>& forward,
+                                  const std::string& what) {
+  std::vector<std::vector<double>> results[2];
+  for (bool fused : {false, true}) {
+    Tensor out = forward(fused);
+    results[fused].push_back(out.to_vector());
+    backward(sum(out * out));
+    for (auto& t : in) {
+      results[fused].push_back(t.grad().to_vector());
+      t.zero_grad();
+    }
+  }
+  for (std::size_t k = 0; k < results[0].size(); ++k) {
+    BOOST_TEST_REQUIRE(results[0][k].size() == results[1][k].size());
+    double worst = 0, scale = 0;
+    for (std::size_t j = 0; j < results[0][k].size(); ++j) {
+      worst = std::max(worst, std::abs(results[0][k][j] - results[1][k][j]));
+      scale = std::max(scale, std::abs(results[0][k][j]));
+    }
+    BOOST_TEST(worst <= 1e-12 * std::max(1.0, scale), what << ", result " << k << " (0: output): " << worst);
+  }
+}
+
 // The fused step is an optimisation of the composed one: the same values and gradients over a sequence,
 // to rounding (float64), with and without peepholes.
 BOOST_AUTO_TEST_CASE(lstm_fused_equals_composed_over_a_sequence) {
@@ -99,28 +125,15 @@ BOOST_AUTO_TEST_CASE(lstm_fused_equals_composed_over_a_sequence) {
     Generator g(15);
     std::vector<Tensor> in = lstm_inputs(g, peep);
     in[0] = rnd({T, B, I}, g);
-    std::vector<std::vector<double>> results[2];
-    for (bool fused : {false, true}) {
-      LSTMCell cell(lstm_w(in, 3));
-      cell.fused = fused;
-      Sequence s = run(cell, in[0], {in[1], in[2]});
-      Tensor out = concat({reshape(s.outputs, {T * B, H}), s.last.c}, 0);
-      results[fused].push_back(out.to_vector());
-      backward(sum(out * out));
-      for (auto& t : in) {
-        results[fused].push_back(t.grad().to_vector());
-        t.zero_grad();
-      }
-    }
-    for (std::size_t k = 0; k < results[0].size(); ++k) {
-      BOOST_TEST_REQUIRE(results[0][k].size() == results[1][k].size());
-      double worst = 0, scale = 0;
-      for (std::size_t j = 0; j < results[0][k].size(); ++j) {
-        worst = std::max(worst, std::abs(results[0][k][j] - results[1][k][j]));
-        scale = std::max(scale, std::abs(results[0][k][j]));
-      }
-      BOOST_TEST(worst <= 1e-12 * std::max(1.0, scale), "peepholes " << peep << ", result " << k << ": " << worst);
-    }
+    expect_fused_equals_composed(
+        in,
+        [&in](bool fused) {
+          LSTMCell cell(lstm_w(in, 3));
+          cell.fused = fused;
+          Sequence s = run(cell, in[0], {in[1], in[2]});
+          return concat({reshape(s.outputs, {T * B, H}), s.last.c}, 0);
+        },
+        peep ? "LSTM with peepholes" : "LSTM");
   }
 }
 
@@ -146,27 +159,14 @@ BOOST_AUTO_TEST_CASE(gru_fused_equals_composed_over_a_sequence) {
   Generator g(16);
   std::vector<Tensor> in = gru_inputs(g, GRUConvention::reset_after);  // x, h0, W_x, W_h, b_hn, b
   in[0] = rnd({T, B, I}, g);
-  std::vector<std::vector<double>> results[2];
-  for (bool fused : {false, true}) {
-    GRUCell cell(gru_w(in, 2, GRUConvention::reset_after));
-    cell.fused = fused;
-    Tensor out = reshape(run(cell, in[0], {in[1], {}}).outputs, {T * B, H});
-    results[fused].push_back(out.to_vector());
-    backward(sum(out * out));
-    for (auto& t : in) {
-      results[fused].push_back(t.grad().to_vector());
-      t.zero_grad();
-    }
-  }
-  for (std::size_t k = 0; k < results[0].size(); ++k) {
-    BOOST_TEST_REQUIRE(results[0][k].size() == results[1][k].size());
-    double worst = 0, scale = 0;
-    for (std::size_t j = 0; j < results[0][k].size(); ++j) {
-      worst = std::max(worst, std::abs(results[0][k][j] - results[1][k][j]));
-      scale = std::max(scale, std::abs(results[0][k][j]));
-    }
-    BOOST_TEST(worst <= 1e-12 * std::max(1.0, scale), "result " << k << ": " << worst);
-  }
+  expect_fused_equals_composed(
+      in,
+      [&in](bool fused) {
+        GRUCell cell(gru_w(in, 2, GRUConvention::reset_after));
+        cell.fused = fused;
+        return reshape(run(cell, in[0], {in[1], {}}).outputs, {T * B, H});
+      },
+      "GRU reset_after");
 }
 
 // A cell that owns its parameters computes what the same weights bound compute, and its parameters are
