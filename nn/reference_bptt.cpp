@@ -3,13 +3,12 @@
 // only the recurrent products run per step.
 #include "tapegrad/nn/reference_bptt.hpp"
 
-#include <cblas.h>
-
 #include <algorithm>
 #include <cmath>
 #include <string>
 
 #include "tapegrad/autograd/shape.hpp"
+#include "tapegrad/ops/blas.hpp"
 
 namespace tapegrad::nn::reference {
 
@@ -28,25 +27,14 @@ namespace {
 // C (m,n) = beta C + op(A) op(B), row-major; op(A) is (m,k), op(B) is (k,n). lda/ldb are the row
 // lengths of A and B as stored. A single row (batch 1) goes to gemv: OpenBLAS 0.3.21 runs a 1-row GEMM
 // through its full packing path, 3-4x slower than gemv, and a hand-written BPTT would not pay that.
-inline void gemm(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, const float* a, std::size_t lda,
-                 const float* b, std::size_t ldb, float beta, float* c, std::size_t ldc) {
+template <class T>
+void gemm(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, const T* a, std::size_t lda, const T* b,
+          std::size_t ldb, T beta, T* c, std::size_t ldc) {
   if (m == 1 && !ta) {  // c (n) = op(B)^T a: B stored (k, n) -> trans; stored (n, k) -> no trans
-    cblas_sgemv(CblasRowMajor, tb ? CblasNoTrans : CblasTrans, int(tb ? n : k), int(tb ? k : n), 1.0f, b, int(ldb), a,
-                1, beta, c, 1);
+    blas::gemv(tb ? CblasNoTrans : CblasTrans, tb ? n : k, tb ? k : n, b, a, beta, c);
     return;
   }
-  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, int(m), int(n), int(k), 1.0f,
-              a, int(lda), b, int(ldb), beta, c, int(ldc));
-}
-inline void gemm(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, const double* a, std::size_t lda,
-                 const double* b, std::size_t ldb, double beta, double* c, std::size_t ldc) {
-  if (m == 1 && !ta) {
-    cblas_dgemv(CblasRowMajor, tb ? CblasNoTrans : CblasTrans, int(tb ? n : k), int(tb ? k : n), 1.0, b, int(ldb), a,
-                1, beta, c, 1);
-    return;
-  }
-  cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, int(m), int(n), int(k), 1.0,
-              a, int(lda), b, int(ldb), beta, c, int(ldc));
+  blas::gemm(ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n, k, a, lda, b, ldb, beta, c, ldc);
 }
 
 template <class T> inline T sigm(T x) { return T(1) / (T(1) + std::exp(-x)); }

@@ -31,7 +31,6 @@ TAPEGRAD_OP(op_where, "where", "elementwise");
 
 namespace {
 
-// Runs out[i] = f(a[ia], b[ib]) over the broadcast of a and b.
 // True when t broadcasts to s as one repeated block of s's trailing values (a bias row added to every
 // row of a matrix): t without its leading 1s equals s's last dims. `inner` = the block's length.
 bool trailing_block(const Shape& t, const Shape& s, std::size_t& inner) {
@@ -45,6 +44,7 @@ bool trailing_block(const Shape& t, const Shape& s, std::size_t& inner) {
   return inner > 0;
 }
 
+// Runs out[i] = f(a[ia], b[ib]) over the broadcast of a and b.
 template <class F> Tensor binary(OpCall& call, const Tensor& a, const Tensor& b, F f) {
   const Shape s = broadcast_shapes(call.name(), a.shape(), b.shape());
   Tensor y = call.output(s);

@@ -55,27 +55,25 @@ template <class T> void times_row(std::size_t k, std::size_t n, const T* b, cons
   }
 }
 
-// C (m, n) = A (m, k) B (k, n).
-template <class T> void product(std::size_t m, std::size_t k, std::size_t n, const T* a, const T* b, T* c) {
-  if (k == 0) {  // an empty sum; BLAS would reject lda = 0
-    std::fill_n(c, m * n, T(0));
-    return;
-  }
-  if (m == 1 && k * n <= kSmall) {
-    std::fill_n(c, n, T(0));
-    row_times(k, n, a, b, c);
-  } else if (m == 1) {
-    gemv(CblasTrans, k, n, b, a, T(0), c);  // c^T = B^T a^T
+// C (m, n) = beta C + A (m, k) B (k, n), beta 0 or 1 (with 0, C is not read).
+template <class T>
+void product(std::size_t m, std::size_t k, std::size_t n, const T* a, const T* b, T* c, T beta) {
+  if (m == 1 || k == 0) {
+    // One row: OpenBLAS's gemv scales y by beta = 0 (NaN * 0 stays NaN in stale memory), so zero it here.
+    // k = 0: an empty sum (BLAS would reject lda = 0).
+    if (beta == T(0)) std::fill_n(c, m * n, T(0));
+    if (k == 0) return;
+    if (k * n <= kSmall) row_times(k, n, a, b, c);
+    else gemv(CblasTrans, k, n, b, a, T(1), c);  // c^T += B^T a^T
   } else {
-    gemm(CblasNoTrans, CblasNoTrans, m, n, k, a, k, b, n, T(0), c, n);
+    gemm(CblasNoTrans, CblasNoTrans, m, n, k, a, k, b, n, beta, c, n);
   }
 }
 
 // dA (m, k) += G (m, n) B^T; beta = 0 (dA = ...) when dA is a fresh, uninitialised buffer.
 template <class T> void grad_a(std::size_t m, std::size_t k, std::size_t n, const T* g, const T* b, T* da, T beta) {
   if (m == 1) {
-    // OpenBLAS's gemv scales y by beta = 0 (NaN * 0 stays NaN in stale memory): zero it instead; one row.
-    if (beta == T(0)) std::fill_n(da, k, T(0));
+    if (beta == T(0)) std::fill_n(da, k, T(0));  // as in product(): gemv and the loop add
     if (k * n <= kSmall) times_row(k, n, b, g, da);
     else gemv(CblasNoTrans, k, n, b, g, T(1), da);  // da^T += B g^T
   } else {
@@ -85,22 +83,20 @@ template <class T> void grad_a(std::size_t m, std::size_t k, std::size_t n, cons
 
 // dB (k, n) += A^T G (m, n); beta as above.
 template <class T> void grad_b(std::size_t m, std::size_t k, std::size_t n, const T* a, const T* g, T* db, T beta) {
-  if (m == 1 && k * n <= kSmall) {
-    // A small rank-1 update as a plain (vectorised) loop: OpenBLAS's ger makes one axpy call per row, 3-5x
-    // slower for 16x16 (binary addition's recurrent matrix); from 64x256 up both run at memory speed.
-    for (std::size_t i = 0; i < k; ++i) {
-      const T ai = a[i];
-      T* __restrict row = db + i * n;
-      const T* __restrict gr = g;
-      if (beta == T(0)) {
-        for (std::size_t j = 0; j < n; ++j) row[j] = ai * gr[j];
-      } else {
+  if (m == 1) {
+    if (beta == T(0)) std::fill_n(db, k * n, T(0));
+    if (k * n <= kSmall) {
+      // A small rank-1 update as a plain (vectorised) loop: OpenBLAS's ger makes one axpy call per row,
+      // 3-5x slower for 16x16 (binary addition's recurrent matrix); from 64x256 up both run at memory speed.
+      for (std::size_t i = 0; i < k; ++i) {
+        const T ai = a[i];
+        T* __restrict row = db + i * n;
+        const T* __restrict gr = g;
         for (std::size_t j = 0; j < n; ++j) row[j] += ai * gr[j];
       }
+    } else {
+      ger(k, n, a, g, db);  // rank-1 update a^T g
     }
-  } else if (m == 1) {
-    if (beta == T(0)) std::fill_n(db, k * n, T(0));
-    ger(k, n, a, g, db);  // rank-1 update a^T g
   } else {
     gemm(CblasTrans, CblasNoTrans, k, n, m, a, k, g, n, beta, db, n);
   }
@@ -130,6 +126,27 @@ template <class T> void stacked_grad_b(void* grad, const DeferredUpdate* u, std:
 
 // Thin products (fewer rows than this) into a weight bigger than kSmall defer their weight gradient.
 constexpr std::size_t kThin = 16;
+
+// The backward of C = A B for the node's inputs ia (A) and ib (B), `batches` products of (m,k)x(k,n):
+// dA += G B^T, dB += A^T G. Each pass writes all of its buffer, so a fresh one is written with beta = 0;
+// a thin product's dB into a leaf is deferred (stacked_grad_b).
+template <class T>
+void product_grads(BackwardCtx& c, std::size_t ia, std::size_t ib, std::size_t batches, std::size_t m, std::size_t k,
+                   std::size_t n) {
+  const T *g = c.gout<T>(), *a = c.in<T>(ia), *b = c.in<T>(ib);
+  bool fresh = false;
+  if (c.needs(ia)) {
+    T* da = c.grad_for_write<T>(ia, fresh);
+    const T beta = fresh ? T(0) : T(1);
+    for (std::size_t t = 0; t < batches; ++t) grad_a(m, k, n, g + t * m * n, b + t * k * n, da + t * m * k, beta);
+  }
+  if (c.needs(ib) &&
+      !(batches == 1 && m < kThin && k * n > kSmall && c.defer(ib, stacked_grad_b<T>, {a, g, m, k, n}))) {
+    T* db = c.grad_for_write<T>(ib, fresh);
+    const T beta = fresh ? T(0) : T(1);
+    for (std::size_t t = 0; t < batches; ++t) grad_b(m, k, n, a + t * m * k, g + t * m * n, db + t * k * n, beta);
+  }
+}
 
 [[noreturn]] void bad_shapes(const Tensor& a, const Tensor& b, const std::string& why) {
   throw Error("matmul: cannot multiply " + a.shape().str() + " by " + b.shape().str() + ": " + why);
@@ -176,7 +193,7 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
     const T* pb = static_cast<const T*>(b.raw_data());
     T* py = y.data<T>();
     if (m == 0 || n == 0) return;
-    for (std::size_t t = 0; t < batches; ++t) product(m, k, n, pa + t * m * k, pb + t * k * n, py + t * m * n);
+    for (std::size_t t = 0; t < batches; ++t) product(m, k, n, pa + t * m * k, pb + t * k * n, py + t * m * n, T(0));
   });
 
   call.record(
@@ -185,23 +202,7 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
         const std::size_t batches = std::size_t(nd.i[0]), m = std::size_t(nd.i[1]), k = std::size_t(nd.i[2]),
                           n = std::size_t(nd.i[3]);
         if (m == 0 || n == 0 || k == 0) return;  // every gradient is an empty sum
-        dispatch(c.dtype(), [&](auto z) {
-          using T = decltype(z);
-          const T *g = c.gout<T>(), *a = c.in<T>(0), *b = c.in<T>(1);
-          // Each pass writes all of its buffer (batch by batch), so a fresh one is written with beta = 0.
-          bool fresh = false;
-          if (c.needs(0)) {
-            T* da = c.grad_for_write<T>(0, fresh);
-            const T beta = fresh ? T(0) : T(1);
-            for (std::size_t t = 0; t < batches; ++t) grad_a(m, k, n, g + t * m * n, b + t * k * n, da + t * m * k, beta);
-          }
-          if (c.needs(1) &&
-              !(batches == 1 && m < kThin && k * n > kSmall && c.defer(1, stacked_grad_b<T>, {a, g, m, k, n}))) {
-            T* db = c.grad_for_write<T>(1, fresh);
-            const T beta = fresh ? T(0) : T(1);
-            for (std::size_t t = 0; t < batches; ++t) grad_b(m, k, n, a + t * m * k, g + t * m * n, db + t * k * n, beta);
-          }
-        });
+        dispatch(c.dtype(), [&](auto z) { product_grads<decltype(z)>(c, 0, 1, batches, m, k, n); });
       },
       [](GraphCtx& g) {
         const Tensor a = g.in(0), b = g.in(1);
@@ -237,30 +238,17 @@ Tensor addmm(const Tensor& c, const Tensor& a, const Tensor& b) {
     using T = decltype(z);
     T* py = y.data<T>();
     std::copy_n(static_cast<const T*>(c.raw_data()), m * n, py);
-    if (m == 0 || n == 0 || k == 0) return;
-    const T* pa = static_cast<const T*>(a.raw_data());
-    const T* pb = static_cast<const T*>(b.raw_data());
-    if (m == 1 && k * n <= kSmall) row_times(k, n, pa, pb, py);
-    else if (m == 1) gemv(CblasTrans, k, n, pb, pa, T(1), py);
-    else gemm(CblasNoTrans, CblasNoTrans, m, n, k, pa, k, pb, n, T(1), py, n);
+    if (m == 0 || n == 0) return;
+    product(m, k, n, static_cast<const T*>(a.raw_data()), static_cast<const T*>(b.raw_data()), py, T(1));
   });
   call.record(
       [](BackwardCtx& c) {
         const std::size_t m = c.out_shape()[0], n = c.out_shape()[1], k = c.in_shape(1)[1];
         dispatch(c.dtype(), [&](auto z) {
           using T = decltype(z);
-          const T *g = c.gout<T>(), *a = c.in<T>(1), *b = c.in<T>(2);
-          if (c.needs(0)) c.accumulate<T>(0, g, c.out_shape());
+          if (c.needs(0)) c.accumulate<T>(0, c.gout<T>(), c.out_shape());
           if (m == 0 || n == 0 || k == 0) return;
-          bool fresh = false;
-          if (c.needs(1)) {
-            T* da = c.grad_for_write<T>(1, fresh);
-            grad_a(m, k, n, g, b, da, fresh ? T(0) : T(1));
-          }
-          if (c.needs(2) && !(m < kThin && k * n > kSmall && c.defer(2, stacked_grad_b<T>, {a, g, m, k, n}))) {
-            T* db = c.grad_for_write<T>(2, fresh);
-            grad_b(m, k, n, a, g, db, fresh ? T(0) : T(1));
-          }
+          product_grads<T>(c, 1, 2, 1, m, k, n);
         });
       },
       [](GraphCtx& g) {
