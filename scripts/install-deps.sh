@@ -3,7 +3,8 @@
 # machine lacks. Run as root (or with sudo). Packages already present are not touched.
 set -euo pipefail
 pkgs=(build-essential cmake libxtensor-dev libxtensor-blas-dev libxsimd-dev libopenblas-dev
-      libboost-test-dev libbenchmark-dev graphviz gnuplot-nox libzip-dev pkgconf python3-numpy)
+      libboost-test-dev libbenchmark-dev graphviz gnuplot-nox libzip-dev pkgconf python3-numpy
+      libopenmpi-dev openmpi-bin)  # Open MPI: tapegrad::dist (optional; its tests run under mpirun)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

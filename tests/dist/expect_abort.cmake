@@ -1,0 +1,18 @@
+# Runs COMMAND ("|"-separated) and passes when it ends within TIMEOUT seconds with a non-zero exit status
+# and its output matches EXPECT. A hang (the timeout) or a zero exit fails.
+string(REPLACE "|" ";" cmd "${COMMAND}")
+string(TIMESTAMP t0 "%s")
+execute_process(COMMAND ${cmd} TIMEOUT ${TIMEOUT} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+string(TIMESTAMP t1 "%s")
+math(EXPR seconds "${t1} - ${t0}")
+message("exit: ${rc} after ${seconds} s\n--- stdout ---\n${out}\n--- stderr ---\n${err}")
+if(rc MATCHES "timeout")
+  message(FATAL_ERROR "the job did not end within ${TIMEOUT} s: a failed rank hangs the others")
+endif()
+if(rc EQUAL 0)
+  message(FATAL_ERROR "the job exited 0 although a rank failed")
+endif()
+if(NOT "${out}${err}" MATCHES "${EXPECT}")
+  message(FATAL_ERROR "the output does not name the failure (expected to match '${EXPECT}')")
+endif()
+message("ok: the job ended with exit ${rc} in ${seconds} s and the failing rank's message")
