@@ -84,7 +84,7 @@ int run(const example::Args& args) {
       std::fflush(stdout);
     }
   };
-  if (B % std::size_t(size) != 0)
+  if (B == 0 || B % std::size_t(size) != 0)
     throw Error("15_data_parallel: the global batch " + std::to_string(B) + " does not split evenly over " +
                 std::to_string(size) + " processes (use --batch a multiple of " + std::to_string(size) + ")");
   const std::size_t local = B / std::size_t(size);
@@ -103,6 +103,10 @@ int run(const example::Args& args) {
 
   dist::DistributedSampler sampler(N, seed);
   const std::size_t steps_per_epoch = sampler.num_samples() / local;  // a last partial batch is dropped
+  if (steps_per_epoch == 0 || epochs < 1)
+    throw Error("15_data_parallel: " + std::to_string(N) + " training sequences over " + std::to_string(size) +
+                " processes leave " + std::to_string(sampler.num_samples()) + " per rank, fewer than the local batch " +
+                std::to_string(local) + " (or --epochs " + std::to_string(epochs) + " < 1)");
   const long steps = epochs * long(steps_per_epoch);
   say("adding problem: T = " + std::to_string(T) + ", " + std::to_string(N) + " training sequences, target: test MSE < " +
       example::fmt(target) + " (predicting the mean: 0.167)");
