@@ -531,7 +531,7 @@ int main(int argc, char** argv) {
                 std::pow(rnn_sig, 99), std::pow(rnn_tanh, 99), std::pow(lstm_c, 99), std::pow(lstm_f1_c, 99), std::pow(gru, 99),
                 drew ? ("; picture " + out + "/07_gradient_flow.png").c_str() : "");
     flow_code = example::report(
-        "07_lstm_adding (gradient flow)", "||dL/dh_t||, ||dL/dc_t|| vs distance back, T=50/100, 5 cells",
+        "07_lstm_adding (gradient flow)", "norm of dL/dh_t (LSTM: dL/dc_t) vs distance back, T=50/100, 5 cells",
         "per-step factor of the norm, T=100, trained", "RNN < 0.95; LSTM c >= 0.95 (with and without forget gate)",
         "RNN sigmoid " + example::fmt(rnn_sig, 3) + ", tanh " + example::fmt(rnn_tanh, 3) + "; LSTM h " +
             example::fmt(fh[2][1][1], 3) + " c " + example::fmt(lstm_c, 3) + "; f=1 c " + example::fmt(lstm_f1_c, 3) +

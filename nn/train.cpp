@@ -134,6 +134,13 @@ TrainResult Trainer::run(std::size_t batches_per_epoch, const StepLoss& step_los
   result.last_eval = NAN;
   double epoch_sum = 0;
   if (c.resume && file_exists(c.checkpoint)) {
+    // The loop entries are checked before anything is loaded: a run with other data or another batch size
+    // (another number of batches per epoch) would not continue the same run.
+    for (const auto& [name, t] : load_arrays(c.checkpoint))
+      if (name == "loop.batches_per_epoch" && t.numel() == 1 && t.item() != double(batches_per_epoch))
+        throw Error("Trainer::run: " + quoted(c.checkpoint) + " was written by a run with " + num(t.item()) +
+                    " batches per epoch, this one has " + std::to_string(batches_per_epoch) +
+                    " (other data or batch size); nothing was loaded");
     for (const auto& [key, value] : load_checkpoint(c.checkpoint, model_, optimizer_)) {
       if (key == "step") result.first_step = static_cast<std::size_t>(value);
       else if (key == "epoch_loss_sum") epoch_sum = value;
@@ -157,7 +164,8 @@ TrainResult Trainer::run(std::size_t batches_per_epoch, const StepLoss& step_los
   }
   const auto checkpoint = [&](std::size_t step) {
     if (c.checkpoint.empty()) return;
-    save_checkpoint(c.checkpoint, model_, optimizer_, {{"step", double(step)}, {"epoch_loss_sum", epoch_sum}});
+    save_checkpoint(c.checkpoint, model_, optimizer_,
+                    {{"step", double(step)}, {"epoch_loss_sum", epoch_sum}, {"batches_per_epoch", double(batches_per_epoch)}});
   };
 
   double last_print = -1e9;

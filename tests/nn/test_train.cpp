@@ -150,6 +150,30 @@ BOOST_AUTO_TEST_CASE(stopped_and_resumed_equals_uninterrupted_bit_for_bit) {
   BOOST_TEST((bytes_of(*d.model) == bytes_of(*a.model)));
 }
 
+// Resuming with other data (another number of batches per epoch) is an Error before anything loads.
+BOOST_AUTO_TEST_CASE(resume_with_another_batch_size_is_an_error) {
+  TempDir dir;
+  const Setup s;
+  nn::TrainConfig config;
+  config.checkpoint = dir.file("ckpt.npz");
+  config.max_steps = 2;
+  train_run(s, 1, config);
+  auto model = s.model(4);
+  const auto before = bytes_of(*model);
+  nn::Adam opt(model->parameters(), 0.02);
+  config.resume = true;
+  config.progress_every = -1;
+  nn::Trainer trainer(*model, opt, config);
+  std::string e;
+  try {
+    trainer.run(7, [&](const nn::TrainStep&) { return Tensor(); });
+  } catch (const Error& err) {
+    e = err.what();
+  }
+  BOOST_TEST(e.find("written by a run with 4 batches per epoch, this one has 7") != std::string::npos, e);
+  BOOST_TEST((bytes_of(*model) == before));
+}
+
 BOOST_AUTO_TEST_CASE(resume_without_a_checkpoint_file_starts_fresh) {
   TempDir dir;
   const Setup s;
