@@ -18,7 +18,8 @@ namespace example {
 inline const char* training_usage() {
   return "  --data FILE (train on your own file: one question<sep>answer a line, UTF-8; default: generated data)\n"
          "  --separator S (default _)  --test-fraction F (held out from FILE, default 0.1)\n"
-         "  --checkpoint DIR (model + optimizer + loop position every --checkpoint-every N steps and at each epoch's end)\n"
+         "  --checkpoint DIR (model + optimizer + loop position every --checkpoint-every N steps, default 200, and at\n"
+         "  each epoch's end, one .npz per model, written atomically)\n"
          "  --resume (continue from DIR's checkpoints; the run goes on exactly as if never stopped)\n"
          "  --max-steps N (stop each model after N steps in all, with a checkpoint: resume later with --resume)";
 }
