@@ -29,3 +29,6 @@
 #include "tapegrad/nn/seq2seq.hpp"
 #include "tapegrad/nn/hred.hpp"
 #include "tapegrad/nn/vae.hpp"
+#include "tapegrad/nn/gradient_flow.hpp"
+#include "tapegrad/nn/data.hpp"
+#include "tapegrad/nn/train.hpp"

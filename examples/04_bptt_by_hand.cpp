@@ -15,9 +15,9 @@
 // comparison is repeated in float64 (target <= 1e-12).
 //
 // Then the vanishing gradient: ||dE_T/dz_t||, the gradient of the last step's error with respect to each
-// hidden state (tapegrad::grad(E_T, {z_1 .. z_T})), averaged over 256 additions of 24-bit numbers, for
-// the sigmoid RNN and for a tanh RNN (LeCun "Xavier" init, the course's best setting in 03), before and
-// after training. sigmoid' <= 1/4 makes the sigmoid's gradient shrink faster with the distance T - t.
+// hidden state (nn::gradient_norms_over_time: one functional grad(E_T, {z_1 .. z_T})), averaged over 256
+// additions of 24-bit numbers, for the sigmoid RNN and for a tanh RNN (LeCun "Xavier" init, the course's
+// best setting in 03), before and after training. sigmoid' <= 1/4 makes the sigmoid's gradient shrink faster with the distance T - t.
 #include <tapegrad/tapegrad.hpp>
 
 #include <algorithm>
@@ -162,19 +162,11 @@ std::vector<double> grad_norms(const Model& m, std::size_t bits, std::size_t bat
   std::vector<Tensor> zs, ys;
   forward(m, x.data(), d.data(), bits, batch, &zs, &ys);
   Tensor e_last = mse_loss(ys.back(), from_data(d.data() + (bits - 1) * batch, {batch, kOut}), Reduction::half_sum);
-  std::vector<Tensor> g = grad(e_last, zs);
-  std::vector<double> norms;
-  for (const Tensor& gt : g) {
-    const std::vector<double> v = gt.to_vector();
-    const std::size_t H = gt.size(1);
-    double mean = 0;
-    for (std::size_t k = 0; k < batch; ++k) {
-      double s = 0;
-      for (std::size_t j = 0; j < H; ++j) s += v[k * H + j] * v[k * H + j];
-      mean += std::sqrt(s) / batch;
-    }
-    norms.push_back(mean);
-  }
+  // The library's report (nn/gradient_flow.hpp): d E_T / d z_t for every t by one functional grad(),
+  // each sequence's norm, averaged over the batch.
+  std::vector<nn::State> states;
+  for (const Tensor& z : zs) states.push_back({z, Tensor()});
+  const std::vector<double> norms = nn::gradient_norms_over_time(e_last, states, nn::NormOver::sequence_mean).h;
   Tape::current().clear();
   return norms;
 }
@@ -343,8 +335,8 @@ int main(int argc, char** argv) {
     std::printf("  %5zu %14.3g %14.3g %14.3g %14.3g %16.3g\n", k, results[0].norms_before[t], results[0].norms_after[t],
                 results[1].norms_before[t], results[1].norms_after[t], sigmoid_lecun[t]);
   }
-  auto decay = [&](const std::vector<double>& n) {  // mean factor per step back in time
-    return std::pow(n.front() / n.back(), 1.0 / (n.size() - 1));
+  auto decay = [&](const std::vector<double>& n) {  // mean factor per step back in time (fit of log norm)
+    return nn::decay_per_step(n);
   };
   std::printf("  mean factor per step back in time: sigmoid %.3g (init) %.3g (end), tanh %.3g (init) %.3g (end),\n"
               "  sigmoid with LeCun init %.3g: at the same initialisation the sigmoid's gradient vanishes %s than the\n"

@@ -8,3 +8,17 @@ tapegrad_example_test(14_word2vec --sentences 600 --epochs 2 --no-demo --seed 1)
 tapegrad_example_test(10_seq2seq_addition --quick --train 4000 --test 300 --models reversed+peeky --epochs 7 --target 0.8 --seed 1)
 tapegrad_example_test(11_attention_dates --quick --train 4000 --test 200 --epochs 1 --batch 32 --target 0.7 --seed 1)
 tapegrad_example_test(12_hred_vhred --steps 300 --vsteps 300 --hred-target 0.5 --seed 1)
+# --data FILE, stopped by --max-steps and resumed with --resume in three processes: the resumed log equals
+# the uninterrupted one (examples/resume_check.cmake; a small addition corpus in the classic format).
+if(TAPEGRAD_BUILD_TESTS)
+  foreach(ex 10_seq2seq_addition 11_attention_dates)
+    set(extra --epochs 2 --hidden 16 --embed 8 --batch 32)
+    if(ex STREQUAL 10_seq2seq_addition)
+      list(APPEND extra --models reversed+peeky)
+    endif()
+    add_test(NAME example_${ex}_data_resume
+             COMMAND ${CMAKE_COMMAND} -DEXE=$<TARGET_FILE:${ex}> -DNAME=${ex} -DWORK_DIR=${CMAKE_CURRENT_BINARY_DIR}/resume_${ex}
+                     "-DARGS=${extra}" -P ${CMAKE_CURRENT_SOURCE_DIR}/resume_check.cmake)
+    set_tests_properties(example_${ex}_data_resume PROPERTIES ENVIRONMENT "OPENBLAS_NUM_THREADS=1" TIMEOUT 180)
+  endforeach()
+endif()

@@ -1,6 +1,8 @@
 #include "tapegrad/nn/optim.hpp"
 
 #include <cmath>
+#include <cstring>
+#include <map>
 #include <sstream>
 #include <string>
 
@@ -70,6 +72,136 @@ void Optimizer::step() {
 
 void Optimizer::zero_grad() {
   for (Tensor& p : params_) p.zero_grad();
+}
+
+// ---- checkpoints -----------------------------------------------------------------------------------
+
+const char* Optimizer::buffer_name(std::size_t k) const {
+  static const char* const names[] = {"buffer0", "buffer1", "buffer2", "buffer3"};
+  return k < 4 ? names[k] : "buffer";
+}
+
+Optimizer::NamedArrays Optimizer::state_dict() const {
+  const std::string prefix = std::string(name_) + ".";
+  NamedArrays out;
+  out.emplace_back(prefix + "lr", scalar(lr_, DType::f64));
+  out.emplace_back(prefix + "num_parameters", scalar(static_cast<double>(params_.size()), DType::f64));
+  for (const auto& [key, value] : hyper_parameters()) out.emplace_back(prefix + key, scalar(value, DType::f64));
+  for (std::size_t k = 0; k < state_.size(); ++k)
+    for (std::size_t i = 0; i < params_.size(); ++i) {
+      const Tensor& s = state_[k][i];
+      Tensor copy = zeros(params_[i].shape(), params_[i].dtype());
+      if (s.defined() && s.numel()) std::memcpy(copy.raw_data(), s.raw_data(), s.numel() * dtype_size(s.dtype()));
+      out.emplace_back(prefix + buffer_name(k) + "." + std::to_string(i), copy);
+    }
+  if (step_counts_) {
+    std::vector<double> steps(step_counts_->begin(), step_counts_->end());
+    out.emplace_back(prefix + "step", from_values(steps, {steps.size()}, DType::f64));
+  }
+  return out;
+}
+
+namespace {
+
+// The value of a rank-0 float64 entry, or an explanation in `problem`.
+bool scalar_value(const Tensor& t, double& value, std::string& problem) {
+  if (t.rank() != 0 || t.dtype() != DType::f64) {
+    problem = "is " + std::string(dtype_name(t.dtype())) + " " + t.shape().str() + ", not a float64 scalar ()";
+    return false;
+  }
+  value = *t.data<double>();
+  return true;
+}
+
+}  // namespace
+
+void Optimizer::load_state_dict(const NamedArrays& entries, const std::string& source) {
+  const std::string prefix = std::string(name_) + ".";
+  std::map<std::string, Tensor> found;
+  std::vector<std::string> problems;
+  for (const auto& [key, t] : entries) {
+    if (key.rfind(prefix, 0) != 0) {
+      const auto dot = key.find('.');
+      problems.push_back("entry '" + key + "' " +
+                         (dot == std::string::npos ? std::string("is not an optimizer state entry")
+                                                   : "belongs to a " + key.substr(0, dot) + " optimizer, not " + name_));
+      continue;
+    }
+    if (!t.defined()) problems.push_back("entry '" + key + "' is undefined");
+    else if (!found.emplace(key.substr(prefix.size()), t).second) problems.push_back("entry '" + key + "' appears twice");
+  }
+  std::map<std::string, bool> used;
+  const auto take = [&](const std::string& key) -> const Tensor* {
+    const auto it = found.find(key);
+    if (it == found.end()) {
+      problems.push_back("'" + prefix + key + "' is missing");
+      return nullptr;
+    }
+    used[key] = true;
+    return &it->second;
+  };
+  double lr = 0, count = 0, value = 0;
+  std::string why;
+  if (const Tensor* t = take("lr")) {
+    if (!scalar_value(*t, lr, why)) problems.push_back("'" + prefix + "lr' " + why);
+    else if (!(std::isfinite(lr) && lr > 0)) problems.push_back("the learning rate " + num(lr) + " is not positive and finite");
+  }
+  if (const Tensor* t = take("num_parameters")) {
+    if (!scalar_value(*t, count, why)) problems.push_back("'" + prefix + "num_parameters' " + why);
+    else if (count != static_cast<double>(params_.size()))
+      problems.push_back("the file holds the state of " + num(count) + " parameters, this optimizer has " +
+                         std::to_string(params_.size()));
+  }
+  for (const auto& [key, expected] : hyper_parameters())
+    if (const Tensor* t = take(key)) {
+      if (!scalar_value(*t, value, why)) problems.push_back("'" + prefix + key + "' " + why);
+      else if (value != expected)  // saved bit for bit: any difference is a different configuration
+        problems.push_back("hyper-parameter " + key + " is " + num(value) + " in the file but " + num(expected) +
+                           " in this optimizer");
+    }
+  std::vector<std::vector<Tensor>> staged(state_.size(), std::vector<Tensor>(params_.size()));
+  for (std::size_t k = 0; k < state_.size(); ++k)
+    for (std::size_t i = 0; i < params_.size(); ++i) {
+      const std::string key = std::string(buffer_name(k)) + "." + std::to_string(i);
+      const Tensor* t = take(key);
+      if (!t) continue;
+      const Tensor& p = params_[i];
+      if (t->dtype() != p.dtype() || t->shape() != p.shape()) {
+        problems.push_back("'" + prefix + key + "' is " + dtype_name(t->dtype()) + " " + t->shape().str() + " but parameter " +
+                           std::to_string(i) + " is " + dtype_name(p.dtype()) + " " + p.shape().str());
+        continue;
+      }
+      Tensor copy = empty(p.shape(), p.dtype());
+      if (p.numel()) std::memcpy(copy.raw_data(), t->raw_data(), p.numel() * dtype_size(p.dtype()));
+      staged[k][i] = copy;
+    }
+  std::vector<std::int64_t> steps;
+  if (step_counts_)
+    if (const Tensor* t = take("step")) {
+      if (t->dtype() != DType::f64 || t->shape() != Shape{params_.size()}) {
+        problems.push_back("'" + prefix + "step' is " + dtype_name(t->dtype()) + " " + t->shape().str() + ", not float64 (" +
+                           std::to_string(params_.size()) + ",)");
+      } else {
+        for (std::size_t i = 0; i < params_.size(); ++i) {
+          const double s = t->data<double>()[i];
+          if (!(s >= 0 && s <= 9007199254740992.0 && std::floor(s) == s)) {
+            problems.push_back("step count " + num(s) + " of parameter " + std::to_string(i) + " is not a count");
+            break;
+          }
+          steps.push_back(static_cast<std::int64_t>(s));
+        }
+      }
+    }
+  for (const auto& [key, t] : found)
+    if (!used.count(key)) problems.push_back("unexpected entry '" + prefix + key + "'");
+  if (!problems.empty()) {
+    std::string msg = std::string(name_) + "::load_state_dict: " + source + ": ";
+    for (std::size_t i = 0; i < problems.size(); ++i) msg += (i ? "; " : "") + problems[i];
+    throw Error(msg + "; the optimizer was not changed");
+  }
+  state_ = std::move(staged);
+  if (step_counts_) *step_counts_ = std::move(steps);
+  lr_ = lr;
 }
 
 // ---- the update rules ------------------------------------------------------------------------------
@@ -154,6 +286,7 @@ Adam::Adam(std::vector<Tensor> params, double lr, double beta1, double beta2, do
   require(beta2 >= 0 && beta2 < 1, name_, "beta2 must be in [0, 1), got " + num(beta2));
   require(std::isfinite(eps) && eps >= 0, name_, "eps must be >= 0, got " + num(eps));
   steps_.assign(parameters().size(), 0);
+  step_counts_ = &steps_;
 }
 
 void Adam::update(std::size_t i, Tensor& param, const Tensor& g) {

@@ -21,6 +21,8 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "tapegrad/autograd/tensor.hpp"
@@ -40,6 +42,19 @@ class Optimizer {
   const std::vector<Tensor>& parameters() const { return params_; }
   const char* name() const { return name_; }
 
+  // Checkpoints (nn::save / nn::load of an Optimizer in nn/serialize.hpp write these as one .npz).
+  // The state as named arrays, copies, all prefixed "<name>.": "lr" and every hyper-parameter (rank 0,
+  // float64), "num_parameters", each state buffer per parameter ("m.3": buffer m of parameter 3, the
+  // parameter's dtype and shape; zeros where not yet allocated) and, for Adam, "step" (float64, one per
+  // parameter; exact up to 2^53).
+  using NamedArrays = std::vector<std::pair<std::string, Tensor>>;
+  NamedArrays state_dict() const;
+  // All or nothing: validates every entry first (same optimizer kind, same hyper-parameters, same number
+  // of parameters, each buffer's dtype and shape, nothing missing, nothing extra) and raises an Error
+  // naming `source` and every mismatch without changing anything; then restores the buffers, the step
+  // counts and the learning rate (a schedule's current value).
+  void load_state_dict(const NamedArrays& entries, const std::string& source = "state_dict");
+
  protected:
   // params: owned tensors (leaves), each at most once; lr > 0 and finite.
   Optimizer(const char* name, std::vector<Tensor> params, double lr, std::size_t state_buffers);
@@ -47,6 +62,11 @@ class Optimizer {
   virtual void update(std::size_t i, Tensor& param, const Tensor& g) = 0;
   // State buffer k of parameter i: zeros of the parameter's shape and dtype, allocated on first use.
   Tensor& state(std::size_t k, std::size_t i);
+  // For checkpoints: the name of state buffer k, the hyper-parameters a loaded state must agree with, and
+  // per-parameter step counts where the rule keeps them (Adam points this at its own).
+  virtual const char* buffer_name(std::size_t k) const;
+  virtual std::vector<std::pair<std::string, double>> hyper_parameters() const { return {}; }
+  std::vector<std::int64_t>* step_counts_ = nullptr;
   const char* name_;
 
  private:
@@ -70,6 +90,8 @@ class Momentum : public Optimizer {
 
  private:
   void update(std::size_t i, Tensor& param, const Tensor& g) override;
+  const char* buffer_name(std::size_t) const override { return "velocity"; }
+  std::vector<std::pair<std::string, double>> hyper_parameters() const override { return {{"momentum", momentum_}}; }
   double momentum_;
 };
 
@@ -79,6 +101,8 @@ class AdaGrad : public Optimizer {
 
  private:
   void update(std::size_t i, Tensor& param, const Tensor& g) override;
+  const char* buffer_name(std::size_t) const override { return "sum_sq"; }
+  std::vector<std::pair<std::string, double>> hyper_parameters() const override { return {{"eps", eps_}}; }
   double eps_;
 };
 
@@ -88,6 +112,8 @@ class RMSProp : public Optimizer {
 
  private:
   void update(std::size_t i, Tensor& param, const Tensor& g) override;
+  const char* buffer_name(std::size_t) const override { return "mean_sq"; }
+  std::vector<std::pair<std::string, double>> hyper_parameters() const override { return {{"alpha", alpha_}, {"eps", eps_}}; }
   double alpha_, eps_;
 };
 
@@ -99,6 +125,10 @@ class Adam : public Optimizer {
 
  private:
   void update(std::size_t i, Tensor& param, const Tensor& g) override;
+  const char* buffer_name(std::size_t k) const override { return k == 0 ? "m" : "v"; }
+  std::vector<std::pair<std::string, double>> hyper_parameters() const override {
+    return {{"beta1", beta1_}, {"beta2", beta2_}, {"eps", eps_}};
+  }
   double beta1_, beta2_, eps_;
   std::vector<std::int64_t> steps_;
 };

@@ -375,4 +375,49 @@ void load(Module& module, const std::string& path) {
     if (t.numel()) std::memcpy(t.raw_data(), values, t.numel() * dtype_size(t.dtype()));
 }
 
+void save_arrays(const NamedArrays& arrays, const std::string& path) {
+  std::vector<std::pair<std::string, Bytes>> entries;
+  std::set<std::string> seen;
+  for (const auto& [name, t] : arrays) {
+    if (name.empty()) throw Error("nn::save_arrays: " + quoted(path) + ": an array has an empty name");
+    if (!t.defined()) throw Error("nn::save_arrays: " + quoted(path) + ": array " + quoted(name) + " is undefined");
+    if (!seen.insert(name).second) throw Error("nn::save_arrays: " + quoted(path) + ": two arrays are named " + quoted(name));
+    entries.emplace_back(name + ".npy", encode_npy(t));
+  }
+  write_atomically(path, build_archive(path, entries));
+}
+
+NamedArrays load_arrays(const std::string& path) {
+  const std::map<std::string, Bytes> entries = read_archive(path, read_file(path));
+  const auto fail = [&](const std::string& entry, const std::string& what) {
+    throw Error("nn::load_arrays: " + quoted(path) + ": entry " + quoted(entry) + " " + what);
+  };
+  NamedArrays out;
+  for (const auto& [entry, bytes] : entries) {
+    if (entry.size() <= 4 || entry.compare(entry.size() - 4, 4, ".npy") != 0) fail(entry, "is not a .npy array");
+    NpyArray a;
+    try {
+      a = decode_npy_header(bytes);
+    } catch (const Error& e) {
+      fail(entry, std::string("is corrupt: ") + e.what());
+    }
+    DType dtype = DType::f32;
+    if (a.descr == npy_descr(DType::f64)) dtype = DType::f64;
+    else if (a.descr != npy_descr(DType::f32)) fail(entry, "has dtype " + quoted(a.descr) + ", not '<f4' or '<f8'");
+    if (a.fortran_order) fail(entry, "is in Fortran order");
+    const std::size_t nbytes = a.shape.numel() * dtype_size(dtype);
+    if (bytes.size() - a.data_offset != nbytes)
+      fail(entry, a.shape.str() + " holds " + std::to_string(bytes.size() - a.data_offset) + " bytes of data, not " +
+                      std::to_string(nbytes));
+    Tensor t = empty(a.shape, dtype);
+    if (nbytes) std::memcpy(t.raw_data(), bytes.data() + a.data_offset, nbytes);
+    out.emplace_back(entry.substr(0, entry.size() - 4), t);
+  }
+  return out;
+}
+
+void save(const Optimizer& optimizer, const std::string& path) { save_arrays(optimizer.state_dict(), path); }
+
+void load(Optimizer& optimizer, const std::string& path) { optimizer.load_state_dict(load_arrays(path), quoted(path)); }
+
 }  // namespace tapegrad::nn

@@ -5,8 +5,11 @@
 #pragma once
 
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "tapegrad/nn/module.hpp"
+#include "tapegrad/nn/optim.hpp"
 
 namespace tapegrad::nn {
 
@@ -21,5 +24,20 @@ void save(const Module& module, const std::string& path);
 // no parameter. On success the values are copied into the parameters' buffers in place, so every existing
 // handle sees them.
 void load(Module& module, const std::string& path);
+
+// Any named float32/float64 arrays as one .npz (entry "name.npy" each), written atomically as above: the
+// building block of optimizer and training checkpoints. Names must be unique and non-empty.
+using NamedArrays = std::vector<std::pair<std::string, Tensor>>;
+void save_arrays(const NamedArrays& arrays, const std::string& path);
+// Reads every entry of a .npz written by save_arrays (or np.savez of '<f4'/'<f8' C-order arrays), in the
+// file's order, as owned tensors. A missing, truncated or corrupt file, or an entry of another dtype,
+// raises an Error naming the file and the entry.
+NamedArrays load_arrays(const std::string& path);
+
+// An optimizer's state (Optimizer::state_dict: buffers, step counts, lr, hyper-parameters), atomically.
+void save(const Optimizer& optimizer, const std::string& path);
+// All or nothing: a bad file, another optimizer kind, other hyper-parameters or parameter shapes raise an
+// Error naming the file and change nothing (Optimizer::load_state_dict).
+void load(Optimizer& optimizer, const std::string& path);
 
 }  // namespace tapegrad::nn

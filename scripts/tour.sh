@@ -27,9 +27,10 @@ for exe in build/examples/[0-9][0-9]_*; do
   "$exe" $mode --out "$out" 2>&1 | tee "$out/$name.log"
   set -e
   t1=$(date +%s)
-  line=$(grep '^RESULT |' "$out/$name.log" | tail -n 1 || true)
-  [ -n "$line" ] || line="RESULT | $name | (crashed or no result) | - | - | - | FAIL"
-  results+=("$line | $((t1 - t0)) s")
+  # Every RESULT line is a row (07 adds a gradient-flow row before its main one); the time is the example's.
+  mapfile -t lines < <(grep '^RESULT |' "$out/$name.log" || true)
+  [ "${#lines[@]}" -gt 0 ] || lines=("RESULT | $name | (crashed or no result) | - | - | - | FAIL")
+  for line in "${lines[@]}"; do results+=("$line | $((t1 - t0)) s"); done
 done
 {
   echo "| example | task | metric | target | achieved | result | time |"

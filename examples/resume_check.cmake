@@ -1,0 +1,63 @@
+# ctest script (cmake -P): --data FILE and stop/resume of a seq2seq example, for real, in three processes.
+# Writes a corpus in the classic format (question and answer joined by '_', space padded: "16+7   _23  "),
+# runs EXE uninterrupted, then stopped by --max-steps with a checkpoint, then resumed with --resume; the
+# resumed run must say where it resumed, and its CSV log (step, epoch, loss, held-out exact match) must
+# equal the uninterrupted run's byte for byte: the same curve, the same parameters.
+# -DEXE=path -DNAME=example name -DWORK_DIR=dir -DARGS="extra;args"
+file(REMOVE_RECURSE ${WORK_DIR})
+file(MAKE_DIRECTORY ${WORK_DIR})
+set(corpus "")
+foreach(a RANGE 0 19)
+  foreach(b RANGE 0 14)
+    math(EXPR s "${a} + ${b}")
+    set(q "${a}+${b}       ")
+    string(SUBSTRING "${q}" 0 7 q)
+    set(ans "${s}    ")
+    string(SUBSTRING "${ans}" 0 4 ans)
+    string(APPEND corpus "${q}_${ans}\n")
+  endforeach()
+endforeach()
+file(WRITE ${WORK_DIR}/corpus.txt "${corpus}")
+
+function(run_example tag)
+  execute_process(COMMAND ${EXE} --data ${WORK_DIR}/corpus.txt ${ARGS} --seed 3 --out ${WORK_DIR}/${tag} ${ARGN}
+                  RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  message(STATUS "${NAME} ${tag} (exit ${rc}):\n${out}${err}")
+  if(NOT (rc EQUAL 0 OR rc EQUAL 1))  # 1: a target not met (tiny settings) or stopped; anything else: a crash
+    message(FATAL_ERROR "${NAME} ${tag} failed with exit code ${rc}")
+  endif()
+  set(last_output "${out}" PARENT_SCOPE)
+endfunction()
+
+run_example(whole)
+run_example(stopped --checkpoint ${WORK_DIR}/ckpt --max-steps 7 --checkpoint-every 4)
+if(NOT last_output MATCHES "stopped at step 7")
+  message(FATAL_ERROR "the stopped run did not report stopping at step 7")
+endif()
+file(MAKE_DIRECTORY ${WORK_DIR}/resumed)
+file(GLOB logs RELATIVE ${WORK_DIR}/stopped ${WORK_DIR}/stopped/*.csv)
+foreach(log ${logs})  # the resumed run continues the stopped run's log, as a user's second command would
+  file(COPY ${WORK_DIR}/stopped/${log} DESTINATION ${WORK_DIR}/resumed)
+endforeach()
+run_example(resumed --checkpoint ${WORK_DIR}/ckpt --resume)
+if(NOT last_output MATCHES "resumed from [^\n]* at step 7")
+  message(FATAL_ERROR "the resumed run did not resume from step 7")
+endif()
+if(NOT last_output MATCHES "RESULT \\|")
+  message(FATAL_ERROR "the resumed run printed no RESULT line")
+endif()
+set(compared 0)
+foreach(log ${logs})
+  if(log MATCHES "_(addition|dates|baseline|reversed|peeky)")
+    file(READ ${WORK_DIR}/whole/${log} a)
+    file(READ ${WORK_DIR}/resumed/${log} b)
+    if(NOT a STREQUAL b)
+      message(FATAL_ERROR "${log}: the resumed run's log differs from the uninterrupted run's:\n--- whole\n${a}\n--- resumed\n${b}")
+    endif()
+    math(EXPR compared "${compared} + 1")
+  endif()
+endforeach()
+if(compared EQUAL 0)
+  message(FATAL_ERROR "no training log to compare (found: ${logs})")
+endif()
+message(STATUS "${NAME}: stopped at step 7, resumed, ${compared} log(s) equal to the uninterrupted run's")

@@ -1,0 +1,241 @@
+// nn::Trainer: an interrupted and resumed run equals an uninterrupted one bit for bit (parameters, the
+// CSV log, the epoch losses), also after a crash between checkpoints; bad checkpoints change nothing.
+#include <boost/test/unit_test.hpp>
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <tapegrad/nn/data.hpp>
+#include <tapegrad/nn/serialize.hpp>
+#include <tapegrad/nn/train.hpp>
+
+#include "support/xt.hpp"
+
+using namespace tapegrad;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    std::string p = (fs::temp_directory_path() / "tapegrad-train-XXXXXX").string();
+    path = ::mkdtemp(p.data());
+  }
+  ~TempDir() { fs::remove_all(path); }
+  std::string file(const std::string& name) const { return (path / name).string(); }
+};
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::vector<char> bytes_of(const nn::Module& m) {
+  std::vector<char> out;
+  for (const auto& [name, t] : m.named_parameters()) {
+    const char* p = static_cast<const char*>(t.raw_data());
+    out.insert(out.end(), p, p + t.numel() * dtype_size(t.dtype()));
+  }
+  return out;
+}
+
+// Addition of one-digit numbers, 30 pairs, batches of 8 (4 per epoch, the last one of 6).
+struct Setup {
+  std::vector<nn::QAPair> pairs;
+  nn::Tokenizer vocab;
+  std::unique_ptr<nn::BatchIterator> data;
+  Setup() {
+    for (int a = 0; a < 6; ++a)
+      for (int b = 0; b < 5; ++b) pairs.push_back({std::to_string(a) + "+" + std::to_string(b), std::to_string(a + b), 0});
+    vocab = nn::build_vocabulary(pairs, nn::TokenLevel::character);
+    data = std::make_unique<nn::BatchIterator>(pairs, vocab, vocab, 8, 5);
+  }
+  std::unique_ptr<nn::Seq2Seq> model(std::uint64_t seed) const {
+    nn::Seq2SeqConfig c;
+    c.src_vocab = c.tgt_vocab = vocab.size();
+    c.embed = 6, c.hidden = 10;
+    Generator gen(seed);
+    return std::make_unique<nn::Seq2Seq>(c, gen);
+  }
+};
+
+struct Run {
+  std::unique_ptr<nn::Seq2Seq> model;
+  std::unique_ptr<nn::Adam> opt;
+  nn::TrainResult result;
+};
+
+// crash_at: the step function throws at that step (a process killed between checkpoints).
+Run train_run(const Setup& s, std::uint64_t init_seed, nn::TrainConfig config, std::size_t crash_at = 0) {
+  Run r;
+  r.model = s.model(init_seed);
+  r.opt = std::make_unique<nn::Adam>(r.model->parameters(), 0.02);
+  config.progress_every = -1;
+  config.clip_norm = 1.0;
+  nn::Trainer trainer(*r.model, *r.opt, config);
+  nn::Seq2Seq& m = *r.model;
+  r.result = trainer.run(
+      s.data->batches_per_epoch(),
+      [&](const nn::TrainStep& step) {
+        if (step.step == crash_at) throw std::runtime_error("killed");
+        nn::PairBatch b = s.data->batch(step.epoch, step.batch);
+        return m.loss(b.source.ids, b.target.ids, b.source.mask);
+      },
+      [&] { return nn::exact_match(m, *s.data); });
+  return r;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(train)
+
+BOOST_AUTO_TEST_CASE(stopped_and_resumed_equals_uninterrupted_bit_for_bit) {
+  TempDir dir;
+  const Setup s;
+  nn::TrainConfig config;
+  config.epochs = 3;  // 12 steps
+  config.eval_every = 5;
+  config.checkpoint_every = 3;
+
+  nn::TrainConfig whole = config;
+  whole.log_csv = dir.file("whole.csv");
+  whole.checkpoint = dir.file("whole.npz");
+  Run a = train_run(s, 1, whole);
+  BOOST_TEST(a.result.steps == 12u);
+  BOOST_TEST(a.result.finished);
+  BOOST_TEST(a.result.epoch_loss.size() == 3u);
+
+  // The same run stopped after step 7 (--max-steps), then resumed in fresh objects built with another
+  // initialisation (the checkpoint replaces it).
+  nn::TrainConfig part = config;
+  part.log_csv = dir.file("part.csv");
+  part.checkpoint = dir.file("part.npz");
+  part.max_steps = 7;
+  Run b1 = train_run(s, 1, part);
+  BOOST_TEST(b1.result.steps == 7u);
+  BOOST_TEST(!b1.result.finished);
+  BOOST_TEST((bytes_of(*b1.model) != bytes_of(*a.model)));
+  part.max_steps = 0;
+  part.resume = true;
+  Run b2 = train_run(s, 123, part);
+  BOOST_TEST(b2.result.first_step == 7u);
+  BOOST_TEST(b2.result.steps == 12u);
+  BOOST_TEST((bytes_of(*b2.model) == bytes_of(*a.model)));
+  BOOST_TEST(slurp(part.log_csv) == slurp(whole.log_csv));
+  BOOST_TEST(b2.result.epoch_loss.back() == a.result.epoch_loss.back());  // epoch 2 spans the stop
+  BOOST_TEST(b2.result.last_eval == a.result.last_eval);
+
+  // Killed at step 11 (after the checkpoint of step 9; steps 10 was logged), resumed: the log's step 10
+  // is replaced by the resumed run's, and everything agrees again.
+  nn::TrainConfig crash = config;
+  crash.log_csv = dir.file("crash.csv");
+  crash.checkpoint = dir.file("crash.npz");
+  BOOST_CHECK_THROW(train_run(s, 1, crash, 11), std::runtime_error);
+  BOOST_TEST(slurp(crash.log_csv).find("\n10,") != std::string::npos);
+  crash.resume = true;
+  Run c = train_run(s, 6, crash);
+  BOOST_TEST(c.result.first_step == 9u);
+  BOOST_TEST((bytes_of(*c.model) == bytes_of(*a.model)));
+  BOOST_TEST(slurp(crash.log_csv) == slurp(whole.log_csv));
+
+  // Resuming a finished run does nothing more.
+  Run d = train_run(s, 7, crash);
+  BOOST_TEST(d.result.first_step == 12u);
+  BOOST_TEST((bytes_of(*d.model) == bytes_of(*a.model)));
+}
+
+// Resuming with other data (another number of batches per epoch) is an Error before anything loads.
+BOOST_AUTO_TEST_CASE(resume_with_another_batch_size_is_an_error) {
+  TempDir dir;
+  const Setup s;
+  nn::TrainConfig config;
+  config.checkpoint = dir.file("ckpt.npz");
+  config.max_steps = 2;
+  train_run(s, 1, config);
+  auto model = s.model(4);
+  const auto before = bytes_of(*model);
+  nn::Adam opt(model->parameters(), 0.02);
+  config.resume = true;
+  config.progress_every = -1;
+  nn::Trainer trainer(*model, opt, config);
+  std::string e;
+  try {
+    trainer.run(7, [&](const nn::TrainStep&) { return Tensor(); });
+  } catch (const Error& err) {
+    e = err.what();
+  }
+  BOOST_TEST(e.find("written by a run with 4 batches per epoch, this one has 7") != std::string::npos, e);
+  BOOST_TEST((bytes_of(*model) == before));
+}
+
+BOOST_AUTO_TEST_CASE(resume_without_a_checkpoint_file_starts_fresh) {
+  TempDir dir;
+  const Setup s;
+  nn::TrainConfig config;
+  config.epochs = 1;
+  config.checkpoint = dir.file("none-yet.npz");
+  config.resume = true;
+  Run r = train_run(s, 1, config);
+  BOOST_TEST(r.result.first_step == 0u);
+  BOOST_TEST(fs::exists(config.checkpoint));
+}
+
+BOOST_AUTO_TEST_CASE(bad_checkpoints_are_errors_and_change_nothing) {
+  TempDir dir;
+  const Setup s;
+  auto model = s.model(1);
+  nn::Adam opt(model->parameters(), 0.02);
+  nn::save_checkpoint(dir.file("ok.npz"), *model, opt, {{"step", 3}});
+
+  nn::Seq2SeqConfig c;
+  c.src_vocab = c.tgt_vocab = s.vocab.size();
+  c.embed = 6, c.hidden = 12;  // another size
+  Generator gen(2);
+  nn::Seq2Seq other(c, gen);
+  nn::Adam other_opt(other.parameters(), 0.02);
+  const auto before = bytes_of(other);
+  std::string e;
+  try {
+    nn::load_checkpoint(dir.file("ok.npz"), other, other_opt);
+  } catch (const Error& err) {
+    e = err.what();
+  }
+  BOOST_TEST(e.find("is float32 (12, 48) in the model but float32 (10, 40) in the file") != std::string::npos, e);
+  BOOST_TEST((bytes_of(other) == before));
+
+  // The model fits but the optimizer does not (another kind): nothing changes either.
+  auto same = s.model(3);
+  nn::RMSProp rms(same->parameters(), 0.02);
+  const auto same_before = bytes_of(*same);
+  BOOST_CHECK_THROW(nn::load_checkpoint(dir.file("ok.npz"), *same, rms), Error);
+  BOOST_TEST((bytes_of(*same) == same_before));
+
+  // A truncated file.
+  {
+    std::string all = slurp(dir.file("ok.npz"));
+    std::ofstream(dir.file("cut.npz"), std::ios::binary) << all.substr(0, all.size() - 100);
+  }
+  nn::Adam opt3(same->parameters(), 0.02);
+  BOOST_CHECK_THROW(nn::load_checkpoint(dir.file("cut.npz"), *same, opt3), Error);
+  BOOST_TEST((bytes_of(*same) == same_before));
+  // The loop entries come back.
+  auto loop = nn::load_checkpoint(dir.file("ok.npz"), *same, opt3);
+  BOOST_TEST(loop.size() == 1u);
+  BOOST_TEST(loop[0].first == "step");
+  BOOST_TEST(loop[0].second == 3.0);
+  BOOST_TEST((bytes_of(*same) == bytes_of(*model)));
+}
+
+BOOST_AUTO_TEST_CASE(format_duration_reads_well) {
+  BOOST_TEST(nn::format_duration(12.4) == "12s");
+  BOOST_TEST(nn::format_duration(185) == "3m05s");
+  BOOST_TEST(nn::format_duration(3725) == "1h02m");
+}
+
+BOOST_AUTO_TEST_SUITE_END()
