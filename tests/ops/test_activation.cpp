@@ -17,17 +17,17 @@ TAPEGRAD_OP_ROWS(activation) {
   auto un = [](Tensor (*op)(const Tensor&)) { return [op](const std::vector<Tensor>& x) { return op(x[0]); }; };
   for (const Shape& s : {Shape{2, 3}, Shape{}, Shape{1, 4, 1}, Shape{5}}) {
     const std::string n = "shape " + s.str();
-    rows.push_back({"sigmoid", n, {s}, un(sigmoid), Domain::any, {}, true});
-    rows.push_back({"tanh", n, {s}, un(tapegrad::tanh), Domain::any, {}, true});
-    rows.push_back({"relu", n, {s}, un(relu), Domain::away_from_kinks, {}, true});
-    rows.push_back({"softplus", n, {s}, un(softplus), Domain::any, {}, true});
-    rows.push_back({"log_sigmoid", n, {s}, un(log_sigmoid), Domain::any, {}, true});
+    rows.push_back(row("sigmoid").sample(n).shapes({s}).fn(un(sigmoid)).second_order());
+    rows.push_back(row("tanh").sample(n).shapes({s}).fn(un(tapegrad::tanh)).second_order());
+    rows.push_back(row("relu").sample(n).shapes({s}).domain(Domain::away_from_kinks).fn(un(relu)).second_order());
+    rows.push_back(row("softplus").sample(n).shapes({s}).fn(un(softplus)).second_order());
+    rows.push_back(row("log_sigmoid").sample(n).shapes({s}).fn(un(log_sigmoid)).second_order());
   }
   // Larger |x|: the stable branches (e^-|x| small) of softplus / log_sigmoid / sigmoid.
   auto wide = [](Generator& g) { return std::vector<Tensor>{randn({3, 4}, g, 6.0, DType::f64)}; };
-  rows.push_back({"softplus", "wide N(0, 36) (3,4)", {}, un(softplus), Domain::any, {}, true, false, {}, wide});
-  rows.push_back({"log_sigmoid", "wide N(0, 36) (3,4)", {}, un(log_sigmoid), Domain::any, {}, true, false, {}, wide});
-  rows.push_back({"sigmoid", "wide N(0, 36) (3,4)", {}, un(sigmoid), Domain::any, {}, true, false, {}, wide});
+  rows.push_back(row("softplus").sample("wide N(0, 36) (3,4)").inputs(wide).fn(un(softplus)).second_order());
+  rows.push_back(row("log_sigmoid").sample("wide N(0, 36) (3,4)").inputs(wide).fn(un(log_sigmoid)).second_order());
+  rows.push_back(row("sigmoid").sample("wide N(0, 36) (3,4)").inputs(wide).fn(un(sigmoid)).second_order());
   // softmax / log_softmax over the last axis, the first axis, a middle axis, size-1 axes, rank 1.
   const std::vector<std::tuple<std::string, Shape, long>> samples = {
       {"(3,4) axis -1", {3, 4}, -1},   {"(3,4) axis 0", {3, 4}, 0},    {"(2,3,4) axis 1", {2, 3, 4}, 1},
@@ -35,10 +35,10 @@ TAPEGRAD_OP_ROWS(activation) {
       {"(6,) axis 0", {6}, 0},         {"(2,1,3) axis 2", {2, 1, 3}, 2}, {"(2,19) axis -1 (8-lane rows)", {2, 19}, -1}};
   for (const auto& [name, shape, axis] : samples) {
     const long ax = axis;
-    rows.push_back({"softmax", name, {shape}, [ax](const std::vector<Tensor>& x) { return softmax(x[0], ax); },
-                    Domain::any, {}, true});
-    rows.push_back({"log_softmax", name, {shape}, [ax](const std::vector<Tensor>& x) { return log_softmax(x[0], ax); },
-                    Domain::any, {}, true});
+    rows.push_back(row("softmax").sample(name).shapes({shape})
+        .fn([ax](const std::vector<Tensor>& x) { return softmax(x[0], ax); }).second_order());
+    rows.push_back(row("log_softmax").sample(name).shapes({shape})
+        .fn([ax](const std::vector<Tensor>& x) { return log_softmax(x[0], ax); }).second_order());
   }
   return rows;
 }

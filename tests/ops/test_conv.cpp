@@ -15,24 +15,37 @@ TAPEGRAD_OP_ROWS(conv) {
     return [s, p](const std::vector<Tensor>& x) { return conv2d(x[0], x[1], x.size() > 2 ? x[2] : Tensor(), s, p); };
   };
   // x, w[, b]; inputs over 256 elements are checked along random directions.
-  rows.push_back({"conv2d", "no bias s1 p0 C=1 F=2 (2,1,5,5)*(2,1,3,3)", {{2, 1, 5, 5}, {2, 1, 3, 3}}, conv(1, 0)});
-  rows.push_back({"conv2d", "bias s1 p1 C=2 F=3 (2,2,4,4)*(3,2,3,3)", {{2, 2, 4, 4}, {3, 2, 3, 3}, {3}}, conv(1, 1)});
-  rows.push_back({"conv2d", "course 5x5 k3 s2 p1 C=2 F=3 (1,2,5,5)*(3,2,3,3)", {{1, 2, 5, 5}, {3, 2, 3, 3}, {3}}, conv(2, 1)});
-  rows.push_back({"conv2d", "no bias s2 p0 kernel 2x3 (2,3,6,7)*(2,3,2,3)", {{2, 3, 6, 7}, {2, 3, 2, 3}}, conv(2, 0)});
-  rows.push_back({"conv2d", "bias s2 p1 even side (2,2,6,6)*(2,2,3,3)", {{2, 2, 6, 6}, {2, 2, 3, 3}, {2}}, conv(2, 1)});
-  rows.push_back({"conv2d", "bias s3 p2 (1,2,7,5)*(2,2,4,3)", {{1, 2, 7, 5}, {2, 2, 4, 3}, {2}}, conv(3, 2)});
-  rows.push_back({"conv2d", "1x1 output (2,2,3,3)*(4,2,3,3)", {{2, 2, 3, 3}, {4, 2, 3, 3}, {4}}, conv(1, 0)});
-  rows.push_back({"conv2d", "1x1 kernel (2,3,4,4)*(2,3,1,1)", {{2, 3, 4, 4}, {2, 3, 1, 1}, {2}}, conv(1, 0)});
-  rows.push_back({"conv2d", "random directions (2,3,8,8)*(4,3,3,3)", {{2, 3, 8, 8}, {4, 3, 3, 3}, {4}}, conv(1, 1)});
-  rows.push_back({"conv2d", "constant weight (1,2,5,5)*(2,2,3,3)", {{1, 2, 5, 5}, {2, 2, 3, 3}, {2}}, conv(2, 1),
-                  Domain::any, {false, true, false}});
+  rows.push_back(row("conv2d").sample("no bias s1 p0 C=1 F=2 (2,1,5,5)*(2,1,3,3)")
+      .shapes({{2, 1, 5, 5}, {2, 1, 3, 3}}).fn(conv(1, 0)));
+  rows.push_back(row("conv2d").sample("bias s1 p1 C=2 F=3 (2,2,4,4)*(3,2,3,3)")
+      .shapes({{2, 2, 4, 4}, {3, 2, 3, 3}, {3}}).fn(conv(1, 1)));
+  rows.push_back(row("conv2d").sample("course 5x5 k3 s2 p1 C=2 F=3 (1,2,5,5)*(3,2,3,3)")
+      .shapes({{1, 2, 5, 5}, {3, 2, 3, 3}, {3}}).fn(conv(2, 1)));
+  rows.push_back(row("conv2d").sample("no bias s2 p0 kernel 2x3 (2,3,6,7)*(2,3,2,3)")
+      .shapes({{2, 3, 6, 7}, {2, 3, 2, 3}}).fn(conv(2, 0)));
+  rows.push_back(row("conv2d").sample("bias s2 p1 even side (2,2,6,6)*(2,2,3,3)")
+      .shapes({{2, 2, 6, 6}, {2, 2, 3, 3}, {2}}).fn(conv(2, 1)));
+  rows.push_back(row("conv2d").sample("bias s3 p2 (1,2,7,5)*(2,2,4,3)")
+      .shapes({{1, 2, 7, 5}, {2, 2, 4, 3}, {2}}).fn(conv(3, 2)));
+  rows.push_back(row("conv2d").sample("1x1 output (2,2,3,3)*(4,2,3,3)")
+      .shapes({{2, 2, 3, 3}, {4, 2, 3, 3}, {4}}).fn(conv(1, 0)));
+  rows.push_back(row("conv2d").sample("1x1 kernel (2,3,4,4)*(2,3,1,1)")
+      .shapes({{2, 3, 4, 4}, {2, 3, 1, 1}, {2}}).fn(conv(1, 0)));
+  rows.push_back(row("conv2d").sample("random directions (2,3,8,8)*(4,3,3,3)")
+      .shapes({{2, 3, 8, 8}, {4, 3, 3, 3}, {4}}).fn(conv(1, 1)));
+  rows.push_back(row("conv2d").sample("constant weight (1,2,5,5)*(2,2,3,3)")
+      .shapes({{1, 2, 5, 5}, {2, 2, 3, 3}, {2}}).constant_input(1).fn(conv(2, 1)));
   auto pool = [](std::size_t k, std::size_t s) {
     return [k, s](const std::vector<Tensor>& x) { return max_pool2d(x[0], k, s); };
   };
-  rows.push_back({"max_pool2d", "k2 s2 (2,3,4,4)", {{2, 3, 4, 4}}, pool(2, 2), Domain::away_from_kinks});
-  rows.push_back({"max_pool2d", "overlapping k3 s1 (1,2,5,5)", {{1, 2, 5, 5}}, pool(3, 1), Domain::away_from_kinks});
-  rows.push_back({"max_pool2d", "k2 s2 leftover rows/cols (1,1,5,7)", {{1, 1, 5, 7}}, pool(2, 2), Domain::away_from_kinks});
-  rows.push_back({"max_pool2d", "k3 s2 (2,2,7,6)", {{2, 2, 7, 6}}, pool(3, 2), Domain::away_from_kinks});
+  rows.push_back(row("max_pool2d").sample("k2 s2 (2,3,4,4)")
+      .shapes({{2, 3, 4, 4}}).domain(Domain::away_from_kinks).fn(pool(2, 2)));
+  rows.push_back(row("max_pool2d").sample("overlapping k3 s1 (1,2,5,5)")
+      .shapes({{1, 2, 5, 5}}).domain(Domain::away_from_kinks).fn(pool(3, 1)));
+  rows.push_back(row("max_pool2d").sample("k2 s2 leftover rows/cols (1,1,5,7)")
+      .shapes({{1, 1, 5, 7}}).domain(Domain::away_from_kinks).fn(pool(2, 2)));
+  rows.push_back(row("max_pool2d").sample("k3 s2 (2,2,7,6)")
+      .shapes({{2, 2, 7, 6}}).domain(Domain::away_from_kinks).fn(pool(3, 2)));
   return rows;
 }
 

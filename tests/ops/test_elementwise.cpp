@@ -24,25 +24,35 @@ TAPEGRAD_OP_ROWS(elementwise) {
       {"row first (3)x(2,3)", {{3}, {2, 3}}}, {"block (1,3,4)x(2,3,4)", {{1, 3, 4}, {2, 3, 4}}},
       {"block (2,3,4)x(3,4)", {{2, 3, 4}, {3, 4}}}};
   for (auto& [name, shapes] : samples) {
-    rows.push_back({"add", name, shapes, bin(add), Domain::any, {}, true});
-    rows.push_back({"sub", name, shapes, bin(sub), Domain::any, {}, true});
-    rows.push_back({"mul", name, shapes, bin(mul), Domain::any, {}, true});
-    rows.push_back({"div", name, shapes, bin(div), Domain::positive, {}, true});
-    rows.push_back({"pow", name, shapes, bin(tapegrad::pow), Domain::positive, {}, true});
+    rows.push_back(row("add").sample(name).shapes(shapes).fn(bin(add)).second_order());
+    rows.push_back(row("sub").sample(name).shapes(shapes).fn(bin(sub)).second_order());
+    rows.push_back(row("mul").sample(name).shapes(shapes).fn(bin(mul)).second_order());
+    rows.push_back(row("div").sample(name).shapes(shapes).domain(Domain::positive).fn(bin(div)).second_order());
+    rows.push_back(row("pow").sample(name).shapes(shapes).domain(Domain::positive)
+        .fn(bin(tapegrad::pow)).second_order());
   }
   auto un = [](auto op) { return [op](const std::vector<Tensor>& x) { return op(x[0]); }; };
   for (const Shape& s : {Shape{2, 3}, Shape{}, Shape{1, 4, 1}}) {
     const std::string n = "shape " + s.str();
-    rows.push_back({"neg", n, {s}, un([](const Tensor& x) { return neg(x); }), Domain::any, {}, true});
-    rows.push_back({"exp", n, {s}, un([](const Tensor& x) { return tapegrad::exp(x); }), Domain::any, {}, true});
-    rows.push_back({"log", n, {s}, un([](const Tensor& x) { return tapegrad::log(x); }), Domain::positive, {}, true});
-    rows.push_back({"sqrt", n, {s}, un([](const Tensor& x) { return tapegrad::sqrt(x); }), Domain::positive, {}, true});
-    rows.push_back({"abs", n, {s}, un([](const Tensor& x) { return tapegrad::abs(x); }), Domain::away_from_kinks, {}, true});
-    rows.push_back({"clamp", n, {s}, un([](const Tensor& x) { return clamp(x, -0.42, 0.33); }), Domain::away_from_kinks, {}, true});
-    rows.push_back({"pow_scalar", n + " p=3", {s}, un([](const Tensor& x) { return tapegrad::pow(x, 3.0); }), Domain::any, {}, true});
-    rows.push_back({"pow_scalar", n + " p=-1.5", {s}, un([](const Tensor& x) { return tapegrad::pow(x, -1.5); }), Domain::positive, {}, true});
-    rows.push_back({"add_scalar", n, {s}, un([](const Tensor& x) { return 2.5 - x; }), Domain::any, {}, true});
-    rows.push_back({"mul_scalar", n, {s}, un([](const Tensor& x) { return x * -1.7; }), Domain::any, {}, true});
+    rows.push_back(row("neg").sample(n).shapes({s}).fn(un([](const Tensor& x) { return neg(x); })).second_order());
+    rows.push_back(row("exp").sample(n).shapes({s})
+        .fn(un([](const Tensor& x) { return tapegrad::exp(x); })).second_order());
+    rows.push_back(row("log").sample(n).shapes({s}).domain(Domain::positive)
+        .fn(un([](const Tensor& x) { return tapegrad::log(x); })).second_order());
+    rows.push_back(row("sqrt").sample(n).shapes({s}).domain(Domain::positive)
+        .fn(un([](const Tensor& x) { return tapegrad::sqrt(x); })).second_order());
+    rows.push_back(row("abs").sample(n).shapes({s}).domain(Domain::away_from_kinks)
+        .fn(un([](const Tensor& x) { return tapegrad::abs(x); })).second_order());
+    rows.push_back(row("clamp").sample(n).shapes({s}).domain(Domain::away_from_kinks)
+        .fn(un([](const Tensor& x) { return clamp(x, -0.42, 0.33); })).second_order());
+    rows.push_back(row("pow_scalar").sample(n + " p=3").shapes({s})
+        .fn(un([](const Tensor& x) { return tapegrad::pow(x, 3.0); })).second_order());
+    rows.push_back(row("pow_scalar").sample(n + " p=-1.5").shapes({s}).domain(Domain::positive)
+        .fn(un([](const Tensor& x) { return tapegrad::pow(x, -1.5); })).second_order());
+    rows.push_back(row("add_scalar").sample(n).shapes({s})
+        .fn(un([](const Tensor& x) { return 2.5 - x; })).second_order());
+    rows.push_back(row("mul_scalar").sample(n).shapes({s})
+        .fn(un([](const Tensor& x) { return x * -1.7; })).second_order());
   }
   // where: the mask (input 0) is a constant of 0/1 values; a and b broadcast against it.
   auto where_inputs = [](Shape m, Shape a, Shape b) {
@@ -52,13 +62,16 @@ TAPEGRAD_OP_ROWS(elementwise) {
     };
   };
   auto where_fn = [](const std::vector<Tensor>& x) { return where(x[0], x[1], x[2]); };
-  rows.push_back({"where", "same (3,4)", {}, where_fn, Domain::any, {true}, true, false, {}, where_inputs({3, 4}, {3, 4}, {3, 4})});
-  rows.push_back({"where", "broadcast (3,4) a(4) b()", {}, where_fn, Domain::any, {true}, true, false, {}, where_inputs({3, 4}, {4}, {})});
+  rows.push_back(row("where").sample("same (3,4)").inputs(where_inputs({3, 4}, {3, 4}, {3, 4})).constant_input(0)
+      .fn(where_fn).second_order());
+  rows.push_back(row("where").sample("broadcast (3,4) a(4) b()").inputs(where_inputs({3, 4}, {4}, {})).constant_input(0)
+      .fn(where_fn).second_order());
   // dropout is a composite (mul by a constant mask / keep_prob).
-  rows.push_back({"dropout", "(4,5) keep 0.7", {}, [](const std::vector<Tensor>& x) { return dropout(x[0], x[1], 0.7); },
-                  Domain::any, {false, true}, true, true, {}, [](Generator& g) {
-                    return std::vector<Tensor>{randn({4, 5}, g, 1.0, DType::f64), bernoulli_mask({4, 5}, 0.7, g, DType::f64)};
-                  }});
+  auto dropout_inputs = [](Generator& g) {
+    return std::vector<Tensor>{randn({4, 5}, g, 1.0, DType::f64), bernoulli_mask({4, 5}, 0.7, g, DType::f64)};
+  };
+  rows.push_back(row("dropout").sample("(4,5) keep 0.7").inputs(dropout_inputs).constant_input(1)
+      .fn([](const std::vector<Tensor>& x) { return dropout(x[0], x[1], 0.7); }).second_order().composite());
   return rows;
 }
 

@@ -14,12 +14,14 @@ TAPEGRAD_OP_ROWS(index) {
   // The weight is the only input; the ids are captured.
   auto emb = [](Index ids) { return [ids](const std::vector<Tensor>& x) { return embedding(x[0], ids); }; };
   std::vector<OpRow> rows;
-  rows.push_back({"embedding", "repeated ids (2,3) into (7,4)", {{7, 4}}, emb(Index({0, 3, 3, 6, 0, 3}, {2, 3})),
-                  Domain::any, {}, true});
-  rows.push_back({"embedding", "1-D ids, unused rows (5) into (9,3)", {{9, 3}}, emb(Index({8, 1, 1, 4, 8})), Domain::any, {}, true});
-  rows.push_back({"embedding", "rank-0 id into (4,5)", {{4, 5}}, emb(Index({2}, Shape{})), Domain::any, {}, true});
-  rows.push_back({"embedding", "D=1 (2,2,2) into (3,1)", {{3, 1}}, emb(Index({0, 2, 2, 2, 1, 0, 0, 2}, {2, 2, 2})),
-                  Domain::any, {}, true});
+  rows.push_back(row("embedding").sample("repeated ids (2,3) into (7,4)").shapes({{7, 4}})
+      .fn(emb(Index({0, 3, 3, 6, 0, 3}, {2, 3}))).second_order());
+  rows.push_back(row("embedding").sample("1-D ids, unused rows (5) into (9,3)").shapes({{9, 3}})
+      .fn(emb(Index({8, 1, 1, 4, 8}))).second_order());
+  rows.push_back(row("embedding").sample("rank-0 id into (4,5)").shapes({{4, 5}})
+      .fn(emb(Index({2}, Shape{}))).second_order());
+  rows.push_back(row("embedding").sample("D=1 (2,2,2) into (3,1)").shapes({{3, 1}})
+      .fn(emb(Index({0, 2, 2, 2, 1, 0, 0, 2}, {2, 2, 2}))).second_order());
   return rows;
 }
 

@@ -27,24 +27,27 @@ TAPEGRAD_OP_ROWS(linalg) {
       {"shared weight (2,3,4)x(4,5)", {{2, 3, 4}, {4, 5}}},
       {"shared weight B*M=1 (1,1,4)x(4,3)", {{1, 1, 4}, {4, 3}}},
   };
-  for (auto& [name, shapes] : samples) rows.push_back({"matmul", name, shapes, mm, Domain::any, {}, true});
+  for (auto& [name, shapes] : samples) rows.push_back(row("matmul").sample(name).shapes(shapes).fn(mm).second_order());
   // The same tensor on both sides: both gradient contributions land in one buffer.
-  rows.push_back({"matmul", "a x a (3,3)", {{3, 3}}, [](const std::vector<Tensor>& x) { return matmul(x[0], x[0]); },
-                  Domain::any, {}, true});
+  rows.push_back(row("matmul").sample("a x a (3,3)").shapes({{3, 3}})
+      .fn([](const std::vector<Tensor>& x) { return matmul(x[0], x[0]); }).second_order());
   // addmm = c + a b: multi-row (gemm), one row (gemv + the small rank-1 loop, and ger), the same tensor as
   // both factors, and as addend and factor.
   auto amm = [](const std::vector<Tensor>& x) { return addmm(x[0], x[1], x[2]); };
-  rows.push_back({"addmm", "(3,5) + (3,4)x(4,5)", {{3, 5}, {3, 4}, {4, 5}}, amm, Domain::any, {}, true});
-  rows.push_back({"addmm", "one row (1,5) + (1,4)x(4,5)", {{1, 5}, {1, 4}, {4, 5}}, amm, Domain::any, {}, true});
-  rows.push_back({"addmm", "one row, K*N > 4096 (1,64) + (1,80)x(80,64)", {{1, 64}, {1, 80}, {80, 64}}, amm,
-                  Domain::any, {}, true});
-  rows.push_back({"addmm", "K=0 (2,3) + (2,0)x(0,3)", {{2, 3}, {2, 0}, {0, 3}}, amm, Domain::any, {}, true});
-  rows.push_back({"addmm", "a x a + c (3,3)", {{3, 3}, {3, 3}},
-                  [](const std::vector<Tensor>& x) { return addmm(x[0], x[1], x[1]); }, Domain::any, {}, true});
-  rows.push_back({"addmm", "c x c + c (3,3)", {{3, 3}},
-                  [](const std::vector<Tensor>& x) { return addmm(x[0], x[0], x[0]); }, Domain::any, {}, true});
+  rows.push_back(row("addmm").sample("(3,5) + (3,4)x(4,5)").shapes({{3, 5}, {3, 4}, {4, 5}}).fn(amm).second_order());
+  rows.push_back(row("addmm").sample("one row (1,5) + (1,4)x(4,5)").shapes({{1, 5}, {1, 4}, {4, 5}})
+      .fn(amm).second_order());
+  rows.push_back(row("addmm").sample("one row, K*N > 4096 (1,64) + (1,80)x(80,64)").shapes({{1, 64}, {1, 80}, {80, 64}})
+      .fn(amm).second_order());
+  rows.push_back(row("addmm").sample("K=0 (2,3) + (2,0)x(0,3)").shapes({{2, 3}, {2, 0}, {0, 3}})
+      .fn(amm).second_order());
+  rows.push_back(row("addmm").sample("a x a + c (3,3)").shapes({{3, 3}, {3, 3}})
+      .fn([](const std::vector<Tensor>& x) { return addmm(x[0], x[1], x[1]); }).second_order());
+  rows.push_back(row("addmm").sample("c x c + c (3,3)").shapes({{3, 3}})
+      .fn([](const std::vector<Tensor>& x) { return addmm(x[0], x[0], x[0]); }).second_order());
   // A constant operand: only the other one gets a gradient.
-  rows.push_back({"matmul", "constant weight (2,3)x(3,4)", {{2, 3}, {3, 4}}, mm, Domain::any, {false, true}, true});
+  rows.push_back(row("matmul").sample("constant weight (2,3)x(3,4)").shapes({{2, 3}, {3, 4}}).constant_input(1)
+      .fn(mm).second_order());
   return rows;
 }
 

@@ -14,21 +14,30 @@ using namespace tapegrad::test;
 TAPEGRAD_OP_ROWS(loss) {
   std::vector<OpRow> rows;
   auto mse = [](Reduction r) { return [r](const std::vector<Tensor>& x) { return mse_loss(x[0], x[1], r); }; };
-  rows.push_back({"mse_loss", "mean (3,4)", {{3, 4}, {3, 4}}, mse(Reduction::mean), Domain::any, {}, true});
-  rows.push_back({"mse_loss", "sum (2,3) constant target", {{2, 3}, {2, 3}}, mse(Reduction::sum), Domain::any, {false, true}, true});
-  rows.push_back({"mse_loss", "half_sum (5,)", {{5}, {5}}, mse(Reduction::half_sum), Domain::any, {}, true});
-  rows.push_back({"mse_loss", "mean rank 0", {{}, {}}, mse(Reduction::mean), Domain::any, {}, true});
-  rows.push_back({"mse_loss", "half_sum (1,4,1)", {{1, 4, 1}, {1, 4, 1}}, mse(Reduction::half_sum), Domain::any, {}, true});
+  rows.push_back(row("mse_loss").sample("mean (3,4)").shapes({{3, 4}, {3, 4}}).fn(mse(Reduction::mean)).second_order());
+  rows.push_back(row("mse_loss").sample("sum (2,3) constant target").shapes({{2, 3}, {2, 3}}).constant_input(1)
+      .fn(mse(Reduction::sum)).second_order());
+  rows.push_back(row("mse_loss").sample("half_sum (5,)").shapes({{5}, {5}})
+      .fn(mse(Reduction::half_sum)).second_order());
+  rows.push_back(row("mse_loss").sample("mean rank 0").shapes({{}, {}}).fn(mse(Reduction::mean)).second_order());
+  rows.push_back(row("mse_loss").sample("half_sum (1,4,1)").shapes({{1, 4, 1}, {1, 4, 1}})
+      .fn(mse(Reduction::half_sum)).second_order());
 
   // Targets are an Index captured by the row; only the logits are an input.
   auto sce = [](Index t) { return [t](const std::vector<Tensor>& x) { return softmax_cross_entropy(x[0], t); }; };
-  rows.push_back({"softmax_cross_entropy", "(4,5)", {{4, 5}}, sce(Index({1, 4, 0, 1})), Domain::any, {}, true});
-  rows.push_back({"softmax_cross_entropy", "(6,7) repeated targets", {{6, 7}}, sce(Index({6, 6, 0, 3, 3, 6})), Domain::any, {}, true});
-  rows.push_back({"softmax_cross_entropy", "(2,19) rows past 8 lanes", {{2, 19}}, sce(Index({18, 5})), Domain::any, {}, true});
-  rows.push_back({"softmax_cross_entropy", "(1,3) one row", {{1, 3}}, sce(Index({2})), Domain::any, {}, true});
-  rows.push_back({"softmax_cross_entropy", "(3,1) one class", {{3, 1}}, sce(Index({0, 0, 0})), Domain::any, {}, true});
-  rows.push_back({"softmax_cross_entropy", "(3,4) wide logits N(0, 25)", {}, sce(Index({3, 0, 2})), Domain::any, {}, true, false,
-                  {}, [](Generator& g) { return std::vector<Tensor>{randn({3, 4}, g, 5.0, DType::f64)}; }});
+  rows.push_back(row("softmax_cross_entropy").sample("(4,5)").shapes({{4, 5}})
+      .fn(sce(Index({1, 4, 0, 1}))).second_order());
+  rows.push_back(row("softmax_cross_entropy").sample("(6,7) repeated targets").shapes({{6, 7}})
+      .fn(sce(Index({6, 6, 0, 3, 3, 6}))).second_order());
+  rows.push_back(row("softmax_cross_entropy").sample("(2,19) rows past 8 lanes").shapes({{2, 19}})
+      .fn(sce(Index({18, 5}))).second_order());
+  rows.push_back(row("softmax_cross_entropy").sample("(1,3) one row").shapes({{1, 3}})
+      .fn(sce(Index({2}))).second_order());
+  rows.push_back(row("softmax_cross_entropy").sample("(3,1) one class").shapes({{3, 1}})
+      .fn(sce(Index({0, 0, 0}))).second_order());
+  rows.push_back(row("softmax_cross_entropy").sample("(3,4) wide logits N(0, 25)")
+      .inputs([](Generator& g) { return std::vector<Tensor>{randn({3, 4}, g, 5.0, DType::f64)}; })
+      .fn(sce(Index({3, 0, 2}))).second_order());
 
   // Logits N(0, 4), targets in (0, 1): soft labels, constant or differentiable.
   auto bce_inputs = [](Shape s) {
@@ -37,13 +46,16 @@ TAPEGRAD_OP_ROWS(loss) {
     };
   };
   auto bce = [](const std::vector<Tensor>& x) { return binary_cross_entropy_with_logits(x[0], x[1]); };
-  rows.push_back({"binary_cross_entropy_with_logits", "(3,4) constant targets", {}, bce, Domain::any, {false, true}, true,
-                  false, {}, bce_inputs({3, 4})});
-  rows.push_back({"binary_cross_entropy_with_logits", "(5,) both differentiable", {}, bce, Domain::any, {}, true, false, {},
-                  bce_inputs({5})});
-  rows.push_back({"binary_cross_entropy_with_logits", "rank 0", {}, bce, Domain::any, {}, true, false, {}, bce_inputs({})});
-  rows.push_back({"binary_cross_entropy_with_logits", "(2,1,3)", {}, bce, Domain::any, {false, true}, true, false, {},
-                  bce_inputs({2, 1, 3})});
+  rows.push_back(row("binary_cross_entropy_with_logits").sample("(3,4) constant targets").inputs(bce_inputs({3, 4}))
+      .constant_input(1)
+      .fn(bce).second_order());
+  rows.push_back(row("binary_cross_entropy_with_logits").sample("(5,) both differentiable").inputs(bce_inputs({5}))
+      .fn(bce).second_order());
+  rows.push_back(row("binary_cross_entropy_with_logits").sample("rank 0").inputs(bce_inputs({}))
+      .fn(bce).second_order());
+  rows.push_back(row("binary_cross_entropy_with_logits").sample("(2,1,3)").inputs(bce_inputs({2, 1, 3}))
+      .constant_input(1)
+      .fn(bce).second_order());
   return rows;
 }
 

@@ -14,24 +14,24 @@ TAPEGRAD_OP_ROWS(recurrent) {
   for (auto [B, H] : {std::pair<std::size_t, std::size_t>{2, 3}, {1, 5}, {3, 1}}) {
     const std::string n = "B " + std::to_string(B) + ", H " + std::to_string(H);
     const Shape a{B, 4 * H}, s{B, H}, p{H};
-    rows.push_back({"lstm_cell", n, {a, s}, [](const std::vector<Tensor>& x) { return lstm_cell(x[0], x[1]); },
-                    Domain::any, {}, true});
-    rows.push_back({"lstm_cell", n + ", peepholes", {a, s, p, p},
-                    [](const std::vector<Tensor>& x) { return lstm_cell(x[0], x[1], x[2], x[3]); }, Domain::any, {}, true});
-    rows.push_back({"lstm_hidden", n, {a, s}, [](const std::vector<Tensor>& x) { return lstm_hidden(x[0], x[1]); },
-                    Domain::any, {}, true});
-    rows.push_back({"lstm_hidden", n + ", peephole", {a, s, p},
-                    [](const std::vector<Tensor>& x) { return lstm_hidden(x[0], x[1], x[2]); }, Domain::any, {}, true});
+    rows.push_back(row("lstm_cell").sample(n).shapes({a, s})
+        .fn([](const std::vector<Tensor>& x) { return lstm_cell(x[0], x[1]); }).second_order());
+    rows.push_back(row("lstm_cell").sample(n + ", peepholes").shapes({a, s, p, p})
+        .fn([](const std::vector<Tensor>& x) { return lstm_cell(x[0], x[1], x[2], x[3]); }).second_order());
+    rows.push_back(row("lstm_hidden").sample(n).shapes({a, s})
+        .fn([](const std::vector<Tensor>& x) { return lstm_hidden(x[0], x[1]); }).second_order());
+    rows.push_back(row("lstm_hidden").sample(n + ", peephole").shapes({a, s, p})
+        .fn([](const std::vector<Tensor>& x) { return lstm_hidden(x[0], x[1], x[2]); }).second_order());
     const Shape g3{B, 3 * H};
-    rows.push_back({"gru_cell", n, {g3, g3, s, p},
-                    [](const std::vector<Tensor>& x) { return gru_cell(x[0], x[1], x[2], x[3]); }, Domain::any, {}, true});
+    rows.push_back(row("gru_cell").sample(n).shapes({g3, g3, s, p})
+        .fn([](const std::vector<Tensor>& x) { return gru_cell(x[0], x[1], x[2], x[3]); }).second_order());
   }
   // The same tensor as xp and hp: both gradient contributions land in one buffer.
-  rows.push_back({"gru_cell", "xp and hp the same tensor", {{2, 6}, {2, 2}, {2}},
-                  [](const std::vector<Tensor>& x) { return gru_cell(x[0], x[0], x[1], x[2]); }, Domain::any, {}, true});
+  rows.push_back(row("gru_cell").sample("xp and hp the same tensor").shapes({{2, 6}, {2, 2}, {2}})
+      .fn([](const std::vector<Tensor>& x) { return gru_cell(x[0], x[0], x[1], x[2]); }).second_order());
   // One peephole tensor used for both p_i and p_f: the two gradient contributions add up.
-  rows.push_back({"lstm_cell", "p_i and p_f the same tensor", {{2, 8}, {2, 2}, {2}},
-                  [](const std::vector<Tensor>& x) { return lstm_cell(x[0], x[1], x[2], x[2]); }, Domain::any, {}, true});
+  rows.push_back(row("lstm_cell").sample("p_i and p_f the same tensor").shapes({{2, 8}, {2, 2}, {2}})
+      .fn([](const std::vector<Tensor>& x) { return lstm_cell(x[0], x[1], x[2], x[2]); }).second_order());
   return rows;
 }
 

@@ -14,20 +14,6 @@ using namespace tapegrad::test;
 
 namespace {
 
-using Fn = std::function<Tensor(const std::vector<Tensor>&)>;
-
-// The op and the op squared: squaring makes the first derivative depend on the input, so the
-// second-order check differentiates the ops the differentiable backward records.
-void add_rows(std::vector<OpRow>& rows, const std::string& op, const std::string& sample, const Shape& shape, Fn f,
-              Domain domain = Domain::any) {
-  rows.push_back({op, sample, {shape}, f, domain, {}, true});
-  rows.push_back({op, sample + ", squared", {shape}, [f](const std::vector<Tensor>& x) {
-                    Tensor y = f(x);
-                    return y * y;
-                  },
-                  domain, {}, true});
-}
-
 std::string axes_name(const std::vector<long>& axes, bool keepdims) {
   std::string s = "axes (";
   for (long a : axes) s += std::to_string(a) + " ";
@@ -36,13 +22,17 @@ std::string axes_name(const std::vector<long>& axes, bool keepdims) {
 
 }  // namespace
 
+// Every reduction twice: as is, and squared (see push_plain_and_squared).
 TAPEGRAD_OP_ROWS(reduce) {
   std::vector<OpRow> rows;
   for (const Shape& s : {Shape{2, 3}, Shape{}, Shape{1, 4, 1}, Shape{5}}) {
-    add_rows(rows, "sum", "all of " + s.str(), s, [](const std::vector<Tensor>& x) { return sum(x[0]); });
-    add_rows(rows, "mean", "all of " + s.str(), s, [](const std::vector<Tensor>& x) { return mean(x[0]); });
-    add_rows(rows, "max", "all of " + s.str(), s, [](const std::vector<Tensor>& x) { return tapegrad::max(x[0]); },
-             Domain::away_from_kinks);
+    const std::string all = "all of " + s.str();
+    push_plain_and_squared(rows, row("sum").sample(all).shapes({s})
+        .fn([](const std::vector<Tensor>& x) { return sum(x[0]); }).second_order());
+    push_plain_and_squared(rows, row("mean").sample(all).shapes({s})
+        .fn([](const std::vector<Tensor>& x) { return mean(x[0]); }).second_order());
+    push_plain_and_squared(rows, row("max").sample(all).shapes({s}).domain(Domain::away_from_kinks)
+        .fn([](const std::vector<Tensor>& x) { return tapegrad::max(x[0]); }).second_order());
   }
   struct Axes {
     Shape s;
@@ -52,8 +42,10 @@ TAPEGRAD_OP_ROWS(reduce) {
                                          {{2, 3, 4}, {-3, -1, 1}}, {{1, 4, 1}, {0}}, {{4}, {0}}}) {
     for (bool keep : {false, true}) {
       const std::string tag = r.s.str() + " " + axes_name(r.axes, keep);
-      add_rows(rows, "sum", tag, r.s, [r, keep](const std::vector<Tensor>& x) { return sum(x[0], r.axes, keep); });
-      add_rows(rows, "mean", tag, r.s, [r, keep](const std::vector<Tensor>& x) { return mean(x[0], r.axes, keep); });
+      push_plain_and_squared(rows, row("sum").sample(tag).shapes({r.s})
+          .fn([r, keep](const std::vector<Tensor>& x) { return sum(x[0], r.axes, keep); }).second_order());
+      push_plain_and_squared(rows, row("mean").sample(tag).shapes({r.s})
+          .fn([r, keep](const std::vector<Tensor>& x) { return mean(x[0], r.axes, keep); }).second_order());
     }
   }
   struct Axis {
@@ -62,13 +54,15 @@ TAPEGRAD_OP_ROWS(reduce) {
   };
   for (const Axis& r : std::vector<Axis>{{{3, 4}, 1}, {{3, 4}, -2}, {{1, 3}, 0}, {{2, 3, 4}, 1}, {{5}, -1}, {{3, 1}, 1}}) {
     for (bool keep : {false, true}) {
-      add_rows(rows, "max", r.s.str() + " axis " + std::to_string(r.axis) + (keep ? " keepdims" : ""), r.s,
-               [r, keep](const std::vector<Tensor>& x) { return tapegrad::max(x[0], r.axis, keep); }, Domain::away_from_kinks);
+      const std::string tag = r.s.str() + " axis " + std::to_string(r.axis) + (keep ? " keepdims" : "");
+      push_plain_and_squared(rows, row("max").sample(tag).shapes({r.s}).domain(Domain::away_from_kinks)
+          .fn([r, keep](const std::vector<Tensor>& x) { return tapegrad::max(x[0], r.axis, keep); }).second_order());
     }
   }
   for (auto [from, to] : std::vector<std::pair<Shape, Shape>>{
            {{2, 3}, {3}}, {{2, 3}, {2, 1}}, {{2, 3}, {}}, {{4, 1, 3}, {1, 3}}, {{2, 3}, {2, 3}}, {{}, {}}}) {
-    add_rows(rows, "sum_to", from.str() + " -> " + to.str(), from, [to = to](const std::vector<Tensor>& x) { return sum_to(x[0], to); });
+    push_plain_and_squared(rows, row("sum_to").sample(from.str() + " -> " + to.str()).shapes({from})
+        .fn([to = to](const std::vector<Tensor>& x) { return sum_to(x[0], to); }).second_order());
   }
   return rows;
 }

@@ -15,41 +15,23 @@
 using namespace tapegrad;
 using namespace tapegrad::test;
 
-namespace {
-
-using Fn = std::function<Tensor(const std::vector<Tensor>&)>;
-
-// f(x)^2: a gradient that depends on the input, so the second-order check differentiates the ops the
-// differentiable backward records (for a linear op alone that check is trivially zero).
-Fn squared(Fn f) {
-  return [f](const std::vector<Tensor>& x) {
-    Tensor y = f(x);
-    return y * y;
-  };
-}
-
-// Both versions of each row: the op itself, and the op squared.
-void add_rows(std::vector<OpRow>& rows, const std::string& op, const std::string& sample, std::vector<Shape> shapes, Fn f,
-              bool composite = false) {
-  rows.push_back({op, sample, shapes, f, Domain::any, {}, true, composite});
-  rows.push_back({op, sample + ", squared", shapes, squared(f), Domain::any, {}, true, composite});
-}
-
-}  // namespace
-
+// Every row twice: as is, and squared (see push_plain_and_squared).
 TAPEGRAD_OP_ROWS(shape) {
   std::vector<OpRow> rows;
   for (auto [from, to] : std::vector<std::pair<Shape, Shape>>{
            {{2, 3}, {3, 2}}, {{2, 3}, {6}}, {{}, {1, 1}}, {{1, 4, 1}, {4}}, {{2, 3, 4}, {4, 1, 6}}, {{1}, {}}}) {
-    add_rows(rows, "reshape", from.str() + " -> " + to.str(), {from}, [to = to](const std::vector<Tensor>& x) { return reshape(x[0], to); });
+    push_plain_and_squared(rows, row("reshape").sample(from.str() + " -> " + to.str()).shapes({from})
+        .fn([to = to](const std::vector<Tensor>& x) { return reshape(x[0], to); }).second_order());
   }
   for (const Shape& s : {Shape{2, 3}, Shape{1, 3}, Shape{2, 3, 4}, Shape{4, 1, 2, 3}})
-    add_rows(rows, "transpose", s.str(), {s}, [](const std::vector<Tensor>& x) { return transpose(x[0]); });
+    push_plain_and_squared(rows, row("transpose").sample(s.str()).shapes({s})
+        .fn([](const std::vector<Tensor>& x) { return transpose(x[0]); }).second_order());
   for (auto [s, p] : std::vector<std::pair<Shape, std::vector<std::size_t>>>{
            {{2, 3, 4}, {2, 0, 1}}, {{2, 3}, {1, 0}}, {{}, {}}, {{1, 3, 1, 2}, {3, 1, 0, 2}}, {{2, 3, 2}, {0, 1, 2}}}) {
     std::string name = s.str() + " by (";
     for (auto a : p) name += std::to_string(a) + " ";
-    add_rows(rows, "permute", name + ")", {s}, [p = p](const std::vector<Tensor>& x) { return permute(x[0], p); });
+    push_plain_and_squared(rows, row("permute").sample(name + ")").shapes({s})
+        .fn([p = p](const std::vector<Tensor>& x) { return permute(x[0], p); }).second_order());
   }
   struct Range {
     Shape s;
@@ -58,11 +40,13 @@ TAPEGRAD_OP_ROWS(shape) {
   };
   for (const Range& r : std::vector<Range>{{{5, 3}, 0, 1, 4}, {{2, 5}, -1, 0, 5}, {{2, 3, 4}, 1, 1, 2}, {{4}, 0, 2, 2}, {{1, 3}, -2, 0, 1}}) {
     const std::string tag = r.s.str() + " axis " + std::to_string(r.axis) + " [" + std::to_string(r.a) + ", " + std::to_string(r.b) + ")";
-    add_rows(rows, "slice", tag, {r.s}, [r](const std::vector<Tensor>& x) { return slice(x[0], r.axis, r.a, r.b); });
+    push_plain_and_squared(rows, row("slice").sample(tag).shapes({r.s})
+        .fn([r](const std::vector<Tensor>& x) { return slice(x[0], r.axis, r.a, r.b); }).second_order());
   }
   for (const Range& r : std::vector<Range>{{{3, 2}, 0, 1, 2}, {{2, 3}, -1, 0, 3}, {{2, 1, 2}, 1, 2, 0}, {{4}, 0, 0, 0}, {{2, 2, 3}, -3, 1, 1}}) {
     const std::string tag = r.s.str() + " axis " + std::to_string(r.axis) + " pad " + std::to_string(r.a) + "," + std::to_string(r.b);
-    add_rows(rows, "pad", tag, {r.s}, [r](const std::vector<Tensor>& x) { return pad(x[0], r.axis, r.a, r.b); });
+    push_plain_and_squared(rows, row("pad").sample(tag).shapes({r.s})
+        .fn([r](const std::vector<Tensor>& x) { return pad(x[0], r.axis, r.a, r.b); }).second_order());
   }
   struct Idx {
     Shape s;
@@ -72,13 +56,15 @@ TAPEGRAD_OP_ROWS(shape) {
   };
   for (const Idx& r : std::vector<Idx>{{{5, 3}, 0, {4, 0, 0, 2}, 0}, {{2, 4}, -1, {3, 1}, 0}, {{3}, 0, {2, 2, 2}, 0},
                                        {{2, 3, 2}, 1, {}, 0}, {{2, 3, 2}, -2, {1, 2, 0, 1}, 0}}) {
-    add_rows(rows, "index_select", r.s.str() + " axis " + std::to_string(r.axis) + " n " + std::to_string(r.idx.size()), {r.s},
-             [r](const std::vector<Tensor>& x) { return index_select(x[0], r.axis, r.idx); });
+    const std::string tag = r.s.str() + " axis " + std::to_string(r.axis) + " n " + std::to_string(r.idx.size());
+    push_plain_and_squared(rows, row("index_select").sample(tag).shapes({r.s})
+        .fn([r](const std::vector<Tensor>& x) { return index_select(x[0], r.axis, r.idx); }).second_order());
   }
   for (const Idx& r : std::vector<Idx>{{{4, 3}, 0, {4, 0, 0, 2}, 5}, {{2, 2}, -1, {3, 1}, 4}, {{3}, 0, {1, 1, 1}, 2},
                                        {{2, 1, 2}, 1, {2}, 3}, {{2, 4, 1}, -2, {1, 2, 0, 1}, 3}}) {
-    add_rows(rows, "index_add", r.s.str() + " axis " + std::to_string(r.axis) + " into " + std::to_string(r.size), {r.s},
-             [r](const std::vector<Tensor>& x) { return index_add(x[0], r.axis, r.idx, r.size); });
+    const std::string tag = r.s.str() + " axis " + std::to_string(r.axis) + " into " + std::to_string(r.size);
+    push_plain_and_squared(rows, row("index_add").sample(tag).shapes({r.s})
+        .fn([r](const std::vector<Tensor>& x) { return index_add(x[0], r.axis, r.idx, r.size); }).second_order());
   }
   struct Cat {
     std::vector<Shape> s;
@@ -91,33 +77,43 @@ TAPEGRAD_OP_ROWS(shape) {
                                        {{{1, 2}, {1, 2}}, 0}}) {
     std::string tag = "axis " + std::to_string(r.axis) + ":";
     for (auto& s : r.s) tag += " " + s.str();
-    add_rows(rows, "concat", tag, r.s, [axis = r.axis](const std::vector<Tensor>& x) { return concat(x, axis); });
+    push_plain_and_squared(rows, row("concat").sample(tag).shapes(r.s)
+        .fn([axis = r.axis](const std::vector<Tensor>& x) { return concat(x, axis); }).second_order());
   }
-  // split/chunk: the pieces put back together in reverse order (each piece lands somewhere else).
+  // split/chunk: the pieces put back together in reverse order (each piece lands somewhere else). They and
+  // stack are compositions (of slice and concat, of reshape and concat), not registered ops.
   auto reversed_concat = [](std::vector<Tensor> parts, long axis) {
     std::reverse(parts.begin(), parts.end());
     return concat(parts, axis);
   };
-  add_rows(rows, "split", "(5, 3) axis 0 sizes 2,0,3", {{5, 3}},
-           [=](const std::vector<Tensor>& x) { return reversed_concat(split(x[0], {2, 0, 3}, 0), 0); }, true);
-  add_rows(rows, "split", "(2, 4) axis -1 sizes 1,3", {{2, 4}},
-           [=](const std::vector<Tensor>& x) { return reversed_concat(split(x[0], {1, 3}, -1), -1); }, true);
-  add_rows(rows, "chunk", "(7, 2) into 3 on axis 0", {{7, 2}},
-           [=](const std::vector<Tensor>& x) { return reversed_concat(chunk(x[0], 3, 0), 0); }, true);
-  add_rows(rows, "chunk", "(2, 6) into 2 on axis -1", {{2, 6}},
-           [=](const std::vector<Tensor>& x) { return reversed_concat(chunk(x[0], 2, -1), -1); }, true);
-  add_rows(rows, "chunk", "(2,) into 3 (one empty)", {{2}},
-           [=](const std::vector<Tensor>& x) { return reversed_concat(chunk(x[0], 3, 0), 0); }, true);
+  push_plain_and_squared(rows, row("split").sample("(5, 3) axis 0 sizes 2,0,3").shapes({{5, 3}})
+      .fn([=](const std::vector<Tensor>& x) { return reversed_concat(split(x[0], {2, 0, 3}, 0), 0); })
+      .second_order().composite());
+  push_plain_and_squared(rows, row("split").sample("(2, 4) axis -1 sizes 1,3").shapes({{2, 4}})
+      .fn([=](const std::vector<Tensor>& x) { return reversed_concat(split(x[0], {1, 3}, -1), -1); })
+      .second_order().composite());
+  push_plain_and_squared(rows, row("chunk").sample("(7, 2) into 3 on axis 0").shapes({{7, 2}})
+      .fn([=](const std::vector<Tensor>& x) { return reversed_concat(chunk(x[0], 3, 0), 0); })
+      .second_order().composite());
+  push_plain_and_squared(rows, row("chunk").sample("(2, 6) into 2 on axis -1").shapes({{2, 6}})
+      .fn([=](const std::vector<Tensor>& x) { return reversed_concat(chunk(x[0], 2, -1), -1); })
+      .second_order().composite());
+  push_plain_and_squared(rows, row("chunk").sample("(2,) into 3 (one empty)").shapes({{2}})
+      .fn([=](const std::vector<Tensor>& x) { return reversed_concat(chunk(x[0], 3, 0), 0); })
+      .second_order().composite());
   for (long axis : {0L, 1L, 2L, -1L, -3L})
-    add_rows(rows, "stack", "3 x (2, 3) axis " + std::to_string(axis), {{2, 3}, {2, 3}, {2, 3}},
-             [axis](const std::vector<Tensor>& x) { return stack(x, axis); }, true);
-  add_rows(rows, "stack", "2 x () axis 0", {{}, {}}, [](const std::vector<Tensor>& x) { return stack(x, 0); }, true);
+    push_plain_and_squared(rows, row("stack").sample("3 x (2, 3) axis " + std::to_string(axis))
+        .shapes({{2, 3}, {2, 3}, {2, 3}})
+        .fn([axis](const std::vector<Tensor>& x) { return stack(x, axis); }).second_order().composite());
+  push_plain_and_squared(rows, row("stack").sample("2 x () axis 0").shapes({{}, {}})
+      .fn([](const std::vector<Tensor>& x) { return stack(x, 0); }).second_order().composite());
   for (auto [s, axis] : std::vector<std::pair<Shape, long>>{{{4}, 0}, {{2, 3}, 0}, {{2, 3, 4}, -2}, {{1, 3}, 0}, {{3, 1}, -1}})
-    add_rows(rows, "flip", s.str() + " axis " + std::to_string(axis), {s}, [axis = axis](const std::vector<Tensor>& x) { return flip(x[0], axis); });
+    push_plain_and_squared(rows, row("flip").sample(s.str() + " axis " + std::to_string(axis)).shapes({s})
+        .fn([axis = axis](const std::vector<Tensor>& x) { return flip(x[0], axis); }).second_order());
   for (auto [from, to] : std::vector<std::pair<Shape, Shape>>{
            {{3}, {2, 3}}, {{2, 1}, {2, 4}}, {{}, {3, 2}}, {{1, 3, 1}, {2, 3, 4}}, {{2, 3}, {2, 3}}}) {
-    add_rows(rows, "broadcast_to", from.str() + " -> " + to.str(), {from},
-             [to = to](const std::vector<Tensor>& x) { return broadcast_to(x[0], to); });
+    push_plain_and_squared(rows, row("broadcast_to").sample(from.str() + " -> " + to.str()).shapes({from})
+        .fn([to = to](const std::vector<Tensor>& x) { return broadcast_to(x[0], to); }).second_order());
   }
   return rows;
 }
