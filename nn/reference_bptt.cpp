@@ -1,14 +1,18 @@
-// Hand-derived BPTT for the simple RNN and the LSTM (see the header for the equations). Products over
-// all time steps at once (x W_in, z W_out, and every weight gradient) are one GEMM each over T*B rows;
-// only the recurrent products run per step.
+// Hand-derived BPTT for the simple RNN, the LSTM and the GRU (see the header for the equations and the
+// two weight-gradient variants). Products over all time steps at once (the input projection, the output
+// layer, dx) are one GEMM each over T*B rows; the recurrent products run per step, gemv at batch 1.
+// Activations run through xtensor's xsimd kernels on flat views, as the engine's ops do.
 #include "tapegrad/nn/reference_bptt.hpp"
 
 #include <algorithm>
 #include <cmath>
 #include <string>
+#include <xtensor/xmath.hpp>
+#include <xtensor/xnoalias.hpp>
 
 #include "tapegrad/autograd/shape.hpp"
 #include "tapegrad/ops/blas.hpp"
+#include "tapegrad/ops/kernels.hpp"
 
 namespace tapegrad::nn::reference {
 
@@ -22,11 +26,16 @@ const char* activation_name(Activation a) {
   return "?";
 }
 
+const char* weight_grads_name(WeightGrads w) { return w == WeightGrads::per_step ? "per_step" : "fused"; }
+
 namespace {
 
+using kernels::flat;
+
 // C (m,n) = beta C + op(A) op(B), row-major; op(A) is (m,k), op(B) is (k,n). lda/ldb are the row
-// lengths of A and B as stored. A single row (batch 1) goes to gemv: OpenBLAS 0.3.21 runs a 1-row GEMM
-// through its full packing path, 3-4x slower than gemv, and a hand-written BPTT would not pay that.
+// lengths of A and B as stored. A single row (batch 1) goes to gemv and a rank-1 update (k = 1, beta 1)
+// to ger: OpenBLAS 0.3.21 runs a 1-row GEMM through its full packing path, 3-4x slower than gemv, and a
+// hand-written BPTT would not pay that.
 template <class T>
 void gemm(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, const T* a, std::size_t lda, const T* b,
           std::size_t ldb, T beta, T* c, std::size_t ldc) {
@@ -34,28 +43,30 @@ void gemm(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, const T
     blas::gemv(tb ? CblasNoTrans : CblasTrans, tb ? n : k, tb ? k : n, b, a, beta, c);
     return;
   }
+  if (k == 1 && ta && !tb && beta == T(1) && ldc == n) {  // C += a^T b with a (1, m), b (1, n)
+    blas::ger(m, n, a, b, c);
+    return;
+  }
   blas::gemm(ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n, k, a, lda, b, ldb, beta, c, ldc);
 }
 
-template <class T> inline T sigm(T x) { return T(1) / (T(1) + std::exp(-x)); }
-
-template <class T> void activate(Activation a, T* p, std::size_t n) {
-  switch (a) {
-    case Activation::sigmoid:
-      for (std::size_t i = 0; i < n; ++i) p[i] = sigm(p[i]);
-      break;
-    case Activation::tanh:
-      for (std::size_t i = 0; i < n; ++i) p[i] = std::tanh(p[i]);
-      break;
-    case Activation::relu:
-      for (std::size_t i = 0; i < n; ++i) p[i] = p[i] > T(0) ? p[i] : T(0);
-      break;
-    case Activation::identity: break;
+// p[r, :] = a(p[r, :] + bias) for `rows` rows of n: the bias and the activation in one pass (xsimd exp
+// and tanh, as the engine's kernels).
+template <class T> void bias_activate(Activation a, T* p, std::size_t rows, std::size_t n, const T* bias) {
+  auto vb = flat(bias, n);
+  for (std::size_t r = 0; r < rows; ++r) {
+    auto v = flat(p + r * n, n);
+    switch (a) {
+      case Activation::sigmoid: xt::noalias(v) = T(1) / (T(1) + xt::exp(-(v + vb))); break;
+      case Activation::tanh: xt::noalias(v) = xt::tanh(v + vb); break;
+      case Activation::relu: xt::noalias(v) = xt::maximum(v + vb, T(0)); break;
+      case Activation::identity: xt::noalias(v) = v + vb; break;
+    }
   }
 }
 
-// d[i] *= a'(u_i), with a'(u) written through the output y = a(u).
-template <class T> void times_derivative(Activation a, T* d, const T* y, std::size_t n) {
+// d[i] *= a'(u_i), with a'(u) written through the output y = a(u). Branch-free loops: vectorised.
+template <class T> void times_derivative(Activation a, T* __restrict d, const T* __restrict y, std::size_t n) {
   switch (a) {
     case Activation::sigmoid:
       for (std::size_t i = 0; i < n; ++i) d[i] *= y[i] * (T(1) - y[i]);
@@ -70,18 +81,13 @@ template <class T> void times_derivative(Activation a, T* d, const T* y, std::si
   }
 }
 
-// out (n) = sum over the rows of m (rows, n).
-template <class T> void column_sums(const T* m, std::size_t rows, std::size_t n, T* out) {
-  std::fill(out, out + n, T(0));
+// out (n) += sum over the rows of m (rows, n).
+template <class T> void add_column_sums(const T* __restrict m, std::size_t rows, std::size_t n, T* __restrict out) {
   for (std::size_t r = 0; r < rows; ++r, m += n)
     for (std::size_t j = 0; j < n; ++j) out[j] += m[j];
 }
 
-// v += row (n) on each of `rows` rows.
-template <class T> void add_row(T* v, std::size_t rows, std::size_t n, const T* row) {
-  for (std::size_t r = 0; r < rows; ++r, v += n)
-    for (std::size_t j = 0; j < n; ++j) v[j] += row[j];
-}
+template <class T> void zero(std::vector<T>& v, std::size_t n) { v.assign(n, T(0)); }
 
 void check_sizes(const char* where, std::size_t steps, std::size_t batch) {
   if (steps == 0 || batch == 0)
@@ -90,23 +96,28 @@ void check_sizes(const char* where, std::size_t steps, std::size_t batch) {
                 ", ...))");
 }
 
+void check_step(const char* where, bool saved, std::size_t t, std::size_t steps) {
+  if (!saved || t > steps)
+    throw Error(std::string(where) + ": step " + std::to_string(t) + " outside [0, " + std::to_string(steps) + "]" +
+                (saved ? "" : " (no forward yet)"));
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------------
 // ElmanBPTT
 
 template <class T>
-ElmanBPTT<T>::ElmanBPTT(std::size_t input, std::size_t hidden, std::size_t output, Activation f, Activation g)
-    : I_(input), H_(hidden), O_(output), f_(f), g_(g) {
+ElmanBPTT<T>::ElmanBPTT(std::size_t input, std::size_t hidden, std::size_t output, Activation f, Activation g,
+                        WeightGrads w)
+    : I_(input), H_(hidden), O_(output), f_(f), g_(g), w_(w) {
   if (input == 0 || hidden == 0 || output == 0)
     throw Error("ElmanBPTT: sizes (input " + std::to_string(input) + ", hidden " + std::to_string(hidden) + ", output " +
                 std::to_string(output) + ") must be positive");
 }
 
 template <class T> const T* ElmanBPTT<T>::z(std::size_t t) const {
-  if (!saved_ || t > steps_)
-    throw Error("ElmanBPTT::z: step " + std::to_string(t) + " outside [0, " + std::to_string(steps_) + "]" +
-                (saved_ ? "" : " (no forward yet)"));
+  check_step("ElmanBPTT::z", saved_, t, steps_);
   return z_.data() + t * batch_ * H_;
 }
 
@@ -126,18 +137,16 @@ const std::vector<T>& ElmanBPTT<T>::forward(const ElmanParams<T>& p, const T* x,
   if (z0) std::copy(z0, z0 + BH, z_.begin());
   else std::fill(z_.begin(), z_.begin() + BH, T(0));
   T* zs = z_.data();
-  // x_t W_in for every t at once, then per step: + z_(t-1) W + b, z_t = f(u_t).
+  // x_t W_in for every t at once, then per step: + z_(t-1) W, and z_t = f(. + b) in one pass.
   gemm(false, false, TB, H_, I_, x, I_, p.W_in, H_, T(0), zs + BH, H_);
   for (std::size_t t = 0; t < steps; ++t) {
     T* zt = zs + (t + 1) * BH;
     gemm(false, false, batch, H_, H_, zs + t * BH, H_, p.W, H_, T(1), zt, H_);
-    add_row(zt, batch, H_, p.b);
-    activate(f_, zt, BH);
+    bias_activate(f_, zt, batch, H_, p.b);
   }
   // y_t = g(z_t W_out + c), all t at once.
   gemm(false, false, TB, O_, H_, zs + BH, H_, p.W_out, O_, T(0), y_.data(), O_);
-  add_row(y_.data(), TB, O_, p.c);
-  activate(g_, y_.data(), TB * O_);
+  bias_activate(g_, y_.data(), TB, O_, p.c);
   saved_ = true;
   return y_;
 }
@@ -166,11 +175,17 @@ template <class T> const ElmanGrads<T>& ElmanBPTT<T>::backward(const T* dy, cons
   if (dy != dout_.data()) std::copy(dy, dy + TB * O_, dout_.begin());
   delta_.resize(TB * H_);
   auto& gr = grads_;
-  gr.W_in.resize(I_ * H_);
-  gr.W.resize(H_ * H_);
-  gr.b.resize(H_);
+  const bool per_step = w_ == WeightGrads::per_step;
+  if (per_step) {  // accumulated step by step
+    zero(gr.W_in, I_ * H_);
+    zero(gr.W, H_ * H_);
+  } else {
+    gr.W_in.resize(I_ * H_);
+    gr.W.resize(H_ * H_);
+  }
+  zero(gr.b, H_);
   gr.W_out.resize(H_ * O_);
-  gr.c.resize(O_);
+  zero(gr.c, O_);
   gr.x.resize(TB * I_);
   gr.z0.resize(BH);
   const T* zs = z_.data();
@@ -179,7 +194,7 @@ template <class T> const ElmanGrads<T>& ElmanBPTT<T>::backward(const T* dy, cons
   // delta_out_t = dE/dy_t * g'(v_t); dW_out = sum_t z_t^T delta_out_t; dc = column sums.
   times_derivative(g_, dout_.data(), y_.data(), TB * O_);
   gemm(true, false, H_, O_, TB, zs + BH, H_, dout_.data(), O_, T(0), gr.W_out.data(), O_);
-  column_sums(dout_.data(), TB, O_, gr.c.data());
+  add_column_sums(dout_.data(), TB, O_, gr.c.data());
   // delta_t = (delta_out_t W_out^T + delta_(t+1) W^T) * f'(u_t): the output term for all t at once,
   // then the recurrent term backwards in time.
   gemm(false, true, TB, H_, O_, dout_.data(), O_, p_.W_out, O_, T(0), dl, H_);
@@ -189,11 +204,16 @@ template <class T> const ElmanGrads<T>& ElmanBPTT<T>::backward(const T* dy, cons
       for (std::size_t k = 0; k < BH; ++k) dt[k] += dz[t * BH + k];
     if (t + 1 < steps_) gemm(false, true, B, H_, H_, dt + BH, H_, p_.W, H_, T(1), dt, H_);
     times_derivative(f_, dt, zs + (t + 1) * BH, BH);
+    if (per_step) {
+      gemm(true, false, I_, H_, B, x_ + t * B * I_, I_, dt, H_, T(1), gr.W_in.data(), H_);
+      gemm(true, false, H_, H_, B, zs + t * BH, H_, dt, H_, T(1), gr.W.data(), H_);
+    }
   }
-  // Weight gradients summed over time: one GEMM each over the T*B rows.
-  gemm(true, false, I_, H_, TB, x_, I_, dl, H_, T(0), gr.W_in.data(), H_);
-  gemm(true, false, H_, H_, TB, zs, H_, dl, H_, T(0), gr.W.data(), H_);  // z_0 .. z_(T-1)
-  column_sums(dl, TB, H_, gr.b.data());
+  if (!per_step) {  // weight gradients summed over time: one GEMM each over the T*B rows
+    gemm(true, false, I_, H_, TB, x_, I_, dl, H_, T(0), gr.W_in.data(), H_);
+    gemm(true, false, H_, H_, TB, zs, H_, dl, H_, T(0), gr.W.data(), H_);  // z_0 .. z_(T-1)
+  }
+  add_column_sums(dl, TB, H_, gr.b.data());
   gemm(false, true, TB, I_, H_, dl, H_, p_.W_in, H_, T(0), gr.x.data(), I_);
   gemm(false, true, B, H_, H_, dl, H_, p_.W, H_, T(0), gr.z0.data(), H_);
   return gr;
@@ -202,23 +222,20 @@ template <class T> const ElmanGrads<T>& ElmanBPTT<T>::backward(const T* dy, cons
 // ---------------------------------------------------------------------------------------------------
 // LSTMBPTT
 
-template <class T> LSTMBPTT<T>::LSTMBPTT(std::size_t input, std::size_t hidden) : I_(input), H_(hidden) {
+template <class T>
+LSTMBPTT<T>::LSTMBPTT(std::size_t input, std::size_t hidden, WeightGrads w) : I_(input), H_(hidden), w_(w) {
   if (input == 0 || hidden == 0)
     throw Error("LSTMBPTT: sizes (input " + std::to_string(input) + ", hidden " + std::to_string(hidden) +
                 ") must be positive");
 }
 
 template <class T> const T* LSTMBPTT<T>::h(std::size_t t) const {
-  if (!saved_ || t > steps_)
-    throw Error("LSTMBPTT::h: step " + std::to_string(t) + " outside [0, " + std::to_string(steps_) + "]" +
-                (saved_ ? "" : " (no forward yet)"));
+  check_step("LSTMBPTT::h", saved_, t, steps_);
   return h_.data() + t * batch_ * H_;
 }
 
 template <class T> const T* LSTMBPTT<T>::c(std::size_t t) const {
-  if (!saved_ || t > steps_)
-    throw Error("LSTMBPTT::c: step " + std::to_string(t) + " outside [0, " + std::to_string(steps_) + "]" +
-                (saved_ ? "" : " (no forward yet)"));
+  check_step("LSTMBPTT::c", saved_, t, steps_);
   return c_.data() + t * batch_ * H_;
 }
 
@@ -240,29 +257,25 @@ const T* LSTMBPTT<T>::forward(const LSTMParams<T>& p, const T* x, const T* h0, c
   else std::fill(h_.begin(), h_.begin() + BH, T(0));
   if (c0) std::copy(c0, c0 + BH, c_.begin());
   else std::fill(c_.begin(), c_.begin() + BH, T(0));
-  // x_t W_x for every t at once; per step + h_(t-1) W_h + b, then the gates and the cell.
+  auto bi = flat(p.b, H), bf = flat(p.b + H, H), bg = flat(p.b + 2 * H, H), bo = flat(p.b + 3 * H, H);
+  // x_t W_x for every t at once; per step + h_(t-1) W_h, then bias, gates and cell in one pass per row.
   gemm(false, false, TB, G, I_, x, I_, p.W_x, G, T(0), gates_.data(), G);
   for (std::size_t t = 0; t < steps; ++t) {
     T* a = gates_.data() + t * batch * G;
     gemm(false, false, batch, G, H, h_.data() + t * BH, H, p.W_h, G, T(1), a, G);
-    const T* cp = c_.data() + t * BH;
-    T* cn = c_.data() + (t + 1) * BH;
-    T* hn = h_.data() + (t + 1) * BH;
-    T* tc = tc_.data() + t * BH;
     for (std::size_t r = 0; r < batch; ++r) {
       T* ar = a + r * G;
-      for (std::size_t j = 0; j < G; ++j) ar[j] += p.b[j];
-      for (std::size_t j = 0; j < H; ++j) {
-        const T i = sigm(ar[j]), f = sigm(ar[H + j]), g = std::tanh(ar[2 * H + j]), o = sigm(ar[3 * H + j]);
-        ar[j] = i;
-        ar[H + j] = f;
-        ar[2 * H + j] = g;
-        ar[3 * H + j] = o;
-        const std::size_t k = r * H + j;
-        cn[k] = f * cp[k] + i * g;
-        tc[k] = std::tanh(cn[k]);
-        hn[k] = o * tc[k];
-      }
+      const std::size_t k = t * BH + r * H;
+      auto vi = flat(ar, H), vf = flat(ar + H, H), vg = flat(ar + 2 * H, H), vo = flat(ar + 3 * H, H);
+      auto cp = flat(c_.data() + k, H), cn = flat(c_.data() + BH + k, H), hn = flat(h_.data() + BH + k, H);
+      auto tc = flat(tc_.data() + k, H);
+      xt::noalias(vi) = T(1) / (T(1) + xt::exp(-(vi + bi)));
+      xt::noalias(vf) = T(1) / (T(1) + xt::exp(-(vf + bf)));
+      xt::noalias(vg) = xt::tanh(vg + bg);
+      xt::noalias(vo) = T(1) / (T(1) + xt::exp(-(vo + bo)));
+      xt::noalias(cn) = vf * cp + vi * vg;
+      xt::noalias(tc) = xt::tanh(cn);
+      xt::noalias(hn) = vo * tc;
     }
   }
   saved_ = true;
@@ -273,13 +286,19 @@ template <class T> const LSTMGrads<T>& LSTMBPTT<T>::backward(const T* dh_seq, co
   if (!saved_) throw Error("LSTMBPTT::backward: call forward first");
   if (!dh_seq) throw Error("LSTMBPTT::backward: no upstream gradient dh (T, B, H)");
   const std::size_t H = H_, G = 4 * H, B = batch_, BH = B * H, TB = steps_ * B;
+  const bool per_step = w_ == WeightGrads::per_step;
   da_.resize(TB * G);
   dh_.resize(BH);
   dc_.resize(BH);
   auto& gr = grads_;
-  gr.W_x.resize(I_ * G);
-  gr.W_h.resize(H * G);
-  gr.b.resize(G);
+  if (per_step) {
+    zero(gr.W_x, I_ * G);
+    zero(gr.W_h, H * G);
+  } else {
+    gr.W_x.resize(I_ * G);
+    gr.W_h.resize(H * G);
+  }
+  zero(gr.b, G);
   gr.x.resize(TB * I_);
   gr.h0.resize(BH);
   gr.c0.resize(BH);
@@ -294,29 +313,156 @@ template <class T> const LSTMGrads<T>& LSTMBPTT<T>::backward(const T* dh_seq, co
     const T* dhs = dh_seq + t * BH;
     T* dat = da_.data() + t * B * G;
     for (std::size_t r = 0; r < B; ++r) {
-      const T* g4 = gt + r * G;
-      T* d4 = dat + r * G;
+      const T* __restrict g4 = gt + r * G;
+      T* __restrict d4 = dat + r * G;
+      const T* __restrict cpr = cp + r * H;
+      const T* __restrict tcr = tc + r * H;
+      const T* __restrict dhr = dhs + r * H;
+      T* __restrict dhn = dh_.data() + r * H;
+      T* __restrict dcn = dc_.data() + r * H;
       for (std::size_t j = 0; j < H; ++j) {
-        const std::size_t k = r * H + j;
         const T i = g4[j], f = g4[H + j], g = g4[2 * H + j], o = g4[3 * H + j];
-        const T dh = dhs[k] + dh_[k];
-        const T dc = dc_[k] + dh * o * (T(1) - tc[k] * tc[k]);
+        const T dh = dhr[j] + dhn[j];
+        const T dc = dcn[j] + dh * o * (T(1) - tcr[j] * tcr[j]);
         d4[j] = dc * g * i * (T(1) - i);
-        d4[H + j] = dc * cp[k] * f * (T(1) - f);
+        d4[H + j] = dc * cpr[j] * f * (T(1) - f);
         d4[2 * H + j] = dc * i * (T(1) - g * g);
-        d4[3 * H + j] = dh * tc[k] * o * (T(1) - o);
-        dc_[k] = dc * f;  // dE/dc_(t-1) through the carousel
+        d4[3 * H + j] = dh * tcr[j] * o * (T(1) - o);
+        dcn[j] = dc * f;  // dE/dc_(t-1) through the carousel
       }
     }
     // dE/dh_(t-1) = da_t W_h^T
     gemm(false, true, B, H, G, dat, G, p_.W_h, G, T(0), dh_.data(), H);
+    if (per_step) {
+      gemm(true, false, I_, G, B, x_ + t * B * I_, I_, dat, G, T(1), gr.W_x.data(), G);
+      gemm(true, false, H, G, B, h_.data() + t * BH, H, dat, G, T(1), gr.W_h.data(), G);
+    }
   }
-  gemm(true, false, I_, G, TB, x_, I_, da_.data(), G, T(0), gr.W_x.data(), G);
-  gemm(true, false, H, G, TB, h_.data(), H, da_.data(), G, T(0), gr.W_h.data(), G);  // h_0 .. h_(T-1)
-  column_sums(da_.data(), TB, G, gr.b.data());
+  if (!per_step) {
+    gemm(true, false, I_, G, TB, x_, I_, da_.data(), G, T(0), gr.W_x.data(), G);
+    gemm(true, false, H, G, TB, h_.data(), H, da_.data(), G, T(0), gr.W_h.data(), G);  // h_0 .. h_(T-1)
+  }
+  add_column_sums(da_.data(), TB, G, gr.b.data());
   gemm(false, true, TB, I_, G, da_.data(), G, p_.W_x, G, T(0), gr.x.data(), I_);
   std::copy(dh_.begin(), dh_.end(), gr.h0.begin());
   std::copy(dc_.begin(), dc_.end(), gr.c0.begin());
+  return gr;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// GRUBPTT
+
+template <class T>
+GRUBPTT<T>::GRUBPTT(std::size_t input, std::size_t hidden, WeightGrads w) : I_(input), H_(hidden), w_(w) {
+  if (input == 0 || hidden == 0)
+    throw Error("GRUBPTT: sizes (input " + std::to_string(input) + ", hidden " + std::to_string(hidden) +
+                ") must be positive");
+}
+
+template <class T> const T* GRUBPTT<T>::h(std::size_t t) const {
+  check_step("GRUBPTT::h", saved_, t, steps_);
+  return h_.data() + t * batch_ * H_;
+}
+
+template <class T>
+const T* GRUBPTT<T>::forward(const GRUParams<T>& p, const T* x, const T* h0, std::size_t steps, std::size_t batch) {
+  check_sizes("GRUBPTT::forward", steps, batch);
+  if (!x || !p.W_x || !p.W_h || !p.b || !p.b_hn)
+    throw Error("GRUBPTT::forward: x and every parameter (W_x, W_h, b, b_hn) must be given");
+  p_ = p;
+  x_ = x;
+  steps_ = steps;
+  batch_ = batch;
+  const std::size_t H = H_, G = 3 * H, BH = batch * H, TB = steps * batch;
+  xp_.resize(TB * G);
+  hp_.resize(batch * G);
+  rznv_.resize(TB * 4 * H);
+  h_.resize((steps + 1) * BH);
+  if (h0) std::copy(h0, h0 + BH, h_.begin());
+  else std::fill(h_.begin(), h_.begin() + BH, T(0));
+  auto br = flat(p.b, H), bz = flat(p.b + H, H), bn = flat(p.b + 2 * H, H), bhn = flat(p.b_hn, H);
+  // x_t W_x for every t at once; per step h_(t-1) W_h, then the gates and h_t in one pass per row.
+  gemm(false, false, TB, G, I_, x, I_, p.W_x, G, T(0), xp_.data(), G);
+  for (std::size_t t = 0; t < steps; ++t) {
+    gemm(false, false, batch, G, H, h_.data() + t * BH, H, p.W_h, G, T(0), hp_.data(), G);
+    for (std::size_t r = 0; r < batch; ++r) {
+      const T* xr = xp_.data() + (t * batch + r) * G;
+      const T* hr = hp_.data() + r * G;
+      T* s = rznv_.data() + (t * batch + r) * 4 * H;
+      auto vr = flat(s, H), vz = flat(s + H, H), vn = flat(s + 2 * H, H), vv = flat(s + 3 * H, H);
+      auto hprev = flat(h_.data() + t * BH + r * H, H), hnew = flat(h_.data() + (t + 1) * BH + r * H, H);
+      xt::noalias(vr) = T(1) / (T(1) + xt::exp(-(flat(xr, H) + br + flat(hr, H))));
+      xt::noalias(vz) = T(1) / (T(1) + xt::exp(-(flat(xr + H, H) + bz + flat(hr + H, H))));
+      xt::noalias(vv) = flat(hr + 2 * H, H) + bhn;
+      xt::noalias(vn) = xt::tanh(flat(xr + 2 * H, H) + bn + vr * vv);
+      xt::noalias(hnew) = vn + vz * (hprev - vn);
+    }
+  }
+  saved_ = true;
+  return h_.data() + BH;
+}
+
+template <class T> const GRUGrads<T>& GRUBPTT<T>::backward(const T* dh_seq) {
+  if (!saved_) throw Error("GRUBPTT::backward: call forward first");
+  if (!dh_seq) throw Error("GRUBPTT::backward: no upstream gradient dh (T, B, H)");
+  const std::size_t H = H_, G = 3 * H, B = batch_, BH = B * H, TB = steps_ * B;
+  const bool per_step = w_ == WeightGrads::per_step;
+  dxp_.resize(TB * G);
+  dhp_.resize(TB * G);
+  dh_.assign(BH, T(0));
+  auto& gr = grads_;
+  if (per_step) {
+    zero(gr.W_x, I_ * G);
+    zero(gr.W_h, H * G);
+  } else {
+    gr.W_x.resize(I_ * G);
+    gr.W_h.resize(H * G);
+  }
+  zero(gr.b, G);
+  zero(gr.b_hn, H);
+  gr.x.resize(TB * I_);
+  gr.h0.resize(BH);
+  T* __restrict gbhn = gr.b_hn.data();
+
+  for (std::size_t t = steps_; t-- > 0;) {
+    T* dxt = dxp_.data() + t * B * G;
+    T* dht = dhp_.data() + t * B * G;
+    for (std::size_t r = 0; r < B; ++r) {
+      const T* __restrict s = rznv_.data() + (t * B + r) * 4 * H;
+      const T* __restrict hp = h_.data() + t * BH + r * H;
+      const T* __restrict dhr = dh_seq + t * BH + r * H;
+      T* __restrict dhn = dh_.data() + r * H;
+      T* __restrict dx3 = dxt + r * G;
+      T* __restrict dh3 = dht + r * G;
+      for (std::size_t j = 0; j < H; ++j) {
+        const T rg = s[j], zg = s[H + j], n = s[2 * H + j], v = s[3 * H + j];
+        const T dh = dhr[j] + dhn[j];
+        const T du = dh * (T(1) - zg) * (T(1) - n * n);
+        const T dar = du * v * rg * (T(1) - rg), daz = dh * (hp[j] - n) * zg * (T(1) - zg);
+        dx3[j] = dar;
+        dx3[H + j] = daz;
+        dx3[2 * H + j] = du;
+        dh3[j] = dar;
+        dh3[H + j] = daz;
+        dh3[2 * H + j] = du * rg;
+        gbhn[j] += du * rg;
+        dhn[j] = dh * zg;  // the direct path; the recurrent product is added below
+      }
+    }
+    // dE/dh_(t-1) = dh z + dhp_t W_h^T
+    gemm(false, true, B, H, G, dht, G, p_.W_h, G, T(1), dh_.data(), H);
+    if (per_step) {
+      gemm(true, false, I_, G, B, x_ + t * B * I_, I_, dxt, G, T(1), gr.W_x.data(), G);
+      gemm(true, false, H, G, B, h_.data() + t * BH, H, dht, G, T(1), gr.W_h.data(), G);
+    }
+  }
+  if (!per_step) {
+    gemm(true, false, I_, G, TB, x_, I_, dxp_.data(), G, T(0), gr.W_x.data(), G);
+    gemm(true, false, H, G, TB, h_.data(), H, dhp_.data(), G, T(0), gr.W_h.data(), G);  // h_0 .. h_(T-1)
+  }
+  add_column_sums(dxp_.data(), TB, G, gr.b.data());
+  gemm(false, true, TB, I_, G, dxp_.data(), G, p_.W_x, G, T(0), gr.x.data(), I_);
+  std::copy(dh_.begin(), dh_.end(), gr.h0.begin());
   return gr;
 }
 
@@ -324,5 +470,7 @@ template class ElmanBPTT<float>;
 template class ElmanBPTT<double>;
 template class LSTMBPTT<float>;
 template class LSTMBPTT<double>;
+template class GRUBPTT<float>;
+template class GRUBPTT<double>;
 
 }  // namespace tapegrad::nn::reference

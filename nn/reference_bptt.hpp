@@ -3,6 +3,17 @@
 // against (tests/nn/test_reference_bptt.cpp) and the hand-written baselines of the benchmarks. Nothing
 // here records on the tape.
 //
+// Written as a careful engineer writes BPTT by hand, so that it is an honest floor for the engine's
+// speed: the input projection of all steps as one GEMM, the recurrent product per step (gemv at batch
+// 1), bias and activation in one pass over each step's block, activations vectorised with the same
+// xsimd kernels the engine uses (exp, tanh), pointwise backward loops the compiler vectorises, and every
+// buffer allocated once per sequence length. Two variants of the weight gradients:
+//   WeightGrads::per_step  dW_x += x_t^T da_t and dW_h += h_(t-1)^T da_t inside the backward sweep, one
+//                          GEMM per step (ger at batch 1), as the recursion is usually written
+//   WeightGrads::fused     one GEMM over all T*B rows after the sweep ("fused W"): dW_x = X^T dA,
+//                          dW_h = H_prev^T dA with the deltas of all steps kept
+// Both give the same gradients to rounding (tests/nn/test_reference_bptt.cpp).
+//
 // Each class is a reusable workspace: forward() saves what backward() needs into buffers that are sized
 // on first use and reused by later calls of the same or smaller size (no allocation per step, none per
 // call in a steady loop). backward() returns gradients for every parameter, for x and for the initial
@@ -20,6 +31,9 @@ namespace tapegrad::nn::reference {
 
 enum class Activation { sigmoid, tanh, relu, identity };
 const char* activation_name(Activation a);
+
+enum class WeightGrads { per_step, fused };
+const char* weight_grads_name(WeightGrads w);
 
 // ---------------------------------------------------------------------------------------------------
 // The course's simple (Elman) RNN over x (T, B, I), row-vector layout:
@@ -50,7 +64,7 @@ template <class T> struct ElmanGrads {
 template <class T> class ElmanBPTT {
  public:
   ElmanBPTT(std::size_t input, std::size_t hidden, std::size_t output, Activation f,
-            Activation g = Activation::sigmoid);
+            Activation g = Activation::sigmoid, WeightGrads w = WeightGrads::fused);
 
   // x (T, B, I); z0 (B, H), or nullptr for zeros. Returns y (T, B, O).
   const std::vector<T>& forward(const ElmanParams<T>& p, const T* x, const T* z0, std::size_t steps, std::size_t batch);
@@ -71,6 +85,7 @@ template <class T> class ElmanBPTT {
  private:
   std::size_t I_, H_, O_;
   Activation f_, g_;
+  WeightGrads w_;
   ElmanParams<T> p_{};
   const T* x_ = nullptr;
   std::size_t steps_ = 0, batch_ = 0;
@@ -108,7 +123,7 @@ template <class T> struct LSTMGrads {
 
 template <class T> class LSTMBPTT {
  public:
-  LSTMBPTT(std::size_t input, std::size_t hidden);
+  LSTMBPTT(std::size_t input, std::size_t hidden, WeightGrads w = WeightGrads::fused);
 
   // x (T, B, I); h0, c0 (B, H), or nullptr for zeros. Returns h (T, B, H) (h_1 .. h_T).
   const T* forward(const LSTMParams<T>& p, const T* x, const T* h0, const T* c0, std::size_t steps, std::size_t batch);
@@ -123,6 +138,7 @@ template <class T> class LSTMBPTT {
 
  private:
   std::size_t I_, H_;
+  WeightGrads w_;
   LSTMParams<T> p_{};
   const T* x_ = nullptr;
   std::size_t steps_ = 0, batch_ = 0;
@@ -135,9 +151,64 @@ template <class T> class LSTMBPTT {
   LSTMGrads<T> grads_;
 };
 
+// ---------------------------------------------------------------------------------------------------
+// A GRU over x (T, B, I) in PyTorch's reset_after convention (nn::GRUCell with reset_after, the gru_cell
+// op), row-vector layout, gates fused in the order r, z, n: W_x (I,3H), W_h (H,3H), b (3H), b_hn (H):
+//   xp = x_t W_x + b,  hp = h_(t-1) W_h
+//   r = sigmoid(xp_r + hp_r),  z = sigmoid(xp_z + hp_z),  v = hp_n + b_hn,  n = tanh(xp_n + r v)
+//   h_t = (1 - z) n + z h_(t-1)
+// Backward, with dh = dE/dh_t (seed) + the recurrent term:
+//   du = dh (1 - z)(1 - n^2),  da_r = du v r(1 - r),  da_z = dh (h_(t-1) - n) z(1 - z)
+//   dxp = [da_r, da_z, du],  dhp = [da_r, da_z, du r],  dh_(t-1) = dh z + dhp W_h^T
+//   dW_x = sum_t x_t^T dxp_t   dW_h = sum_t h_(t-1)^T dhp_t   db = sum_t,b dxp   db_hn = sum_t,b du r
+//   dx_t = dxp_t W_x^T
+template <class T> struct GRUParams {
+  const T* W_x = nullptr;   // (I, 3H)
+  const T* W_h = nullptr;   // (H, 3H)
+  const T* b = nullptr;     // (3H)
+  const T* b_hn = nullptr;  // (H)
+};
+
+template <class T> struct GRUGrads {
+  std::vector<T> W_x, W_h, b, b_hn;  // shapes as GRUParams
+  std::vector<T> x;                  // (T, B, I)
+  std::vector<T> h0;                 // (B, H)
+};
+
+template <class T> class GRUBPTT {
+ public:
+  GRUBPTT(std::size_t input, std::size_t hidden, WeightGrads w = WeightGrads::fused);
+
+  // x (T, B, I); h0 (B, H), or nullptr for zeros. Returns h (T, B, H) (h_1 .. h_T).
+  const T* forward(const GRUParams<T>& p, const T* x, const T* h0, std::size_t steps, std::size_t batch);
+  // Gradients of E = sum(h * dh) for the last forward: dh (T, B, H) is dE/dh_t for every step.
+  const GRUGrads<T>& backward(const T* dh);
+
+  const T* h(std::size_t t) const;  // h_t for t in [0, T] (B, H); h(0) is the initial state
+  std::size_t steps() const { return steps_; }
+  std::size_t batch() const { return batch_; }
+
+ private:
+  std::size_t I_, H_;
+  WeightGrads w_;
+  GRUParams<T> p_{};
+  const T* x_ = nullptr;
+  std::size_t steps_ = 0, batch_ = 0;
+  bool saved_ = false;
+  std::vector<T> xp_;        // (T, B, 3H) x W_x + b
+  std::vector<T> hp_;        // (B, 3H) one step's h W_h
+  std::vector<T> rznv_;      // (T, B, 4H): r, z, n, v
+  std::vector<T> h_;         // (T+1, B, H)
+  std::vector<T> dxp_, dhp_;  // (T, B, 3H)
+  std::vector<T> dh_;        // (B, H) running dE/dh_t
+  GRUGrads<T> grads_;
+};
+
 extern template class ElmanBPTT<float>;
 extern template class ElmanBPTT<double>;
 extern template class LSTMBPTT<float>;
 extern template class LSTMBPTT<double>;
+extern template class GRUBPTT<float>;
+extern template class GRUBPTT<double>;
 
 }  // namespace tapegrad::nn::reference

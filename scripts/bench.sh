@@ -17,9 +17,9 @@
 #
 # Environment: BUILD_DIR (build-bench), JOBS (1: the machine is shared), REPS (5), BENCHES (bench_autograd
 # bench_ops), BENCH_FILTER (all), BENCH_MIN_TIME (Google Benchmark's default when unset), SECTION
-# (default, or profile), DOC (docs/benchmarks.md). OPENBLAS_CORETYPE: Haswell unless set. These machines
-# are documented with OPENBLAS_CORETYPE=Haswell preset; without it OpenBLAS 0.3.21 falls back to its SSE3
-# "Prescott" kernels on this CPU, which it does not know (4-5x slower GEMM). Every implementation (engine,
+# (default, or profile), DOC (docs/benchmarks.md). OPENBLAS_CORETYPE: when unset, the core matching the
+# CPU's flags (scripts/blas-core.sh); without one OpenBLAS 0.3.21 falls back to its SSE3 "Prescott"
+# kernels on this CPU, which it does not know (4-5x slower GEMM). Every implementation (engine,
 # hand BPTT, LibTorch: the same libopenblas) runs with the same core, and the report prints it.
 set -euo pipefail
 
@@ -68,7 +68,13 @@ mkdir -p "$OUT_DIR"
 # and OpenMP (LibTorch) pinned to one thread; glibc malloc with its defaults unless the caller sets
 # MALLOC_* / GLIBC_TUNABLES, which are passed through and recorded in the benchmark context.
 export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
-export OPENBLAS_CORETYPE="${OPENBLAS_CORETYPE:-Haswell}"
+# OpenBLAS's kernels for this CPU when the caller set none (scripts/blas-core.sh: SkylakeX with AVX-512,
+# Haswell with AVX2), printed below and recorded in the report.
+if [[ -z "${OPENBLAS_CORETYPE:-}" ]]; then
+  OPENBLAS_CORETYPE="$(bash scripts/blas-core.sh)"
+  echo "== OPENBLAS_CORETYPE unset: chose '${OPENBLAS_CORETYPE}' from the CPU's flags"
+fi
+if [[ -n "$OPENBLAS_CORETYPE" ]]; then export OPENBLAS_CORETYPE; else unset OPENBLAS_CORETYPE; fi
 DATE="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 echo "== OpenBLAS core: $("$PY" - <<'PYEOF'
 import ctypes, ctypes.util

@@ -12,6 +12,12 @@ bash scripts/install-deps.sh
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j"$(nproc)" 2>&1 | grep -E "error|warning|Built target [0-9]" || true
 export OPENBLAS_NUM_THREADS=1
+# OpenBLAS's kernels for this CPU (it falls back to generic SSE3 ones on CPUs it does not know).
+if [[ -z "${OPENBLAS_CORETYPE:-}" ]]; then
+  core=$(bash scripts/blas-core.sh)
+  [[ -z "$core" ]] || export OPENBLAS_CORETYPE="$core"
+fi
+echo "tour: OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-(unset: OpenBLAS's own detection)}"
 out=out/tour
 mkdir -p "$out"
 summary="$out/summary.md"
@@ -32,7 +38,10 @@ for exe in build/examples/[0-9][0-9]_*; do
   [ "${#lines[@]}" -gt 0 ] || lines=("RESULT | $name | (crashed or no result) | - | - | - | FAIL")
   for line in "${lines[@]}"; do results+=("$line | $((t1 - t0)) s"); done
 done
+blas=$(cat "$out"/[0-9][0-9]_*.log 2>/dev/null | grep -m1 '^tapegrad | ' | sed 's/^tapegrad | //' || true)
 {
+  echo "BLAS: ${blas:-unknown} (OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset})"
+  echo
   echo "| example | task | metric | target | achieved | result | time |"
   echo "|---|---|---|---|---|---|---|"
   for r in "${results[@]}"; do echo "|${r#RESULT |} |"; done

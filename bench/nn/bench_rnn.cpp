@@ -1,6 +1,6 @@
 // Training steps of recurrent nets: the engine (nn cells composed from ops, BPTT = the tape's backward)
-// against hand-derived BPTT on raw buffers (nn/reference_bptt: ElmanBPTT, LSTMBPTT, cblas) with a plain
-// SGD loop. LibTorch, when CMake finds it, is in bench_rnn_torch.cpp (the binary bench_rnn_torch holds
+// against hand-derived BPTT on raw buffers (nn/reference_bptt: ElmanBPTT, LSTMBPTT, GRUBPTT, cblas) with a
+// plain SGD loop. LibTorch, when CMake finds it, is in bench_rnn_torch.cpp (the binary bench_rnn_torch holds
 // all three, so that their ratios come from one process and one run).
 //
 // One iteration = one training step of one batch: forward over T steps, loss, backward, SGD on every
@@ -9,7 +9,10 @@
 //   BM_<cell>_engine/T/B/I/H   engine: nn::run over nn::RNNCell / LSTMCell / GRUCell, backward, nn::SGD
 //   BM_lstm_composed/T/B/I/H   the engine with LSTMCell::fused = false (the step composed from primitive
 //                              ops instead of the fused lstm_cell / lstm_hidden ops)
-//   BM_<cell>_hand/T/B/I/H     nn::reference::ElmanBPTT / LSTMBPTT forward + backward, w -= lr g loops
+//   BM_<cell>_hand/T/B/I/H     nn::reference::ElmanBPTT / LSTMBPTT / GRUBPTT forward + backward, w -= lr g
+//                              loops; weight gradients per step (WeightGrads::per_step)
+//   BM_<cell>_hand_fused/...   the same with the weight gradients as one GEMM over all steps
+//                              (WeightGrads::fused); the floor is the faster of the two
 //   BM_lstm_gemm_floor/T/B/I/H only the GEMMs of one LSTM training step, on preallocated buffers (raw
 //                              cblas): the input projection and its two gradients, per time step the
 //                              recurrent product and dh, and dW_h += h^T da as the engine does it (per
@@ -24,9 +27,8 @@
 // backward workspace).
 //
 // Before timing, each bench checks the engine's loss and gradients (every weight, x, h_0, c_0) against
-// the hand BPTT in float32, normwise relative 1e-4, and reports an error instead of a figure if they
-// differ. The GRU has no hand reference: its engine float32 gradients are checked against the engine in
-// float64 here, and against LibTorch in bench_rnn_torch.
+// both hand BPTT variants in float32, normwise relative 1e-4, and reports an error instead of a figure if
+// they differ.
 #include <benchmark/benchmark.h>
 #include <cblas.h>
 #include <sys/resource.h>
@@ -53,17 +55,22 @@ struct HandModel {
   Problem p;  // owns the weights, updated in place
   std::unique_ptr<ref::ElmanBPTT<float>> elman;
   std::unique_ptr<ref::LSTMBPTT<float>> lstm;
+  std::unique_ptr<ref::GRUBPTT<float>> gru;
   const ref::LSTMGrads<float>* lstm_grads = nullptr;  // from the last backward()
   const ref::ElmanGrads<float>* elman_grads = nullptr;
+  const ref::GRUGrads<float>* gru_grads = nullptr;
   float loss = 0;
 
-  explicit HandModel(const Problem& problem) : p(problem) {
+  HandModel(const Problem& problem, ref::WeightGrads w) : p(problem) {
     const Dims& d = p.d;
     if (p.cell == Cell::lstm) {
-      lstm = std::make_unique<ref::LSTMBPTT<float>>(d.I, d.H);
+      lstm = std::make_unique<ref::LSTMBPTT<float>>(d.I, d.H, w);
+    } else if (p.cell == Cell::gru) {
+      gru = std::make_unique<ref::GRUBPTT<float>>(d.I, d.H, w);
     } else {
       elman = std::make_unique<ref::ElmanBPTT<float>>(
-          d.I, d.H, 1, p.cell == Cell::binadd ? ref::Activation::sigmoid : ref::Activation::tanh, ref::Activation::sigmoid);
+          d.I, d.H, 1, p.cell == Cell::binadd ? ref::Activation::sigmoid : ref::Activation::tanh, ref::Activation::sigmoid,
+          w);
     }
   }
 
@@ -74,6 +81,11 @@ struct HandModel {
                                      d.T, d.B);
       loss = cblas_sdot(int(d.T * d.B * d.H), h, 1, p.target.data(), 1);  // E = sum(h * R)
       lstm_grads = &lstm->backward(p.target.data());
+    } else if (gru) {
+      const float* h = gru->forward({p.W_x.data(), p.W_h.data(), p.b.data(), p.b_hn.data()}, p.x.data(), p.h0.data(),
+                                    d.T, d.B);
+      loss = cblas_sdot(int(d.T * d.B * d.H), h, 1, p.target.data(), 1);  // E = sum(h * R)
+      gru_grads = &gru->backward(p.target.data());
     } else {
       elman->forward({p.W_x.data(), p.W_h.data(), p.b.data(), p.W_out.data(), p.c.data()}, p.x.data(), p.h0.data(),
                      d.T, d.B);
@@ -95,6 +107,12 @@ struct HandModel {
       sgd(p.W_x, g.W_x);
       sgd(p.W_h, g.W_h);
       sgd(p.b, g.b);
+    } else if (gru) {
+      const auto& g = *gru_grads;
+      sgd(p.W_x, g.W_x);
+      sgd(p.W_h, g.W_h);
+      sgd(p.b, g.b);
+      sgd(p.b_hn, g.b_hn);
     } else {
       const auto& g = *elman_grads;
       sgd(p.W_x, g.W_in);
@@ -112,6 +130,10 @@ struct HandModel {
       const auto& g = *lstm_grads;
       return {{"W_x", v(g.W_x)}, {"W_h", v(g.W_h)}, {"b", v(g.b)}, {"x", v(g.x)}, {"h0", v(g.h0)}, {"c0", v(g.c0)}};
     }
+    if (gru) {
+      const auto& g = *gru_grads;
+      return {{"W_x", v(g.W_x)}, {"W_h", v(g.W_h)}, {"b", v(g.b)}, {"b_hn", v(g.b_hn)}, {"x", v(g.x)}, {"h0", v(g.h0)}};
+    }
     const auto& g = *elman_grads;
     return {{"W_x", v(g.W_in)}, {"W_h", v(g.W)}, {"b", v(g.b)}, {"W_out", v(g.W_out)},
             {"c", v(g.c)},      {"x", v(g.x)},   {"h0", v(g.z0)}};
@@ -124,6 +146,9 @@ struct HandModel {
     if (cell == Cell::lstm)  // gates (T,B,4H), h and c (T+1,B,H), tanh(c) (T,B,H); da (T,B,4H), dh, dc (B,H)
       return f * (T * B * 4 * H + 2 * (T + 1) * B * H + T * B * H +
                   (with_backward ? T * B * 4 * H + 2 * B * H : 0));
+    if (cell == Cell::gru)  // x W_x + b (T,B,3H), r z n v (T,B,4H), h (T+1,B,H); h W_h (B,3H), dxp, dhp (T,B,3H), dh
+      return f * (T * B * 3 * H + T * B * 4 * H + (T + 1) * B * H +
+                  (with_backward ? B * 3 * H + 2 * T * B * 3 * H + B * H : 0));
     // z (T+1,B,H), y (T,B,1); delta_out (T,B,1), delta (T,B,H)
     return f * ((T + 1) * B * H + T * B + (with_backward ? T * B + T * B * H : 0));
   }
@@ -138,8 +163,8 @@ struct Check {
   double tape_bytes_per_step = 0;  // the tape's peak bytes in one training step's graph / T
 };
 
-// The engine's loss and gradients after one forward + backward against the hand BPTT (the GRU: against
-// the engine in float64). Computed once per configuration.
+// The engine's loss and gradients after one forward + backward against both hand BPTT variants.
+// Computed once per configuration.
 const Check& check(Cell cell, const Dims& d, bool fused = true) {
   static std::map<std::string, Check> cache;
   const std::string key = d.key(cell) + (fused ? "" : "/composed");
@@ -153,31 +178,20 @@ const Check& check(Cell cell, const Dims& d, bool fused = true) {
     tape.reset_peak();
     const double loss = e.forward_backward().item();
     r.tape_bytes_per_step = double(tape.peak_bytes()) / double(d.T);
-    std::map<std::string, std::vector<double>> want;
-    double want_loss = 0;
-    std::string against;
-    if (cell == Cell::gru) {
-      EngineModel e64(p, DType::f64);
-      tape.clear();
-      want_loss = e64.forward_backward().item();
-      for (const auto& [name, g] : e64.grads()) want[name] = g.to_vector();
-      against = " (engine float32 against the engine in float64: no hand GRU)";
-    } else {
-      HandModel h(p);
+    for (ref::WeightGrads w : {ref::WeightGrads::per_step, ref::WeightGrads::fused}) {
+      HandModel h(p, w);
       h.forward_backward();
-      want_loss = h.loss;
-      want = h.grads();
-      against = " (engine against hand BPTT)";
-    }
-    close_to({loss}, {want_loss}, kTol, "loss", r.why);
-    for (const auto& [name, g] : e.grads()) {
-      if (!g.defined()) {
-        r.why += "d/d" + name + ": no gradient; ";
-        continue;
+      const auto want = h.grads();
+      const std::string against = std::string(" against hand BPTT (") + ref::weight_grads_name(w) + ")";
+      close_to({loss}, {double(h.loss)}, kTol, "loss" + against, r.why);
+      for (const auto& [name, g] : e.grads()) {
+        if (!g.defined()) {
+          r.why += "d/d" + name + ": no gradient; ";
+          continue;
+        }
+        close_to(g.to_vector(), want.at(name), kTol, "d/d" + name + against, r.why);
       }
-      close_to(g.to_vector(), want.at(name), kTol, "d/d" + name, r.why);
     }
-    if (!r.why.empty()) r.why += against;
   } catch (const std::exception& ex) {
     r.why = std::string("exception: ") + ex.what();
   }
@@ -211,10 +225,10 @@ void BM_engine(benchmark::State& state, Cell cell, bool fused = true) {
   state.counters["tape_B_per_step"] = check(cell, d, fused).tape_bytes_per_step;
 }
 
-void BM_hand(benchmark::State& state, Cell cell) {
+void BM_hand(benchmark::State& state, Cell cell, ref::WeightGrads w) {
   if (!checked(state, cell)) return;
   const Dims d = dims_of(state);
-  HandModel m{Problem(cell, d)};
+  HandModel m{Problem(cell, d), w};
   for (auto _ : state) {
     m.train_step();
     benchmark::ClobberMemory();
@@ -328,8 +342,14 @@ const bool registered = [] {
         ->Args(args)
         ->MeasureProcessCPUTime()
         ->Unit(benchmark::kMicrosecond);
-    if (cell != Cell::gru)
-      RegisterBenchmark((base + "_hand").c_str(), [cell](benchmark::State& s) { BM_hand(s, cell); })
+    RegisterBenchmark((base + "_hand").c_str(),
+                      [cell](benchmark::State& s) { BM_hand(s, cell, ref::WeightGrads::per_step); })
+        ->Args(args)
+        ->MeasureProcessCPUTime()
+        ->Unit(benchmark::kMicrosecond);
+    if (c.main)
+      RegisterBenchmark((base + "_hand_fused").c_str(),
+                        [cell](benchmark::State& s) { BM_hand(s, cell, ref::WeightGrads::fused); })
           ->Args(args)
           ->MeasureProcessCPUTime()
           ->Unit(benchmark::kMicrosecond);
@@ -360,7 +380,7 @@ const bool registered = [] {
                       [cl](benchmark::State& s) { BM_engine(s, cl); })
         ->Args(args)->Iterations(iters)->Repetitions(1)->Unit(benchmark::kMicrosecond);
     RegisterBenchmark((std::string("BM_profile_") + cell_name(cell) + "_hand").c_str(),
-                      [cl](benchmark::State& s) { BM_hand(s, cl); })
+                      [cl](benchmark::State& s) { BM_hand(s, cl, ref::WeightGrads::per_step); })
         ->Args(args)->Iterations(iters)->Repetitions(1)->Unit(benchmark::kMicrosecond);
   }
   return true;

@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include <tapegrad/ops/blas_info.hpp>
+
 namespace example {
 
 // --key value options and --flag switches. Every example accepts --quick (short settings for the tour),
@@ -30,6 +32,9 @@ class Args {
       if (i + 1 < argc && std::string(argv[i + 1]).rfind("--", 0) != 0) values_[key] = argv[++i];
       else values_[key] = "";
     }
+    // The header line: the BLAS kernels the run's speed depends on (and the warning when they are generic).
+    std::printf("tapegrad | %s\n", tapegrad::blas_summary().c_str());
+    tapegrad::warn_if_generic_blas();
   }
   bool flag(const std::string& k) const { used_[k] = true; return values_.count(k) > 0; }
   bool quick() const { return flag("quick"); }
