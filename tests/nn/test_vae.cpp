@@ -1,8 +1,9 @@
-// nn/vae: conformance of the reparameterisation and KL, KL identities, ELBO gradients, a tiny fit.
+// nn/vae: conformance of the reparameterisation and KL, KL identities, ELBO gradients, a tiny fit with nn::Adam.
 #include <boost/test/unit_test.hpp>
 
 #include <cmath>
 
+#include <tapegrad/nn/optim.hpp>
 #include <tapegrad/nn/vae.hpp>
 
 #include "support/conformance.hpp"
@@ -11,38 +12,6 @@
 using namespace tapegrad;
 using namespace tapegrad::nn;
 using namespace tapegrad::test;
-
-namespace {
-// Adam, inline (nn/optim is another file's job): m, v per parameter.
-struct TinyAdam {
-  std::vector<Tensor> params;
-  std::vector<std::vector<double>> m, v;
-  double lr;
-  int t = 0;
-  TinyAdam(std::vector<Tensor> ps, double lr_) : params(std::move(ps)), lr(lr_) {
-    for (auto& p : params) {
-      m.emplace_back(p.numel(), 0.0);
-      v.emplace_back(p.numel(), 0.0);
-    }
-  }
-  void step() {
-    ++t;
-    const double c1 = 1 - std::pow(0.9, t), c2 = 1 - std::pow(0.999, t);
-    for (std::size_t k = 0; k < params.size(); ++k) {
-      Tensor g = params[k].grad();
-      if (!g.defined()) continue;
-      const auto gv = g.to_vector();
-      double* p = params[k].data<double>();
-      for (std::size_t i = 0; i < gv.size(); ++i) {
-        m[k][i] = 0.9 * m[k][i] + 0.1 * gv[i];
-        v[k][i] = 0.999 * v[k][i] + 0.001 * gv[i] * gv[i];
-        p[i] -= lr * (m[k][i] / c1) / (std::sqrt(v[k][i] / c2) + 1e-8);
-      }
-      params[k].zero_grad();
-    }
-  }
-};
-}  // namespace
 
 BOOST_AUTO_TEST_SUITE(vae)
 
@@ -110,7 +79,7 @@ BOOST_AUTO_TEST_CASE(tiny_fit_lowers_the_loss) {
   Tensor x = from_values(data, {16, 8}, DType::f64);
   Generator gen(3);
   VAE model(8, 16, 2, gen, DType::f64);
-  TinyAdam opt(model.parameters(), 0.02);
+  Adam opt(model.parameters(), 0.02);
   auto eval = [&]() {
     Generator g(100);  // fixed noise for comparable evaluations
     NoGrad ng;
@@ -121,6 +90,7 @@ BOOST_AUTO_TEST_CASE(tiny_fit_lowers_the_loss) {
     auto l = model.loss(x, gen);
     backward(l.loss);
     opt.step();
+    opt.zero_grad();
   }
   const double after = eval();
   BOOST_TEST_MESSAGE("VAE toy fit: -ELBO " << before << " -> " << after);

@@ -47,15 +47,13 @@ TAPEGRAD_OP_ROWS(loss) {
   };
   auto bce = [](const std::vector<Tensor>& x) { return binary_cross_entropy_with_logits(x[0], x[1]); };
   rows.push_back(row("binary_cross_entropy_with_logits").sample("(3,4) constant targets").inputs(bce_inputs({3, 4}))
-      .constant_input(1)
-      .fn(bce).second_order());
+      .constant_input(1).fn(bce).second_order());
   rows.push_back(row("binary_cross_entropy_with_logits").sample("(5,) both differentiable").inputs(bce_inputs({5}))
       .fn(bce).second_order());
   rows.push_back(row("binary_cross_entropy_with_logits").sample("rank 0").inputs(bce_inputs({}))
       .fn(bce).second_order());
   rows.push_back(row("binary_cross_entropy_with_logits").sample("(2,1,3)").inputs(bce_inputs({2, 1, 3}))
-      .constant_input(1)
-      .fn(bce).second_order());
+      .constant_input(1).fn(bce).second_order());
   return rows;
 }
 

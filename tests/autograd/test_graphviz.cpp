@@ -1,5 +1,6 @@
-// The tape of one LSTM step as a Graphviz picture: the DOT names the ops and shapes, and `dot -Tpng`
-// turns it into a PNG (docs/ARCHITECTURE.md, Diagnostics).
+// Tape::to_dot: the tape of one LSTM step as a Graphviz picture. The DOT names the ops and shapes, and
+// `dot -Tpng` turns it into a PNG (docs/ARCHITECTURE.md, Diagnostics). An LSTM step: fused it records two
+// fused nodes, composed the gates, products and sums the course draws.
 #include <boost/test/unit_test.hpp>
 
 #include <cstdlib>
