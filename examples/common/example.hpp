@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include <tapegrad/autograd/tensor.hpp>
+
 namespace example {
 
 // --key value options and --flag switches. Every example accepts --quick (short settings for the tour),
@@ -19,6 +21,7 @@ namespace example {
 class Args {
  public:
   Args(int argc, char** argv, std::string usage) : usage_(std::move(usage)) {
+    tapegrad::tune_malloc();  // every example's main starts here
     for (int i = 1; i < argc; ++i) {
       std::string a = argv[i];
       if (a == "--help" || a == "-h") {
