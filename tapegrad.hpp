@@ -1,9 +1,11 @@
 // tapegrad: define-by-run, tape-based reverse-mode automatic differentiation.
-// One include for everything: the engine, the ops and the nn building blocks.
+// One include for everything: the engine, the ops and the nn building blocks. (The hand-written BPTT
+// references, tapegrad/nn/reference_bptt.hpp, are test and bench baselines: include them directly.)
 #pragma once
 
 #include "tapegrad/autograd/tensor.hpp"
 #include "tapegrad/autograd/tape.hpp"
+#include "tapegrad/autograd/op.hpp"
 #include "tapegrad/autograd/gradcheck.hpp"
 #include "tapegrad/ops/elementwise.hpp"
 #include "tapegrad/ops/activation.hpp"
@@ -23,7 +25,6 @@
 #include "tapegrad/nn/rnn.hpp"
 #include "tapegrad/nn/interchange.hpp"
 #include "tapegrad/nn/recursive.hpp"
-#include "tapegrad/nn/reference_bptt.hpp"
 #include "tapegrad/nn/word2vec.hpp"
 #include "tapegrad/nn/tokenizer.hpp"
 #include "tapegrad/nn/attention.hpp"

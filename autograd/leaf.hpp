@@ -4,7 +4,7 @@
 #include <memory>
 #include <string>
 
-#include "tapegrad/autograd/tape.hpp"
+#include "tapegrad/autograd/tensor.hpp"
 
 namespace tapegrad::detail {
 

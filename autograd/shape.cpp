@@ -59,4 +59,55 @@ std::size_t normalize_axis_slow(const char* op, long axis, std::size_t rank) {
   return static_cast<std::size_t>(axis < 0 ? axis + r : axis);
 }
 
+// The one place where broadcasting is undone: += src summed down to dst_shape.
+namespace detail {
+template <class T> void sum_to_accumulate(T* dst, const Shape& dst_shape, const T* src, const Shape& src_shape) {
+  const std::size_t n = src_shape.numel();
+  if (dst_shape == src_shape) {
+    for (std::size_t i = 0; i < n; ++i) dst[i] += src[i];
+    return;
+  }
+  if (dst_shape.numel() == 1) {
+    T acc = 0;
+    for (std::size_t i = 0; i < n; ++i) acc += src[i];
+    dst[0] += acc;
+    return;
+  }
+  const std::size_t r = src_shape.rank();
+  if (dst_shape.rank() > r) throw Error("sum_to: cannot reduce " + src_shape.str() + " to " + dst_shape.str());
+  // dst strides aligned to src's axes, 0 where dst broadcasts.
+  std::array<std::size_t, Shape::max_rank> dstride{};
+  const auto ds = strides_of(dst_shape);
+  const std::size_t off = r - dst_shape.rank();
+  for (std::size_t k = 0; k < r; ++k) {
+    if (k < off) continue;
+    const std::size_t d = dst_shape[k - off];
+    if (d != 1 && d != src_shape[k]) throw Error("sum_to: cannot reduce " + src_shape.str() + " to " + dst_shape.str());
+    dstride[k] = d == 1 ? 0 : ds[k - off];
+  }
+  // Odometer over src, innermost axis in a tight loop.
+  std::array<std::size_t, Shape::max_rank> idx{};
+  const std::size_t inner = r ? src_shape[r - 1] : 1;
+  const std::size_t inner_stride = r ? dstride[r - 1] : 0;
+  std::size_t dpos = 0;
+  for (std::size_t i = 0; i < n; i += inner) {
+    if (inner_stride) {
+      for (std::size_t j = 0; j < inner; ++j) dst[dpos + j] += src[i + j];
+    } else {
+      T acc = 0;
+      for (std::size_t j = 0; j < inner; ++j) acc += src[i + j];
+      dst[dpos] += acc;
+    }
+    for (std::size_t k = r - 1; k-- > 0;) {  // advance the outer axes
+      dpos += dstride[k];
+      if (++idx[k] < src_shape[k]) break;
+      dpos -= dstride[k] * src_shape[k];
+      idx[k] = 0;
+    }
+  }
+}
+template void sum_to_accumulate<float>(float*, const Shape&, const float*, const Shape&);
+template void sum_to_accumulate<double>(double*, const Shape&, const double*, const Shape&);
+}  // namespace detail
+
 }  // namespace tapegrad

@@ -80,4 +80,9 @@ inline std::size_t normalize_axis(const char* op, long axis, std::size_t rank) {
   return normalize_axis_slow(op, axis, rank);  // negative (from the end) or out of range (throws)
 }
 
+namespace detail {
+// Raw dst += src, summed over the axes along which dst was broadcast to src_shape.
+template <class T> void sum_to_accumulate(T* dst, const Shape& dst_shape, const T* src, const Shape& src_shape);
+}  // namespace detail
+
 }  // namespace tapegrad

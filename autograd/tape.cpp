@@ -1,97 +1,16 @@
 #include "tapegrad/autograd/tape.hpp"
 
-#include <malloc.h>
-
 #include <algorithm>
 #include <atomic>
-#include <cmath>
-#include <cstdlib>
 #include <cstring>
 #include <functional>
-#include <sstream>
 
 #include "tapegrad/autograd/leaf.hpp"
+#include "tapegrad/autograd/op.hpp"
 
 namespace tapegrad {
 
-// ----- registry -----
-
 namespace {
-std::vector<const OpInfo*>& registry() {
-  static std::vector<const OpInfo*> ops;
-  return ops;
-}
-
-// glibc hands large freed blocks back to the OS and faults them in again on the next allocation; that
-// made xtensor's dot up to 5x slower than raw BLAS here. Keep blocks up to 32 MiB on the heap and the
-// heap's top untrimmed. TAPEGRAD_KEEP_MALLOC=1 leaves glibc's defaults alone.
-struct MallocTuning {
-  MallocTuning() {
-    if (const char* keep = std::getenv("TAPEGRAD_KEEP_MALLOC"); keep && *keep == '1') return;
-    mallopt(M_MMAP_THRESHOLD, 32 << 20);
-    mallopt(M_TRIM_THRESHOLD, 512 << 20);
-  }
-} malloc_tuning;
-}  // namespace
-
-const std::vector<const OpInfo*>& registered_ops() { return registry(); }
-detail::OpRegistrar::OpRegistrar(const OpInfo* op) { registry().push_back(op); }
-
-// ----- arena -----
-
-namespace detail {
-
-Arena::~Arena() {
-  for (auto& c : chunks_) std::free(c.base);
-}
-
-void* Arena::allocate_slow(std::size_t bytes) {
-  while (current_ < chunks_.size() && offset_ + bytes > chunks_[current_].size) {
-    ++current_;
-    offset_ = 0;
-  }
-  if (current_ == chunks_.size()) {
-    std::size_t size = std::max<std::size_t>(bytes, chunks_.empty() ? (1u << 20) : chunks_.back().size * 2);
-    char* base = static_cast<char*>(std::aligned_alloc(64, size));
-    if (!base) throw std::bad_alloc();
-    chunks_.push_back({base, size});
-    offset_ = 0;
-  }
-  void* p = chunks_[current_].base + offset_;
-  offset_ += bytes;
-  in_use_ += bytes;
-  return p;
-}
-
-std::size_t Arena::capacity() const {
-  std::size_t c = 0;
-  for (auto& ch : chunks_) c += ch.size;
-  return c;
-}
-
-void Arena::reset() {
-  peak_ = std::max(peak_, in_use_);
-  if (chunks_.size() > 1) {  // merge, so the next step of the same size fits one chunk
-    const std::size_t total = capacity();
-    for (auto& c : chunks_) std::free(c.base);
-    chunks_.clear();
-    char* base = static_cast<char*>(std::aligned_alloc(64, total));
-    if (!base) throw std::bad_alloc();
-    chunks_.push_back({base, total});
-  }
-  current_ = 0;
-  offset_ = 0;
-  in_use_ = 0;
-}
-
-}  // namespace detail
-
-// ----- tape -----
-
-
-namespace {
-thread_local bool t_grad_enabled = true;
-thread_local bool t_anomaly = false;
 // Epochs are unique across all tapes, so a leaf's cached (tape, epoch) can never match a newer tape
 // that happens to reuse an old tape's address.
 std::atomic<std::uint64_t> g_next_epoch{1};
@@ -185,181 +104,7 @@ std::uint32_t Tape::slot_for(const Tensor& t) {
   return leaf->slot;
 }
 
-std::string Tape::to_dot() const {
-  std::ostringstream os;
-  os << "digraph tape {\n  rankdir=TB;\n  node [fontname=\"Helvetica\", fontsize=10];\n";
-  std::vector<bool> used(slots_.size(), false);
-  for (std::size_t n = 0; n < nodes_.size(); ++n) {
-    const auto& node = nodes_[n];
-    os << "  n" << n << " [shape=box, style=filled, fillcolor=\"#dde8f7\", label=\"" << node.op->name << "\"];\n";
-    for (std::uint32_t k = 0; k < node.n_in; ++k) {
-      used[node.inputs()[k]] = true;
-      os << "  s" << node.inputs()[k] << " -> n" << n << ";\n";
-    }
-    used[node.out] = true;
-    os << "  n" << n << " -> s" << node.out << ";\n";
-  }
-  for (std::size_t i = 0; i < slots_.size(); ++i) {
-    if (!used[i]) continue;
-    const auto& s = slots_[i];
-    std::string label = s.shape.str();
-    if (s.leaf && !s.leaf->name.empty()) label = s.leaf->name + "\\n" + label;
-    os << "  s" << i << " [shape=ellipse, label=\"" << label << "\"";
-    if (s.leaf) os << ", style=filled, fillcolor=\"" << (s.requires_grad ? "#f7e3c4" : "#eeeeee") << "\"";
-    os << "];\n";
-  }
-  os << "}\n";
-  return os.str();
-}
-
-// ----- modes -----
-
-bool grad_enabled() { return t_grad_enabled; }
-NoGrad::NoGrad() : previous_(t_grad_enabled) { t_grad_enabled = false; }
-NoGrad::~NoGrad() { t_grad_enabled = previous_; }
-
-bool anomaly_enabled() { return t_anomaly; }
-DetectAnomaly::DetectAnomaly() : previous_(t_anomaly) { t_anomaly = true; }
-DetectAnomaly::~DetectAnomaly() { t_anomaly = previous_; }
-
-namespace {
-bool all_finite(const void* data, std::size_t n, DType d) {
-  return dispatch(d, [&](auto z) {
-    using T = decltype(z);
-    const T* p = static_cast<const T*>(data);
-    for (std::size_t i = 0; i < n; ++i)
-      if (!std::isfinite(p[i])) return false;
-    return true;
-  });
-}
-}  // namespace
-
-// ----- recording -----
-
-OpCall::OpCall(const OpInfo& op, std::initializer_list<const Tensor*> inputs) : op_(&op) {
-  if (inputs.size() <= 3) {
-    for (const Tensor* t : inputs) few_[n_in_++] = t;
-  } else {
-    many_.assign(inputs.begin(), inputs.end());
-    n_in_ = many_.size();
-  }
-  init();
-}
-
-OpCall::OpCall(const OpInfo& op, const std::vector<Tensor>& inputs) : op_(&op) {
-  many_.reserve(inputs.size());
-  for (const Tensor& t : inputs) many_.push_back(&t);
-  n_in_ = many_.size();
-  if (n_in_ == 0) throw Error(std::string(op.name) + ": needs at least one input");
-  init();
-}
-
-void OpCall::init() {
-  bool any_grad = false;
-  tape_ = &Tape::current();
-  for (std::size_t k = 0; k < n_in_; ++k) {
-    const Tensor& t = *input(k);
-    if (!t.defined()) throw Error(std::string(op_->name) + ": input " + std::to_string(k) + " is undefined");
-    if (t.tape() && t.tape() != tape_)
-      throw Error(std::string(op_->name) + ": input " + std::to_string(k) +
-                  " belongs to another thread's tape (or to a closed Tape::Scope)");
-    const DType d = t.dtype();  // validates a tape tensor (thread, epoch)
-    if (k == 0) dtype_ = d;
-    else if (d != dtype_)
-      throw Error(std::string(op_->name) + ": mixed dtypes: input 0 " + input(0)->shape().str() + " is " +
-                  dtype_name(dtype_) + ", input " + std::to_string(k) + " " + t.shape().str() + " is " + dtype_name(d));
-    any_grad = any_grad || t.requires_grad();
-  }
-  recording_ = any_grad && t_grad_enabled;
-  if (!recording_) return;
-  if (tape_->released()) {
-    for (std::size_t k = 0; k < n_in_; ++k)
-      if (!input(k)->is_leaf())
-        throw Error(std::string(op_->name) + ": input " + std::to_string(k) + " of shape " + input(k)->shape().str() +
-                    " belongs to a graph that backward() released; detach() it to carry it into a new graph");
-    tape_->begin_recording();
-  }
-  node_.op = op_;
-  node_.n_in = static_cast<std::uint32_t>(n_in_);
-  std::uint32_t* ids = node_.in_inline;
-  if (n_in_ > 3) ids = node_.in_ext = static_cast<std::uint32_t*>(tape_->allocate(n_in_ * sizeof(std::uint32_t)));
-  for (std::size_t k = 0; k < n_in_; ++k) ids[k] = tape_->slot_for(*input(k));
-}
-
-Tensor OpCall::output(const Shape& shape) {
-  if (!recording_) {
-    out_ = empty(shape, dtype_);
-    return out_;
-  }
-  const std::uint32_t id = tape_->new_slot(shape, dtype_);
-  auto& s = tape_->slot(id);
-  s.requires_grad = true;
-  s.producer = static_cast<std::int32_t>(tape_->num_nodes());
-  node_.out = id;
-  out_ = Tensor::from_slot(tape_, id, tape_->epoch());
-  return out_;
-}
-
-void* OpCall::save_bytes(std::size_t bytes) {
-  if (recording_) return tape_->allocate(bytes);
-  thread_local std::vector<std::unique_ptr<char[]>> spare;  // forward-only scratch, reused per thread
-  thread_local std::size_t next = 0;
-  if (next >= 64) next = 0;
-  if (spare.size() <= next) spare.resize(next + 1);
-  spare[next].reset(new char[bytes ? bytes : 1]);
-  return spare[next++].get();
-}
-
-void OpCall::record(BackwardFn backward, GraphBackwardFn graph_backward) {
-  if (t_anomaly && out_.defined() && !all_finite(out_.raw_data(), out_.numel(), dtype_)) {
-    std::string shapes;
-    for (std::size_t k = 0; k < n_in_; ++k) shapes += (k ? ", " : "") + input(k)->shape().str();
-    throw Error(std::string("anomaly: op '") + op_->name + "' produced a non-finite value in its output of shape " +
-                out_.shape().str() + " from inputs " + shapes);
-  }
-  if (!recording_) return;
-  node_.backward = backward;
-  node_.graph_backward = graph_backward;
-  tape_->push_node(node_);
-}
-
-// ----- backward -----
-
-void* BackwardCtx::grad_buffer(std::size_t i, bool* fresh) {
-  auto& s = tape_.slot(node_.inputs()[i]);
-  if (fresh) *fresh = false;
-  if (!s.grad) {
-    const std::size_t bytes = s.shape.numel() * dtype_size(s.dtype);
-    s.grad = tape_.allocate(bytes);
-    if (fresh) *fresh = true;  // the caller overwrites it all
-    else std::memset(s.grad, 0, bytes);
-  }
-  return s.grad;
-}
-
-bool BackwardCtx::defer(std::size_t i, DeferredFn fn, const DeferredUpdate& update) {
-  const auto& s = tape_.slot(node_.inputs()[i]);
-  if (!s.leaf || t_anomaly) return false;
-  tape_.defer({grad_buffer(i, nullptr), fn, update});
-  return true;
-}
-
-Tensor GraphCtx::in(std::size_t i) const {
-  const std::uint32_t id = node_.inputs()[i];
-  const auto& s = tape_.slot(id);
-  if (s.leaf) return Tensor::from_leaf(s.leaf->shared_from_this());
-  return Tensor::from_slot(&tape_, id, tape_.epoch());
-}
-
-Tensor GraphCtx::out() const { return Tensor::from_slot(&tape_, node_.out, tape_.epoch()); }
-
-void GraphCtx::accumulate(std::size_t i, const Tensor& g) {
-  if (!needs(i)) return;
-  const std::uint32_t id = node_.inputs()[i];
-  const Shape& s = tape_.slot(id).shape;
-  Tensor gi = g.shape() == s ? g : detail::graph_sum_to(g, s);
-  grads_[id] = grads_[id].defined() ? detail::graph_add(grads_[id], gi) : gi;
-}
+// ----- the sweep -----
 
 struct Engine {
   // Validates the root and returns its slot index; writes the seed into its gradient.
@@ -381,16 +126,6 @@ struct Engine {
     return root.slot_index();
   }
 
-  static void check_grads(Tape& tape, const detail::Node& node) {
-    for (std::uint32_t k = 0; k < node.n_in; ++k) {
-      const auto& s = tape.slot(node.inputs()[k]);
-      if (s.grad && !all_finite(s.grad, s.shape.numel(), s.dtype))
-        throw Error(std::string("anomaly: backward of op '") + node.op->name +
-                    "' produced a non-finite gradient for input " + std::to_string(k) + " of shape " + s.shape.str() +
-                    " (output " + tape.slot(node.out).shape.str() + ")");
-    }
-  }
-
   static void sweep_from(Tape& tape, std::int32_t start) {
     tape.deferred_.clear();
     for (std::int32_t n = start; n >= 0; --n) {
@@ -398,7 +133,7 @@ struct Engine {
       if (!tape.slots_[node.out].grad) continue;  // nothing flows through this node
       BackwardCtx ctx(tape, node);
       node.backward(ctx);
-      if (t_anomaly) check_grads(tape, node);
+      if (detail::anomaly_mode) detail::check_grads(tape, node);
     }
     run_deferred(tape);
   }
@@ -510,8 +245,8 @@ std::vector<Tensor> grad(const Tensor& root, const std::vector<Tensor>& xs, cons
   }
 
   // create_graph: the sweep runs each node's backward written in ops, recording it on this tape.
-  const bool previous = t_grad_enabled;
-  t_grad_enabled = true;
+  const bool previous = detail::grad_mode;
+  detail::grad_mode = true;
   try {
     std::vector<Tensor> g(tape.num_slots());
     const auto& rs = tape.slot(root_id);
@@ -528,63 +263,11 @@ std::vector<Tensor> grad(const Tensor& root, const std::vector<Tensor>& xs, cons
     for (std::size_t k = 0; k < xs.size(); ++k)
       result[k] = where[k] >= 0 && g[where[k]].defined() ? g[where[k]] : zeros(xs[k].shape(), xs[k].dtype());
   } catch (...) {
-    t_grad_enabled = previous;
+    detail::grad_mode = previous;
     throw;
   }
-  t_grad_enabled = previous;
+  detail::grad_mode = previous;
   return result;
 }
-
-// ----- broadcasting, undone -----
-
-namespace detail {
-template <class T> void sum_to_accumulate(T* dst, const Shape& dst_shape, const T* src, const Shape& src_shape) {
-  const std::size_t n = src_shape.numel();
-  if (dst_shape == src_shape) {
-    for (std::size_t i = 0; i < n; ++i) dst[i] += src[i];
-    return;
-  }
-  if (dst_shape.numel() == 1) {
-    T acc = 0;
-    for (std::size_t i = 0; i < n; ++i) acc += src[i];
-    dst[0] += acc;
-    return;
-  }
-  const std::size_t r = src_shape.rank();
-  if (dst_shape.rank() > r) throw Error("sum_to: cannot reduce " + src_shape.str() + " to " + dst_shape.str());
-  // dst strides aligned to src's axes, 0 where dst broadcasts.
-  std::array<std::size_t, Shape::max_rank> dstride{};
-  const auto ds = strides_of(dst_shape);
-  const std::size_t off = r - dst_shape.rank();
-  for (std::size_t k = 0; k < r; ++k) {
-    if (k < off) continue;
-    const std::size_t d = dst_shape[k - off];
-    if (d != 1 && d != src_shape[k]) throw Error("sum_to: cannot reduce " + src_shape.str() + " to " + dst_shape.str());
-    dstride[k] = d == 1 ? 0 : ds[k - off];
-  }
-  // Odometer over src, innermost axis in a tight loop.
-  std::array<std::size_t, Shape::max_rank> idx{};
-  const std::size_t inner = r ? src_shape[r - 1] : 1;
-  const std::size_t inner_stride = r ? dstride[r - 1] : 0;
-  std::size_t dpos = 0;
-  for (std::size_t i = 0; i < n; i += inner) {
-    if (inner_stride) {
-      for (std::size_t j = 0; j < inner; ++j) dst[dpos + j] += src[i + j];
-    } else {
-      T acc = 0;
-      for (std::size_t j = 0; j < inner; ++j) acc += src[i + j];
-      dst[dpos] += acc;
-    }
-    for (std::size_t k = r - 1; k-- > 0;) {  // advance the outer axes
-      dpos += dstride[k];
-      if (++idx[k] < src_shape[k]) break;
-      dpos -= dstride[k] * src_shape[k];
-      idx[k] = 0;
-    }
-  }
-}
-template void sum_to_accumulate<float>(float*, const Shape&, const float*, const Shape&);
-template void sum_to_accumulate<double>(double*, const Shape&, const double*, const Shape&);
-}  // namespace detail
 
 }  // namespace tapegrad

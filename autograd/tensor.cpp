@@ -1,5 +1,7 @@
 #include "tapegrad/autograd/tensor.hpp"
 
+#include <malloc.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -174,6 +176,11 @@ std::ostream& operator<<(std::ostream& os, const Tensor& t) {
   }
   if (values.size() > limit) os << "... (" << values.size() - limit << " more)\n";
   return os;
+}
+
+void tune_malloc() {
+  mallopt(M_MMAP_THRESHOLD, 32 << 20);
+  mallopt(M_TRIM_THRESHOLD, 512 << 20);
 }
 
 // ----- creation -----

@@ -19,6 +19,7 @@
 // additions of 24-bit numbers, for the sigmoid RNN and for a tanh RNN (LeCun "Xavier" init, the course's
 // best setting in 03), before and after training. sigmoid' <= 1/4 makes the sigmoid's gradient shrink faster with the distance T - t.
 #include <tapegrad/tapegrad.hpp>
+#include <tapegrad/nn/reference_bptt.hpp>
 
 #include <algorithm>
 #include <ctime>

@@ -8,7 +8,7 @@
 #include <xtensor/xmath.hpp>
 #include <xtensor/xnoalias.hpp>
 
-#include "tapegrad/autograd/tape.hpp"
+#include "tapegrad/autograd/op.hpp"
 #include "tapegrad/ops/kernels.hpp"
 
 namespace tapegrad {

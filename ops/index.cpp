@@ -6,7 +6,7 @@
 #include <cstring>
 #include <string>
 
-#include "tapegrad/autograd/tape.hpp"
+#include "tapegrad/autograd/op.hpp"
 #include "tapegrad/ops/shape.hpp"
 
 namespace tapegrad {

@@ -6,7 +6,7 @@
 #include <cstddef>
 #include <xtensor/xadapt.hpp>
 
-#include "tapegrad/autograd/tape.hpp"
+#include "tapegrad/autograd/op.hpp"
 
 namespace tapegrad::kernels {
 

@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "tapegrad/autograd/tape.hpp"
+#include "tapegrad/autograd/op.hpp"
 #include "tapegrad/ops/blas.hpp"
 #include "tapegrad/ops/shape.hpp"
 

@@ -9,7 +9,7 @@
 #include <xtensor/xmath.hpp>
 #include <xtensor/xnoalias.hpp>
 
-#include "tapegrad/autograd/tape.hpp"
+#include "tapegrad/autograd/op.hpp"
 #include "tapegrad/ops/activation.hpp"
 #include "tapegrad/ops/elementwise.hpp"
 #include "tapegrad/ops/kernels.hpp"

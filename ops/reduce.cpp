@@ -8,7 +8,7 @@
 #include <cstring>
 #include <string>
 
-#include "tapegrad/autograd/tape.hpp"
+#include "tapegrad/autograd/op.hpp"
 #include "tapegrad/ops/elementwise.hpp"
 #include "tapegrad/ops/kernels.hpp"
 #include "tapegrad/ops/shape.hpp"

@@ -7,7 +7,7 @@
 #include <cstring>
 #include <string>
 
-#include "tapegrad/autograd/tape.hpp"
+#include "tapegrad/autograd/op.hpp"
 #include "tapegrad/ops/kernels.hpp"
 #include "tapegrad/ops/reduce.hpp"
 

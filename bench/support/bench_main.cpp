@@ -7,11 +7,14 @@
 #include <cstdlib>
 #include <string>
 
+#include "tapegrad/autograd/tensor.hpp"
+
 #ifndef TAPEGRAD_BENCH_BUILD_TYPE
 #define TAPEGRAD_BENCH_BUILD_TYPE "unknown"
 #endif
 
 int main(int argc, char** argv) {
+  tapegrad::tune_malloc();
   benchmark::AddCustomContext("openblas_corename", openblas_get_corename());
   benchmark::AddCustomContext("openblas_num_threads", std::to_string(openblas_get_num_threads()));
   benchmark::AddCustomContext("openblas_config", openblas_get_config());

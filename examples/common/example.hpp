@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include <tapegrad/autograd/tensor.hpp>
 #include <tapegrad/ops/blas_info.hpp>
 
 namespace example {
@@ -21,6 +22,7 @@ namespace example {
 class Args {
  public:
   Args(int argc, char** argv, std::string usage) : usage_(std::move(usage)) {
+    tapegrad::tune_malloc();  // every example's main starts here
     for (int i = 1; i < argc; ++i) {
       std::string a = argv[i];
       if (a == "--help" || a == "-h") {

@@ -4,6 +4,18 @@ execute_process(COMMAND ${CMAKE_COMMAND} --install ${BUILD_DIR} --prefix ${WORK_
 if(rc)
   message(FATAL_ERROR "install failed: ${rc}")
 endif()
+# Only public headers are installed; the consumer's build below proves that none of them needs an internal one.
+set(include_dir ${WORK_DIR}/prefix/include/tapegrad)
+foreach(internal ops/kernels.hpp ops/blas.hpp autograd/leaf.hpp)
+  if(EXISTS ${include_dir}/${internal})
+    message(FATAL_ERROR "internal header installed: include/tapegrad/${internal}")
+  endif()
+endforeach()
+foreach(public tapegrad.hpp autograd/tape.hpp autograd/op.hpp nn/reference_bptt.hpp)
+  if(NOT EXISTS ${include_dir}/${public})
+    message(FATAL_ERROR "public header missing from the install: include/tapegrad/${public}")
+  endif()
+endforeach()
 execute_process(COMMAND ${CMAKE_COMMAND} -S ${SOURCE_DIR} -B ${WORK_DIR}/build -DCMAKE_PREFIX_PATH=${WORK_DIR}/prefix
                         -DCMAKE_BUILD_TYPE=Release "-DCMAKE_CXX_FLAGS=${CONSUMER_FLAGS}"
                         "-DCMAKE_EXE_LINKER_FLAGS=${CONSUMER_FLAGS}" RESULT_VARIABLE rc)

@@ -1,0 +1,142 @@
+#include "tapegrad/autograd/op.hpp"
+
+#include <memory>
+#include <string>
+
+#include "tapegrad/autograd/leaf.hpp"
+
+namespace tapegrad {
+
+namespace {
+std::vector<const OpInfo*>& registry() {
+  static std::vector<const OpInfo*> ops;
+  return ops;
+}
+}  // namespace
+
+const std::vector<const OpInfo*>& registered_ops() { return registry(); }
+detail::OpRegistrar::OpRegistrar(const OpInfo* op) { registry().push_back(op); }
+
+// ----- recording -----
+
+OpCall::OpCall(const OpInfo& op, std::initializer_list<const Tensor*> inputs) : op_(&op) {
+  if (inputs.size() <= 3) {
+    for (const Tensor* t : inputs) few_[n_in_++] = t;
+  } else {
+    many_.assign(inputs.begin(), inputs.end());
+    n_in_ = many_.size();
+  }
+  init();
+}
+
+OpCall::OpCall(const OpInfo& op, const std::vector<Tensor>& inputs) : op_(&op) {
+  many_.reserve(inputs.size());
+  for (const Tensor& t : inputs) many_.push_back(&t);
+  n_in_ = many_.size();
+  if (n_in_ == 0) throw Error(std::string(op.name) + ": needs at least one input");
+  init();
+}
+
+void OpCall::init() {
+  bool any_grad = false;
+  tape_ = &Tape::current();
+  for (std::size_t k = 0; k < n_in_; ++k) {
+    const Tensor& t = *input(k);
+    if (!t.defined()) throw Error(std::string(op_->name) + ": input " + std::to_string(k) + " is undefined");
+    if (t.tape() && t.tape() != tape_)
+      throw Error(std::string(op_->name) + ": input " + std::to_string(k) +
+                  " belongs to another thread's tape (or to a closed Tape::Scope)");
+    const DType d = t.dtype();  // validates a tape tensor (thread, epoch)
+    if (k == 0) dtype_ = d;
+    else if (d != dtype_)
+      throw Error(std::string(op_->name) + ": mixed dtypes: input 0 " + input(0)->shape().str() + " is " +
+                  dtype_name(dtype_) + ", input " + std::to_string(k) + " " + t.shape().str() + " is " + dtype_name(d));
+    any_grad = any_grad || t.requires_grad();
+  }
+  recording_ = any_grad && detail::grad_mode;
+  if (!recording_) return;
+  if (tape_->released()) {
+    for (std::size_t k = 0; k < n_in_; ++k)
+      if (!input(k)->is_leaf())
+        throw Error(std::string(op_->name) + ": input " + std::to_string(k) + " of shape " + input(k)->shape().str() +
+                    " belongs to a graph that backward() released; detach() it to carry it into a new graph");
+    tape_->begin_recording();
+  }
+  node_.op = op_;
+  node_.n_in = static_cast<std::uint32_t>(n_in_);
+  std::uint32_t* ids = node_.in_inline;
+  if (n_in_ > 3) ids = node_.in_ext = static_cast<std::uint32_t*>(tape_->allocate(n_in_ * sizeof(std::uint32_t)));
+  for (std::size_t k = 0; k < n_in_; ++k) ids[k] = tape_->slot_for(*input(k));
+}
+
+Tensor OpCall::output(const Shape& shape) {
+  if (!recording_) {
+    out_ = empty(shape, dtype_);
+    return out_;
+  }
+  const std::uint32_t id = tape_->new_slot(shape, dtype_);
+  auto& s = tape_->slot(id);
+  s.requires_grad = true;
+  s.producer = static_cast<std::int32_t>(tape_->num_nodes());
+  node_.out = id;
+  out_ = Tensor::from_slot(tape_, id, tape_->epoch());
+  return out_;
+}
+
+void* OpCall::save_bytes(std::size_t bytes) {
+  if (recording_) return tape_->allocate(bytes);
+  thread_local std::vector<std::unique_ptr<char[]>> spare;  // forward-only scratch, reused per thread
+  thread_local std::size_t next = 0;
+  if (next >= 64) next = 0;
+  if (spare.size() <= next) spare.resize(next + 1);
+  spare[next].reset(new char[bytes ? bytes : 1]);
+  return spare[next++].get();
+}
+
+void OpCall::record(BackwardFn backward, GraphBackwardFn graph_backward) {
+  if (detail::anomaly_mode) detail::check_output(op_->name, out_, inputs(), n_in_);
+  if (!recording_) return;
+  node_.backward = backward;
+  node_.graph_backward = graph_backward;
+  tape_->push_node(node_);
+}
+
+// ----- backward contexts -----
+
+void* BackwardCtx::grad_buffer(std::size_t i, bool* fresh) {
+  auto& s = tape_.slot(node_.inputs()[i]);
+  if (fresh) *fresh = false;
+  if (!s.grad) {
+    const std::size_t bytes = s.shape.numel() * dtype_size(s.dtype);
+    s.grad = tape_.allocate(bytes);
+    if (fresh) *fresh = true;  // the caller overwrites it all
+    else std::memset(s.grad, 0, bytes);
+  }
+  return s.grad;
+}
+
+bool BackwardCtx::defer(std::size_t i, DeferredFn fn, const DeferredUpdate& update) {
+  const auto& s = tape_.slot(node_.inputs()[i]);
+  if (!s.leaf || detail::anomaly_mode) return false;
+  tape_.defer({grad_buffer(i, nullptr), fn, update});
+  return true;
+}
+
+Tensor GraphCtx::in(std::size_t i) const {
+  const std::uint32_t id = node_.inputs()[i];
+  const auto& s = tape_.slot(id);
+  if (s.leaf) return Tensor::from_leaf(s.leaf->shared_from_this());
+  return Tensor::from_slot(&tape_, id, tape_.epoch());
+}
+
+Tensor GraphCtx::out() const { return Tensor::from_slot(&tape_, node_.out, tape_.epoch()); }
+
+void GraphCtx::accumulate(std::size_t i, const Tensor& g) {
+  if (!needs(i)) return;
+  const std::uint32_t id = node_.inputs()[i];
+  const Shape& s = tape_.slot(id).shape;
+  Tensor gi = g.shape() == s ? g : detail::graph_sum_to(g, s);
+  grads_[id] = grads_[id].defined() ? detail::graph_add(grads_[id], gi) : gi;
+}
+
+}  // namespace tapegrad

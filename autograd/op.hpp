@@ -1,0 +1,151 @@
+// The op author's API: registration, recording a call (OpCall) and the two backward contexts.
+// Forward and backward stand side by side:
+//
+//   Tensor tanh(const Tensor& x) {
+//     OpCall call(op_tanh, {&x});
+//     Tensor y = call.output(x.shape());
+//     ... y = tanh(x) ...
+//     call.record([](BackwardCtx& c) { /* gx += gy * (1 - y*y) */ },
+//                 [](GraphCtx& g) { g.accumulate(0, g.gout() * (1 - g.out() * g.out())); });
+//     return y;
+//   }
+#pragma once
+
+#include <cstddef>
+#include <cstring>
+#include <initializer_list>
+#include <vector>
+
+#include "tapegrad/autograd/tape.hpp"
+
+namespace tapegrad {
+
+// Every op declares itself once, with TAPEGRAD_OP below; the registry lets the op tests prove that
+// each registered op has a row in the op table.
+struct OpInfo {
+  const char* name;
+  const char* family;
+};
+const std::vector<const OpInfo*>& registered_ops();
+namespace detail {
+struct OpRegistrar {
+  explicit OpRegistrar(const OpInfo* op);
+};
+}  // namespace detail
+#define TAPEGRAD_OP(var, name, family)                 \
+  static const ::tapegrad::OpInfo var{name, family}; \
+  static const ::tapegrad::detail::OpRegistrar var##_registrar { &var }
+
+class OpCall {
+ public:
+  OpCall(const OpInfo& op, std::initializer_list<const Tensor*> inputs);
+  OpCall(const OpInfo& op, const std::vector<Tensor>& inputs);
+
+  const char* name() const { return op_->name; }
+  bool recording() const { return recording_; }
+  DType dtype() const { return dtype_; }
+  Tensor output(const Shape& shape);  // values uninitialised; tape tensor if recording, else owned
+  template <class T> T* save(std::size_t n) {  // memory for backward (arena; scratch if not recording)
+    return static_cast<T*>(save_bytes(n * sizeof(T)));
+  }
+  detail::Node& node() { return node_; }  // attributes: node().f[], node().i[], node().saved
+  void record(BackwardFn backward, GraphBackwardFn graph_backward = nullptr);
+
+ private:
+  void init();
+  void* save_bytes(std::size_t bytes);
+  const OpInfo* op_;
+  std::vector<const Tensor*> many_;
+  const Tensor* few_[3] = {nullptr, nullptr, nullptr};
+  std::size_t n_in_ = 0;
+  const Tensor* const* inputs() const { return many_.empty() ? few_ : many_.data(); }
+  const Tensor* input(std::size_t i) const { return inputs()[i]; }
+  DType dtype_ = DType::f32;
+  bool recording_ = false;
+  Tensor out_;
+  detail::Node node_;
+  Tape* tape_ = nullptr;
+};
+
+// What a backward function sees: raw, contiguous buffers of the inputs, output and output gradient.
+class BackwardCtx {
+ public:
+  BackwardCtx(Tape& tape, const detail::Node& node) : tape_(tape), node_(node) {}
+  const detail::Node& node() const { return node_; }
+  std::size_t num_inputs() const { return node_.n_in; }
+  DType dtype() const { return tape_.slot(node_.out).dtype; }
+  const Shape& in_shape(std::size_t i) const { return in_slot(i).shape; }
+  const Shape& out_shape() const { return tape_.slot(node_.out).shape; }
+  bool needs(std::size_t i) const { return in_slot(i).requires_grad; }
+  template <class T> const T* in(std::size_t i) const { return static_cast<const T*>(in_slot(i).data); }
+  template <class T> const T* out() const { return static_cast<const T*>(tape_.slot(node_.out).data); }
+  template <class T> const T* gout() const { return static_cast<const T*>(tape_.slot(node_.out).grad); }
+  // The input's gradient buffer (its shape), zero-filled on first use: accumulate into it with +=.
+  template <class T> T* grad(std::size_t i) { return static_cast<T*>(grad_buffer(i, nullptr)); }
+  // The same buffer for an op that writes every element of it in one pass. When the buffer is new,
+  // `fresh` is set and it is uninitialised: assign (=) instead of accumulating (+=), which saves its
+  // zero-fill. Ask for it right before that pass: an input used twice by one op gets the same buffer,
+  // no longer fresh, the second time.
+  template <class T> T* grad_for_write(std::size_t i, bool& fresh) { return static_cast<T*>(grad_buffer(i, &fresh)); }
+  // += g summed down to the input's shape: the one place where broadcasting is undone.
+  template <class T> void accumulate(std::size_t i, const T* g, const Shape& g_shape);
+  template <class T> T* scratch(std::size_t n) { return static_cast<T*>(tape_.allocate(n * sizeof(T))); }
+  // Hands the engine an update of input i's gradient to run after the sweep, together with the other
+  // updates of the same buffer by the same fn: matmul turns many thin dW += a^T g (one per time step at
+  // batch 1) into one GEMM over all their rows, as a hand-written BPTT does. Only for leaves (nothing
+  // reads their gradient during the sweep) and outside anomaly mode; returns false otherwise, and the op
+  // then does the update itself. a and g must live until the sweep ends (tape memory does).
+  bool defer(std::size_t i, DeferredFn fn, const DeferredUpdate& update);
+
+ private:
+  const detail::Slot& in_slot(std::size_t i) const { return tape_.slot(node_.inputs()[i]); }
+  void* grad_buffer(std::size_t i, bool* fresh);
+  Tape& tape_;
+  const detail::Node& node_;
+};
+
+// What a create_graph backward sees: the same values as tensors, so its arithmetic is recorded too.
+class GraphCtx {
+ public:
+  GraphCtx(Tape& tape, const detail::Node& node, const Tensor& gout, std::vector<Tensor>& grads)
+      : tape_(tape), node_(node), gout_(gout), grads_(grads) {}
+  const detail::Node& node() const { return node_; }
+  std::size_t num_inputs() const { return node_.n_in; }
+  const Shape& in_shape(std::size_t i) const { return tape_.slot(node_.inputs()[i]).shape; }
+  bool needs(std::size_t i) const { return tape_.slot(node_.inputs()[i]).requires_grad; }
+  Tensor in(std::size_t i) const;
+  Tensor out() const;
+  const Tensor& gout() const { return gout_; }
+  void accumulate(std::size_t i, const Tensor& g);  // summed down to the input's shape by the engine
+
+ private:
+  Tape& tape_;
+  const detail::Node& node_;
+  Tensor gout_;
+  std::vector<Tensor>& grads_;
+};
+
+// Hooks the engine needs from the op families (defined in ops/): the differentiable sum down to a
+// broadcast input's shape, and the sum of two gradients, used by create_graph backward.
+namespace detail {
+Tensor graph_sum_to(const Tensor& g, const Shape& shape);
+Tensor graph_add(const Tensor& a, const Tensor& b);
+}  // namespace detail
+
+template <class T>
+void BackwardCtx::accumulate(std::size_t i, const T* g, const Shape& g_shape) {
+  if (g_shape == in_shape(i)) {
+    bool fresh = false;
+    T* d = grad_for_write<T>(i, fresh);
+    const std::size_t n = g_shape.numel();
+    if (fresh) {
+      std::memcpy(d, g, n * sizeof(T));
+    } else {
+      for (std::size_t k = 0; k < n; ++k) d[k] += g[k];
+    }
+    return;
+  }
+  detail::sum_to_accumulate<T>(grad<T>(i), in_shape(i), g, g_shape);
+}
+
+}  // namespace tapegrad
