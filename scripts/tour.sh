@@ -17,7 +17,7 @@ if [[ -z "${OPENBLAS_CORETYPE:-}" ]]; then
   core=$(bash scripts/blas-core.sh)
   [[ -z "$core" ]] || export OPENBLAS_CORETYPE="$core"
 fi
-echo "tour: OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-(unset: OpenBLAS's own detection)}"
+echo "tour: OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset, OpenBLAS detects the core itself}"
 out=out/tour
 mkdir -p "$out"
 summary="$out/summary.md"
