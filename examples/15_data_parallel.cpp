@@ -181,7 +181,8 @@ int run(const example::Args& args) {
   const bool pass = test_mse < target;
   if (rank == 0) {
     curve->close();
-    std::printf("\n%d process(es): test MSE %.5f (%s), %.1f s, %.1f steps/s, allreduce %.1f%% of the time (rank 0)\n",
+    std::printf("\n%d process(es): test MSE %.5f (%s), %.1f s, %.1f steps/s; in allreduce_gradients (with waiting for "
+                "the other ranks) %.1f%% of the time (rank 0)\n",
                 size, test_mse, pass ? "< target" : "ABOVE TARGET", seconds, double(steps) / seconds,
                 100.0 * t_allreduce / seconds);
     std::printf("weights identical on every rank (checksum %.17g)\n", checksum);
