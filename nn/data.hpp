@@ -30,7 +30,7 @@ struct ReadOptions {
   bool skip_empty_lines = true;
   // Limits, each an Error naming the file and the limit: bytes read in all, number of pairs, bytes of one
   // line (a line is held whole; a file without newlines stops here, not at the end of memory).
-  std::uint64_t max_bytes = std::uint64_t(1) << 30;  // 1 GiB (several GiB of pairs in memory)
+  std::uint64_t max_bytes = std::uint64_t(1) << 32;  // 4 GiB
   std::size_t max_pairs = 50'000'000;
   std::size_t max_line_bytes = std::size_t(1) << 20;  // 1 MiB
 };
