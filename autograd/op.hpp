@@ -1,12 +1,12 @@
 // The op author's API: registration, recording a call (OpCall) and the two backward contexts.
-// Forward and backward stand side by side:
+// Forward and backward stand side by side (a worked example: docs/ARCHITECTURE.md, "How to add an op"):
 //
-//   Tensor tanh(const Tensor& x) {
-//     OpCall call(op_tanh, {&x});
-//     Tensor y = call.output(x.shape());
-//     ... y = tanh(x) ...
-//     call.record([](BackwardCtx& c) { /* gx += gy * (1 - y*y) */ },
-//                 [](GraphCtx& g) { g.accumulate(0, g.gout() * (1 - g.out() * g.out())); });
+//   Tensor f(const Tensor& x) {
+//     OpCall call(op_f, {&x});                     // checks the inputs, decides whether to record
+//     Tensor y = call.output(x.shape());           // tape memory when recording, else owned
+//     ... y = f(x); call.attrs<FAttrs>() = {...} if backward needs attributes ...
+//     call.record([](BackwardCtx& c) { /* gx += gy * f'(x), on raw buffers */ },
+//                 [](GraphCtx& g) { /* the same with ops, for create_graph */ });
 //     return y;
 //   }
 #pragma once
@@ -105,8 +105,8 @@ class BackwardCtx {
   template <class T> void accumulate(std::size_t i, const T* g, const Shape& g_shape);
   template <class T> T* scratch(std::size_t n) { return static_cast<T*>(tape_.allocate(n * sizeof(T))); }
   // Hands the engine an update of input i's gradient to run after the sweep, together with the other
-  // updates of the same buffer by the same fn: matmul turns many thin dW += a^T g (one per time step at
-  // batch 1) into one GEMM over all their rows, as a hand-written BPTT does. Only for leaves (nothing
+  // updates of the same buffer by the same fn, so that an op can merge many small updates (thin products
+  // of a batch-1 recurrence) into one large one, as a hand-written BPTT does. Only for leaves (nothing
   // reads their gradient during the sweep) and outside anomaly mode; returns false otherwise, and the op
   // then does the update itself. The payload (the op's own description of the update) and what it points
   // to must live until the sweep ends: tape memory (scratch) does.

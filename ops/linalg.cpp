@@ -1,5 +1,5 @@
 // Linalg family: matmul through cblas. One node per product; backward accumulates straight into the
-// gradient buffers with beta = 1 (dA += dC B^T, dB += A^T dC). A 1-row product runs as gemv (forward,
+// gradient buffers (dA += dC B^T, dB += A^T dC; beta = 0 into a fresh buffer). 1-row: gemv (forward,
 // dA) and ger (dB), or as plain loops when the matrix is small: OpenBLAS 0.3.21 does not route 1-row gemm
 // to gemv, and is 3-4x slower there.
 #include "tapegrad/ops/linalg.hpp"

@@ -1,5 +1,5 @@
 // Reduction family: sum, mean, max over axes (keepdims), and sum_to, the engine's un-broadcast.
-// The reduced axes travel on the node as a bitmask (i[0]) with keepdims (i[1]); a reduction's output,
+// The reduced axes travel in the op's attributes as a bitmask (bit k: axis k); a reduction's output,
 // with or without keepdims, has the memory layout of the input's shape with 1 on every reduced axis.
 #include "tapegrad/ops/reduce.hpp"
 
