@@ -1,5 +1,6 @@
 // Where a graph's values live: tensor slots in blocks that never move, and the bump arena that holds
-// their values, gradients and the ops' saved state, reset in O(1) when the next graph starts.
+// their values, gradients and the ops' saved state, reset in O(1) when the next graph starts. (arena.cpp
+// also holds the per-thread block pool of owned tensors, detail::make_leaf.)
 #pragma once
 
 #include <cstddef>

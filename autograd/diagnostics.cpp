@@ -21,12 +21,13 @@ bool all_finite(const void* data, std::size_t n, DType d) {
 }
 }  // namespace
 
-void detail::check_output(const char* op, const Tensor& out, const Tensor* const* inputs, std::size_t n_in) {
-  if (!out.defined() || all_finite(out.raw_data(), out.numel(), out.dtype())) return;
+void detail::check_output(const char* op, const void* out, const Shape& out_shape, DType dtype,
+                          const Tensor* const* inputs, std::size_t n_in) {
+  if (all_finite(out, out_shape.numel(), dtype)) return;
   std::string shapes;
   for (std::size_t k = 0; k < n_in; ++k) shapes += (k ? ", " : "") + inputs[k]->shape().str();
   throw Error(std::string("anomaly: op '") + op + "' produced a non-finite value in its output of shape " +
-              out.shape().str() + " from inputs " + shapes);
+              out_shape.str() + " from inputs " + shapes);
 }
 
 void detail::check_grads(const Tape& tape, const Node& node) {

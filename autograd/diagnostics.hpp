@@ -46,7 +46,8 @@ namespace detail {
 struct Node;
 // Anomaly checks: an op's output (inputs named in the message), and a node's input gradients after its
 // backward ran.
-void check_output(const char* op, const Tensor& out, const Tensor* const* inputs, std::size_t n_in);
+void check_output(const char* op, const void* out, const Shape& out_shape, DType dtype, const Tensor* const* inputs,
+                  std::size_t n_in);
 void check_grads(const Tape& tape, const Node& node);
 }  // namespace detail
 

@@ -11,7 +11,7 @@ namespace tapegrad::detail {
 struct LeafImpl : std::enable_shared_from_this<LeafImpl> {
   Shape shape;
   DType dtype = DType::f32;
-  std::shared_ptr<void> owner;  // keeps `data` alive: our own aligned buffer, or an adopted container
+  std::shared_ptr<void> owner;  // keeps an adopted container's `data` alive; empty for the leaf's own buffer
   void* data = nullptr;
   bool requires_grad = false;
   std::shared_ptr<LeafImpl> grad;  // an owned tensor of the same shape, allocated on first use
@@ -22,7 +22,7 @@ struct LeafImpl : std::enable_shared_from_this<LeafImpl> {
   std::uint32_t slot = 0;
 };
 
-// An owned, 64-byte aligned buffer of `bytes` (uninitialised).
+// A leaf with its own 64-byte aligned buffer (uninitialised), in one block with the leaf.
 std::shared_ptr<LeafImpl> make_leaf(const Shape& shape, DType dtype);
 
 }  // namespace tapegrad::detail

@@ -71,30 +71,45 @@ void OpCall::init() {
 
 Tensor OpCall::output(const Shape& shape) {
   if (!recording_) {
-    out_ = empty(shape, dtype_);
-    return out_;
+    Tensor out = empty(shape, dtype_);
+    out_data_ = out.raw_data();
+    out_shape_ = &out.shape();
+    return out;
   }
   const std::uint32_t id = tape_->new_slot(shape, dtype_);
   auto& s = tape_->slot(id);
   s.requires_grad = true;
   s.producer = static_cast<std::int32_t>(tape_->num_nodes());
   node_.out = id;
-  out_ = Tensor::from_slot(tape_, id, tape_->epoch());
-  return out_;
+  out_data_ = s.data;
+  out_shape_ = &s.shape;
+  return Tensor::from_slot(tape_, id, tape_->epoch());
 }
+
+// Forward-only scratch: one arena per thread, reset when the last OpCall using it ends (ops may nest).
+namespace {
+struct Scratch {
+  detail::Arena arena;
+  int users = 0;
+};
+thread_local Scratch t_scratch;
+}  // namespace
 
 void* OpCall::save_bytes(std::size_t bytes) {
   if (recording_) return tape_->allocate(bytes);
-  thread_local std::vector<std::unique_ptr<char[]>> spare;  // forward-only scratch, reused per thread
-  thread_local std::size_t next = 0;
-  if (next >= 64) next = 0;
-  if (spare.size() <= next) spare.resize(next + 1);
-  spare[next].reset(new char[bytes ? bytes : 1]);
-  return spare[next++].get();
+  if (!scratch_) {
+    scratch_ = true;
+    ++t_scratch.users;
+  }
+  return t_scratch.arena.allocate(bytes);
+}
+
+OpCall::~OpCall() {
+  if (scratch_ && --t_scratch.users == 0) t_scratch.arena.reset();
 }
 
 void OpCall::record(BackwardFn backward, GraphBackwardFn graph_backward) {
-  if (detail::anomaly_mode) detail::check_output(op_->name, out_, inputs(), n_in_);
+  if (detail::anomaly_mode && out_shape_) detail::check_output(op_->name, out_data_, *out_shape_, dtype_, inputs(), n_in_);
   if (!recording_) return;
   node_.backward = backward;
   node_.graph_backward = graph_backward;
@@ -115,10 +130,10 @@ void* BackwardCtx::grad_buffer(std::size_t i, bool* fresh) {
   return s.grad;
 }
 
-bool BackwardCtx::defer(std::size_t i, DeferredFn fn, const DeferredUpdate& update) {
+bool BackwardCtx::defer(std::size_t i, DeferredFn fn, const void* payload) {
   const auto& s = tape_.slot(node_.inputs()[i]);
   if (!s.leaf || detail::anomaly_mode) return false;
-  tape_.defer({grad_buffer(i, nullptr), fn, update});
+  tape_.defer({grad_buffer(i, nullptr), fn, payload});
   return true;
 }
 

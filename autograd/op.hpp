@@ -1,12 +1,12 @@
 // The op author's API: registration, recording a call (OpCall) and the two backward contexts.
-// Forward and backward stand side by side:
+// Forward and backward stand side by side (a worked example: docs/ARCHITECTURE.md, "How to add an op"):
 //
-//   Tensor tanh(const Tensor& x) {
-//     OpCall call(op_tanh, {&x});
-//     Tensor y = call.output(x.shape());
-//     ... y = tanh(x) ...
-//     call.record([](BackwardCtx& c) { /* gx += gy * (1 - y*y) */ },
-//                 [](GraphCtx& g) { g.accumulate(0, g.gout() * (1 - g.out() * g.out())); });
+//   Tensor f(const Tensor& x) {
+//     OpCall call(op_f, {&x});                     // checks the inputs, decides whether to record
+//     Tensor y = call.output(x.shape());           // tape memory when recording, else owned
+//     ... y = f(x); call.attrs<FAttrs>() = {...} if backward needs attributes ...
+//     call.record([](BackwardCtx& c) { /* gx += gy * f'(x), on raw buffers */ },
+//                 [](GraphCtx& g) { /* the same with ops, for create_graph */ });
 //     return y;
 //   }
 #pragma once
@@ -14,6 +14,8 @@
 #include <cstddef>
 #include <cstring>
 #include <initializer_list>
+#include <new>
+#include <type_traits>
 #include <vector>
 
 #include "tapegrad/autograd/tape.hpp"
@@ -40,15 +42,24 @@ class OpCall {
  public:
   OpCall(const OpInfo& op, std::initializer_list<const Tensor*> inputs);
   OpCall(const OpInfo& op, const std::vector<Tensor>& inputs);
+  ~OpCall();
+  OpCall(const OpCall&) = delete;
+  OpCall& operator=(const OpCall&) = delete;
 
   const char* name() const { return op_->name; }
   bool recording() const { return recording_; }
   DType dtype() const { return dtype_; }
   Tensor output(const Shape& shape);  // values uninitialised; tape tensor if recording, else owned
-  template <class T> T* save(std::size_t n) {  // memory for backward (arena; scratch if not recording)
-    return static_cast<T*>(save_bytes(n * sizeof(T)));
+  // The op's attributes and saved values: a struct of its own, made here once per call and read back by
+  // its backward as ctx.attrs<A>(). It lives in the tape's arena (per-thread scratch, reused, when not
+  // recording), so it must be trivially destructible: arrays in it are pointers from save<T>(n).
+  template <class A> A& attrs() {
+    static_assert(std::is_trivially_destructible_v<A>, "op attributes live in the arena: no destructor runs");
+    A* a = new (save_bytes(sizeof(A))) A{};
+    node_.attrs = a;
+    return *a;
   }
-  detail::Node& node() { return node_; }  // attributes: node().f[], node().i[], node().saved
+  template <class T> T* save(std::size_t n) { return static_cast<T*>(save_bytes(n * sizeof(T))); }
   void record(BackwardFn backward, GraphBackwardFn graph_backward = nullptr);
 
  private:
@@ -62,7 +73,9 @@ class OpCall {
   const Tensor* input(std::size_t i) const { return inputs()[i]; }
   DType dtype_ = DType::f32;
   bool recording_ = false;
-  Tensor out_;
+  bool scratch_ = false;  // holds per-thread scratch (not recording)
+  const void* out_data_ = nullptr;  // the output, for anomaly mode's check in record()
+  const Shape* out_shape_ = nullptr;
   detail::Node node_;
   Tape* tape_ = nullptr;
 };
@@ -72,6 +85,7 @@ class BackwardCtx {
  public:
   BackwardCtx(Tape& tape, const detail::Node& node) : tape_(tape), node_(node) {}
   const detail::Node& node() const { return node_; }
+  template <class A> const A& attrs() const { return *static_cast<const A*>(node_.attrs); }
   std::size_t num_inputs() const { return node_.n_in; }
   DType dtype() const { return tape_.slot(node_.out).dtype; }
   const Shape& in_shape(std::size_t i) const { return in_slot(i).shape; }
@@ -91,11 +105,12 @@ class BackwardCtx {
   template <class T> void accumulate(std::size_t i, const T* g, const Shape& g_shape);
   template <class T> T* scratch(std::size_t n) { return static_cast<T*>(tape_.allocate(n * sizeof(T))); }
   // Hands the engine an update of input i's gradient to run after the sweep, together with the other
-  // updates of the same buffer by the same fn: matmul turns many thin dW += a^T g (one per time step at
-  // batch 1) into one GEMM over all their rows, as a hand-written BPTT does. Only for leaves (nothing
+  // updates of the same buffer by the same fn, so that an op can merge many small updates (thin products
+  // of a batch-1 recurrence) into one large one, as a hand-written BPTT does. Only for leaves (nothing
   // reads their gradient during the sweep) and outside anomaly mode; returns false otherwise, and the op
-  // then does the update itself. a and g must live until the sweep ends (tape memory does).
-  bool defer(std::size_t i, DeferredFn fn, const DeferredUpdate& update);
+  // then does the update itself. The payload (the op's own description of the update) and what it points
+  // to must live until the sweep ends: tape memory (scratch) does.
+  bool defer(std::size_t i, DeferredFn fn, const void* payload);
 
  private:
   const detail::Slot& in_slot(std::size_t i) const { return tape_.slot(node_.inputs()[i]); }
@@ -110,6 +125,7 @@ class GraphCtx {
   GraphCtx(Tape& tape, const detail::Node& node, const Tensor& gout, std::vector<Tensor>& grads)
       : tape_(tape), node_(node), gout_(gout), grads_(grads) {}
   const detail::Node& node() const { return node_; }
+  template <class A> const A& attrs() const { return *static_cast<const A*>(node_.attrs); }
   std::size_t num_inputs() const { return node_.n_in; }
   const Shape& in_shape(std::size_t i) const { return tape_.slot(node_.inputs()[i]).shape; }
   bool needs(std::size_t i) const { return tape_.slot(node_.inputs()[i]).requires_grad; }

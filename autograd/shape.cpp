@@ -52,10 +52,11 @@ std::array<std::size_t, Shape::max_rank> strides_of(const Shape& s) {
   return st;
 }
 
-std::size_t normalize_axis_slow(const char* op, long axis, std::size_t rank) {
-  const long r = static_cast<long>(rank);
+std::size_t normalize_axis_slow(const char* op, long axis, const Shape& s) {
+  const long r = static_cast<long>(s.rank());
   if (axis < -r || axis >= r)
-    throw Error(std::string(op) + ": axis " + std::to_string(axis) + " out of range for rank " + std::to_string(rank));
+    throw Error(std::string(op) + ": axis " + std::to_string(axis) + " out of range for input of shape " + s.str() +
+                " (rank " + std::to_string(r) + ")");
   return static_cast<std::size_t>(axis < 0 ? axis + r : axis);
 }
 

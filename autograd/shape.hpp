@@ -73,11 +73,11 @@ Shape broadcast_shapes(const char* op, const Shape& a, const Shape& b);
 // Row-major contiguous strides of a shape.
 std::array<std::size_t, Shape::max_rank> strides_of(const Shape& s);
 
-// Normalise a possibly negative axis; throws naming `op` when out of range.
-std::size_t normalize_axis_slow(const char* op, long axis, std::size_t rank);
-inline std::size_t normalize_axis(const char* op, long axis, std::size_t rank) {
-  if (axis >= 0 && static_cast<std::size_t>(axis) < rank) return static_cast<std::size_t>(axis);
-  return normalize_axis_slow(op, axis, rank);  // negative (from the end) or out of range (throws)
+// An axis of shape s, negative counting from the end; out of range throws, naming `op` and the shape.
+std::size_t normalize_axis_slow(const char* op, long axis, const Shape& s);
+inline std::size_t normalize_axis(const char* op, long axis, const Shape& s) {
+  if (axis >= 0 && static_cast<std::size_t>(axis) < s.rank()) return static_cast<std::size_t>(axis);
+  return normalize_axis_slow(op, axis, s);
 }
 
 namespace detail {

@@ -146,11 +146,11 @@ struct Engine {
       if (x.grad != y.grad) return std::less<void*>()(x.grad, y.grad);
       return std::less<DeferredFn>()(x.fn, y.fn);
     });
-    thread_local std::vector<DeferredUpdate> group;
+    thread_local std::vector<const void*> group;
     for (std::size_t i = 0; i < d.size();) {
       std::size_t j = i;
       group.clear();
-      for (; j < d.size() && d[j].grad == d[i].grad && d[j].fn == d[i].fn; ++j) group.push_back(d[j].update);
+      for (; j < d.size() && d[j].grad == d[i].grad && d[j].fn == d[i].fn; ++j) group.push_back(d[j].payload);
       d[i].fn(d[i].grad, group.data(), group.size());
       i = j;
     }

@@ -25,14 +25,9 @@ class GraphCtx;
 using BackwardFn = void (*)(BackwardCtx&);
 using GraphBackwardFn = void (*)(GraphCtx&);
 
-// A gradient update an op hands the engine to run after the sweep (BackwardCtx::defer): the op's own
-// operands (a, g and their sizes), and the function that applies a group of them to one gradient buffer.
-struct DeferredUpdate {
-  const void* a;
-  const void* g;
-  std::size_t m, k, n;
-};
-using DeferredFn = void (*)(void* grad, const DeferredUpdate* updates, std::size_t count);
+// A gradient update an op hands the engine to run after the sweep (BackwardCtx::defer): fn applies a
+// group of updates to one gradient buffer, each described by an op-owned payload in tape memory.
+using DeferredFn = void (*)(void* grad, const void* const* payloads, std::size_t count);
 
 namespace detail {
 struct Node {
@@ -43,9 +38,7 @@ struct Node {
   std::uint32_t n_in = 0;
   std::uint32_t in_inline[3] = {0, 0, 0};
   std::uint32_t* in_ext = nullptr;  // arena array when an op has more than 3 inputs
-  double f[2] = {0, 0};             // small attributes (scalars, axes, flags) ...
-  std::int64_t i[4] = {0, 0, 0, 0};
-  void* saved = nullptr;            // ... and larger ones, in the arena
+  const void* attrs = nullptr;      // the op's attributes and saved values (OpCall::attrs), in the arena
   const std::uint32_t* inputs() const { return n_in <= 3 ? in_inline : in_ext; }
 };
 }  // namespace detail
@@ -84,7 +77,7 @@ class Tape {
   struct Deferred {
     void* grad;
     DeferredFn fn;
-    DeferredUpdate update;
+    const void* payload;
   };
   void defer(const Deferred& d) { deferred_.push_back(d); }
   void release();  // after a backward without retain: the graph is gone, values readable until next graph

@@ -9,25 +9,12 @@
 #include <cstring>
 #include <iomanip>
 #include <ostream>
+#include <vector>
 
 #include "tapegrad/autograd/leaf.hpp"
 #include "tapegrad/autograd/tape.hpp"
 
 namespace tapegrad {
-
-namespace detail {
-std::shared_ptr<LeafImpl> make_leaf(const Shape& shape, DType dtype) {
-  auto leaf = std::make_shared<LeafImpl>();
-  leaf->shape = shape;
-  leaf->dtype = dtype;
-  const std::size_t bytes = std::max<std::size_t>(shape.numel() * dtype_size(dtype), 1);
-  void* p = std::aligned_alloc(64, (bytes + 63) / 64 * 64);
-  if (!p) throw std::bad_alloc();
-  leaf->owner = std::shared_ptr<void>(p, std::free);
-  leaf->data = p;
-  return leaf;
-}
-}  // namespace detail
 
 namespace {
 std::atomic<DType> g_default_dtype{DType::f32};
@@ -81,7 +68,7 @@ void Tensor::throw_dtype(DType wanted) const {
 
 bool Tensor::leaf_requires_grad() const { return leaf_->requires_grad; }
 
-std::size_t Tensor::size(long axis) const { return shape()[normalize_axis("size", axis, rank())]; }
+std::size_t Tensor::size(long axis) const { return shape()[normalize_axis("size", axis, shape())]; }
 
 Tensor& Tensor::requires_grad_(bool on) {
   if (!leaf_) throw Error("requires_grad_: only owned (leaf) tensors can change requires_grad; use detach()");
@@ -160,6 +147,8 @@ Tensor& Tensor::set_name(const std::string& name) {
 }
 
 std::string Tensor::name() const { return leaf_ ? leaf_->name : std::string(); }
+
+std::string shape_str(const Tensor& t) { return t.defined() ? t.shape().str() : std::string("(undefined)"); }
 
 std::ostream& operator<<(std::ostream& os, const Tensor& t) {
   if (!t.defined()) return os << "Tensor(undefined)";

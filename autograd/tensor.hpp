@@ -107,6 +107,8 @@ class Tensor {
 };
 
 std::ostream& operator<<(std::ostream& os, const Tensor& t);
+// The shape for an error message: "(2, 3)", or "(undefined)".
+std::string shape_str(const Tensor& t);
 
 // The dtype used when a creation function is not told one (float32 unless changed).
 DType default_dtype();

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <string>
 #include <vector>
 #include <xtensor/xmath.hpp>
@@ -26,22 +27,11 @@ TAPEGRAD_OP(op_log_softmax, "log_softmax", "activation");
 
 namespace {
 
+using kernels::unary_grad;
 
-// gx += h(gy, x, y) elementwise.
-template <class H> void unary_grad(BackwardCtx& c, H h) {
-  dispatch(c.dtype(), [&](auto z) {
-    using T = decltype(z);
-    bool fresh = false;
-    T* gx = c.grad_for_write<T>(0, fresh);
-    const T *gy = c.gout<T>(), *x = c.in<T>(0), *y = c.out<T>();
-    const std::size_t n = c.out_shape().numel();
-    if (fresh) {
-      for (std::size_t i = 0; i < n; ++i) gx[i] = h(gy[i], x[i], y[i]);
-    } else {
-      for (std::size_t i = 0; i < n; ++i) gx[i] += h(gy[i], x[i], y[i]);
-    }
-  });
-}
+struct AxisAttrs {
+  std::size_t axis;
+};
 
 // The tensor seen as (outer, n, inner) around the softmax axis: rows of length n, stride inner.
 struct Along {
@@ -57,30 +47,10 @@ Along along(const Shape& s, std::size_t axis) {
   return a;
 }
 
-std::size_t checked_axis(const char* op, const Tensor& x, long axis) {
-  const long r = static_cast<long>(x.rank());
-  if (axis < -r || axis >= r)
-    throw Error(std::string(op) + ": axis " + std::to_string(axis) + " out of range for input of shape " + x.shape().str() +
-                " (rank " + std::to_string(r) + ")");
-  return static_cast<std::size_t>(axis < 0 ? axis + r : axis);
-}
-
-// Row reductions with 8 independent accumulators: the compiler vectorises them, where one accumulator
-// is a serial chain of dependent adds (about 7x slower on rows of 1024).
-template <class T> T lanes_dot(const T* a, const T* b, std::size_t n) {  // b == nullptr: plain sum
-  T acc[8] = {};
-  std::size_t i = 0;
-  if (b) {
-    for (; i + 8 <= n; i += 8)
-      for (std::size_t k = 0; k < 8; ++k) acc[k] += a[i + k] * b[i + k];
-  } else {
-    for (; i + 8 <= n; i += 8)
-      for (std::size_t k = 0; k < 8; ++k) acc[k] += a[i + k];
-  }
-  T s = 0;
-  for (; i < n; ++i) s += b ? a[i] * b[i] : a[i];
-  for (std::size_t k = 0; k < 8; ++k) s += acc[k];
-  return s;
+// sum_i a_i b_i (b == nullptr: sum_i a_i), vectorised.
+template <class T> T lanes_dot(const T* a, const T* b, std::size_t n) {
+  if (!b) return kernels::lanes_reduce(n, T(0), [a](std::size_t i) { return a[i]; }, std::plus<T>());
+  return kernels::lanes_reduce(n, T(0), [a, b](std::size_t i) { return a[i] * b[i]; }, std::plus<T>());
 }
 
 // softmax (Log = false) or log_softmax (Log = true) along the axis; the maximum is subtracted first.
@@ -254,9 +224,9 @@ Tensor log_sigmoid(const Tensor& x) {
 
 // d softmax(x) = y * (dy - sum_axis(dy * y))
 Tensor softmax(const Tensor& x, long axis) {
-  const std::size_t ax = checked_axis("softmax", x, axis);
+  const std::size_t ax = normalize_axis("softmax", axis, x.shape());
   OpCall call(op_softmax, {&x});
-  call.node().i[0] = static_cast<std::int64_t>(ax);
+  call.attrs<AxisAttrs>().axis = ax;
   Tensor y = call.output(x.shape());
   dispatch(call.dtype(), [&](auto z) {
     using T = decltype(z);
@@ -266,11 +236,11 @@ Tensor softmax(const Tensor& x, long axis) {
       [](BackwardCtx& c) {
         dispatch(c.dtype(), [&](auto z) {
           using T = decltype(z);
-          softmax_backward(c.grad<T>(0), c.gout<T>(), c.out<T>(), along(c.out_shape(), std::size_t(c.node().i[0])));
+          softmax_backward(c.grad<T>(0), c.gout<T>(), c.out<T>(), along(c.out_shape(), c.attrs<AxisAttrs>().axis));
         });
       },
       [](GraphCtx& g) {
-        const long ax = static_cast<long>(g.node().i[0]);
+        const long ax = static_cast<long>(g.attrs<AxisAttrs>().axis);
         const Tensor y = g.out();
         g.accumulate(0, y * (g.gout() - sum(g.gout() * y, {ax}, true)));
       });
@@ -279,9 +249,9 @@ Tensor softmax(const Tensor& x, long axis) {
 
 // d log_softmax(x) = dy - exp(y) * sum_axis(dy)
 Tensor log_softmax(const Tensor& x, long axis) {
-  const std::size_t ax = checked_axis("log_softmax", x, axis);
+  const std::size_t ax = normalize_axis("log_softmax", axis, x.shape());
   OpCall call(op_log_softmax, {&x});
-  call.node().i[0] = static_cast<std::int64_t>(ax);
+  call.attrs<AxisAttrs>().axis = ax;
   Tensor y = call.output(x.shape());
   dispatch(call.dtype(), [&](auto z) {
     using T = decltype(z);
@@ -291,11 +261,11 @@ Tensor log_softmax(const Tensor& x, long axis) {
       [](BackwardCtx& c) {
         dispatch(c.dtype(), [&](auto z) {
           using T = decltype(z);
-          log_softmax_backward(c.grad<T>(0), c.gout<T>(), c.out<T>(), along(c.out_shape(), std::size_t(c.node().i[0])));
+          log_softmax_backward(c.grad<T>(0), c.gout<T>(), c.out<T>(), along(c.out_shape(), c.attrs<AxisAttrs>().axis));
         });
       },
       [](GraphCtx& g) {
-        const long ax = static_cast<long>(g.node().i[0]);
+        const long ax = static_cast<long>(g.attrs<AxisAttrs>().axis);
         g.accumulate(0, g.gout() - exp(g.out()) * sum(g.gout(), {ax}, true));
       });
   return y;

@@ -29,15 +29,14 @@ struct Geometry {
   std::size_t ohw() const { return oh * ow; }
 };
 
-// Stride and padding go into the node; everything else is read back from the input and output shapes.
-void store(detail::Node& node, const Geometry& g) {
-  node.i[0] = static_cast<std::int64_t>(g.stride);
-  node.i[1] = static_cast<std::int64_t>(g.pad);
-}
+// Stride and padding are the op's attributes; everything else is read back from the input and output shapes.
+struct ConvAttrs {
+  std::size_t stride, pad;
+};
 
 Geometry load(const BackwardCtx& c) {
   const Shape &x = c.in_shape(0), &w = c.in_shape(1), &y = c.out_shape();
-  Geometry g{x[0], x[1], x[2], x[3], w[0], w[2], w[3], std::size_t(c.node().i[0]), std::size_t(c.node().i[1]), y[2], y[3]};
+  Geometry g{x[0], x[1], x[2], x[3], w[0], w[2], w[3], c.attrs<ConvAttrs>().stride, c.attrs<ConvAttrs>().pad, y[2], y[3]};
   return g;
 }
 
@@ -110,7 +109,7 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, std::size_t str
     fail("the im2col matrix exceeds the BLAS int range");
 
   OpCall call = b.defined() ? OpCall(op_conv2d, {&x, &w, &b}) : OpCall(op_conv2d, {&x, &w});
-  store(call.node(), g);
+  call.attrs<ConvAttrs>() = {g.stride, g.pad};
   Tensor y = call.output(Shape{g.n, g.f, g.oh, g.ow});
   dispatch(call.dtype(), [&](auto z) {
     using T = decltype(z);
@@ -168,6 +167,12 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, std::size_t str
   return y;
 }
 
+namespace {
+struct PoolAttrs {
+  std::uint32_t* argmax;  // of each output, as an offset within its (H, W) plane
+};
+}  // namespace
+
 // y = max over each window; dx[argmax] += dy (the first maximum of the window; a NaN propagates).
 Tensor max_pool2d(const Tensor& x, std::size_t kernel, std::size_t stride) {
   if (!x.defined()) throw Error("max_pool2d: x is undefined");
@@ -186,9 +191,7 @@ Tensor max_pool2d(const Tensor& x, std::size_t kernel, std::size_t stride) {
 
   OpCall call(op_max_pool2d, {&x});
   Tensor y = call.output(Shape{sx[0], sx[1], oh, ow});
-  // Argmax of each output, as an offset within its (H, W) plane.
-  std::uint32_t* arg = call.save<std::uint32_t>(planes * oh * ow);
-  call.node().saved = arg;
+  std::uint32_t* arg = call.attrs<PoolAttrs>().argmax = call.save<std::uint32_t>(planes * oh * ow);
   dispatch(call.dtype(), [&](auto z) {
     using T = decltype(z);
     const T* px = static_cast<const T*>(x.raw_data());
@@ -213,7 +216,7 @@ Tensor max_pool2d(const Tensor& x, std::size_t kernel, std::size_t stride) {
   call.record([](BackwardCtx& c) {
     const Shape &sx = c.in_shape(0), &sy = c.out_shape();
     const std::size_t hw = sx[2] * sx[3], ohw = sy[2] * sy[3], planes = sx[0] * sx[1];
-    const auto* arg = static_cast<const std::uint32_t*>(c.node().saved);
+    const std::uint32_t* arg = c.attrs<PoolAttrs>().argmax;
     dispatch(c.dtype(), [&](auto z) {
       using T = decltype(z);
       const T* gy = c.gout<T>();

@@ -83,24 +83,14 @@ template <class F> void binary_grad(BackwardCtx& c, F&& f) {
 }
 
 
-// gx += h(i) for a unary op, where h sees (gout, x, y) at element i.
-template <class H> void unary_grad(BackwardCtx& c, H h) {
-  dispatch(c.dtype(), [&](auto z) {
-    using T = decltype(z);
-    bool fresh = false;
-    T* gx = c.grad_for_write<T>(0, fresh);
-    const T* gy = c.gout<T>();
-    const T* x = c.in<T>(0);
-    const T* y = c.out<T>();
-    const double* f = c.node().f;
-    const std::size_t n = c.out_shape().numel();
-    if (fresh) {
-      for (std::size_t i = 0; i < n; ++i) gx[i] = h(gy[i], x[i], y[i], f);
-    } else {
-      for (std::size_t i = 0; i < n; ++i) gx[i] += h(gy[i], x[i], y[i], f);
-    }
-  });
-}
+using kernels::unary_grad;
+
+struct ScalarAttrs {
+  double value;
+};
+struct RangeAttrs {
+  double lo, hi;
+};
 
 }  // namespace
 
@@ -236,17 +226,18 @@ Tensor pow(const Tensor& a, const Tensor& b) {
 // d(x^p) = p x^(p-1) dx
 Tensor pow(const Tensor& x, double p) {
   OpCall call(op_pow_scalar, {&x});
-  call.node().f[0] = p;
+  call.attrs<ScalarAttrs>().value = p;
   Tensor y = kernels::unary(call, x, [p](auto& vx, auto& vy) { xt::noalias(vy) = xt::pow(vx, p); });
   call.record(
       [](BackwardCtx& c) {
-        unary_grad(c, [](auto gy, auto x, auto, const double* f) {
+        const double p = c.attrs<ScalarAttrs>().value;
+        unary_grad(c, [p](auto gy, auto x, auto) {
           using T = decltype(gy);
-          return gy * T(f[0]) * std::pow(x, T(f[0] - 1));
+          return gy * T(p) * std::pow(x, T(p - 1));
         });
       },
       [](GraphCtx& g) {
-        const double p = g.node().f[0];
+        const double p = g.attrs<ScalarAttrs>().value;
         g.accumulate(0, g.gout() * (p * pow(g.in(0), p - 1)));
       });
   return y;
@@ -259,7 +250,7 @@ Tensor add_scalar(const Tensor& x, double s) {
     using T = typename std::decay_t<decltype(vy)>::value_type;
     xt::noalias(vy) = vx + T(s);
   });
-  call.record([](BackwardCtx& c) { unary_grad(c, [](auto gy, auto, auto, const double*) { return gy; }); },
+  call.record([](BackwardCtx& c) { unary_grad(c, [](auto gy, auto, auto) { return gy; }); },
               [](GraphCtx& g) { g.accumulate(0, g.gout()); });
   return y;
 }
@@ -267,16 +258,17 @@ Tensor add_scalar(const Tensor& x, double s) {
 // d(sx) = s dx
 Tensor mul_scalar(const Tensor& x, double s) {
   OpCall call(op_mul_scalar, {&x});
-  call.node().f[0] = s;
+  call.attrs<ScalarAttrs>().value = s;
   Tensor y = kernels::unary(call, x, [s](auto& vx, auto& vy) {
     using T = typename std::decay_t<decltype(vy)>::value_type;
     xt::noalias(vy) = vx * T(s);
   });
   call.record(
       [](BackwardCtx& c) {
-        unary_grad(c, [](auto gy, auto, auto, const double* f) { return gy * static_cast<decltype(gy)>(f[0]); });
+        const double s = c.attrs<ScalarAttrs>().value;
+        unary_grad(c, [s](auto gy, auto, auto) { return gy * static_cast<decltype(gy)>(s); });
       },
-      [](GraphCtx& g) { g.accumulate(0, g.gout() * g.node().f[0]); });
+      [](GraphCtx& g) { g.accumulate(0, g.gout() * g.attrs<ScalarAttrs>().value); });
   return y;
 }
 
@@ -284,7 +276,7 @@ Tensor mul_scalar(const Tensor& x, double s) {
 Tensor neg(const Tensor& x) {
   OpCall call(op_neg, {&x});
   Tensor y = kernels::unary(call, x, [](auto& vx, auto& vy) { xt::noalias(vy) = -vx; });
-  call.record([](BackwardCtx& c) { unary_grad(c, [](auto gy, auto, auto, const double*) { return -gy; }); },
+  call.record([](BackwardCtx& c) { unary_grad(c, [](auto gy, auto, auto) { return -gy; }); },
               [](GraphCtx& g) { g.accumulate(0, neg(g.gout())); });
   return y;
 }
@@ -293,7 +285,7 @@ Tensor neg(const Tensor& x) {
 Tensor exp(const Tensor& x) {
   OpCall call(op_exp, {&x});
   Tensor y = kernels::unary(call, x, [](auto& vx, auto& vy) { xt::noalias(vy) = xt::exp(vx); });
-  call.record([](BackwardCtx& c) { unary_grad(c, [](auto gy, auto, auto y, const double*) { return gy * y; }); },
+  call.record([](BackwardCtx& c) { unary_grad(c, [](auto gy, auto, auto y) { return gy * y; }); },
               [](GraphCtx& g) { g.accumulate(0, g.gout() * g.out()); });
   return y;
 }
@@ -302,7 +294,7 @@ Tensor exp(const Tensor& x) {
 Tensor log(const Tensor& x) {
   OpCall call(op_log, {&x});
   Tensor y = kernels::unary(call, x, [](auto& vx, auto& vy) { xt::noalias(vy) = xt::log(vx); });
-  call.record([](BackwardCtx& c) { unary_grad(c, [](auto gy, auto x, auto, const double*) { return gy / x; }); },
+  call.record([](BackwardCtx& c) { unary_grad(c, [](auto gy, auto x, auto) { return gy / x; }); },
               [](GraphCtx& g) { g.accumulate(0, g.gout() / g.in(0)); });
   return y;
 }
@@ -313,7 +305,7 @@ Tensor sqrt(const Tensor& x) {
   Tensor y = kernels::unary(call, x, [](auto& vx, auto& vy) { xt::noalias(vy) = xt::sqrt(vx); });
   call.record(
       [](BackwardCtx& c) {
-        unary_grad(c, [](auto gy, auto, auto y, const double*) { return gy / (decltype(gy)(2) * y); });
+        unary_grad(c, [](auto gy, auto, auto y) { return gy / (decltype(gy)(2) * y); });
       },
       [](GraphCtx& g) { g.accumulate(0, g.gout() / (g.out() * 2.0)); });
   return y;
@@ -325,7 +317,7 @@ Tensor abs(const Tensor& x) {
   Tensor y = kernels::unary(call, x, [](auto& vx, auto& vy) { xt::noalias(vy) = xt::abs(vx); });
   call.record(
       [](BackwardCtx& c) {
-        unary_grad(c, [](auto gy, auto x, auto, const double*) {
+        unary_grad(c, [](auto gy, auto x, auto) {
           using T = decltype(gy);
           return x > T(0) ? gy : (x < T(0) ? -gy : T(0));
         });
@@ -340,21 +332,21 @@ Tensor abs(const Tensor& x) {
 Tensor clamp(const Tensor& x, double lo, double hi) {
   if (!(lo <= hi)) throw Error("clamp: lo " + std::to_string(lo) + " exceeds hi " + std::to_string(hi) + " for input " + x.shape().str());
   OpCall call(op_clamp, {&x});
-  call.node().f[0] = lo;
-  call.node().f[1] = hi;
+  call.attrs<RangeAttrs>() = {lo, hi};
   Tensor y = kernels::unary(call, x, [lo, hi](auto& vx, auto& vy) {
     using T = typename std::decay_t<decltype(vy)>::value_type;
     xt::noalias(vy) = xt::clip(vx, T(lo), T(hi));
   });
   call.record(
       [](BackwardCtx& c) {
-        unary_grad(c, [](auto gy, auto x, auto, const double* f) {
+        const RangeAttrs r = c.attrs<RangeAttrs>();
+        unary_grad(c, [r](auto gy, auto x, auto) {
           using T = decltype(gy);
-          return (x > T(f[0]) && x < T(f[1])) ? gy : T(0);
+          return (x > T(r.lo) && x < T(r.hi)) ? gy : T(0);
         });
       },
       [](GraphCtx& g) {
-        const double lo = g.node().f[0], hi = g.node().f[1];
+        const double lo = g.attrs<RangeAttrs>().lo, hi = g.attrs<RangeAttrs>().hi;
         g.accumulate(0, g.gout() * kernels::constant_from(g.in(0), [lo, hi](auto v) { return v > lo && v < hi; }));
       });
   return y;

@@ -13,6 +13,13 @@ namespace tapegrad {
 
 TAPEGRAD_OP(op_embedding, "embedding", "index");
 
+namespace {
+struct EmbeddingAttrs {
+  std::int64_t* ids;  // n ids, copied
+  std::size_t n;
+};
+}  // namespace
+
 // out[i, :] = W[ids[i], :].  dW[ids[i], :] += dout[i, :]  (scatter-add: repeated ids accumulate)
 Tensor embedding(const Tensor& weight, const Index& ids) {
   if (!weight.defined()) throw Error("embedding: weight is undefined");
@@ -35,10 +42,9 @@ Tensor embedding(const Tensor& weight, const Index& ids) {
   Shape out = ids.shape;
   out.push_back(d);
   Tensor y = call.output(out);
-  std::int64_t* saved = call.save<std::int64_t>(n);
-  if (n) std::memcpy(saved, ids.values.data(), n * sizeof(std::int64_t));
-  call.node().saved = saved;
-  call.node().i[0] = static_cast<std::int64_t>(n);
+  auto& attrs = call.attrs<EmbeddingAttrs>();
+  attrs = {call.save<std::int64_t>(n), n};
+  if (n) std::memcpy(attrs.ids, ids.values.data(), n * sizeof(std::int64_t));
   const std::size_t row_bytes = d * dtype_size(call.dtype());
   const char* pw = static_cast<const char*>(weight.raw_data());
   char* py = static_cast<char*>(y.raw_data());
@@ -47,8 +53,8 @@ Tensor embedding(const Tensor& weight, const Index& ids) {
 
   call.record(
       [](BackwardCtx& c) {
-        const std::size_t n = std::size_t(c.node().i[0]), d = c.in_shape(0)[1];
-        const auto* id = static_cast<const std::int64_t*>(c.node().saved);
+        const std::size_t n = c.attrs<EmbeddingAttrs>().n, d = c.in_shape(0)[1];
+        const std::int64_t* id = c.attrs<EmbeddingAttrs>().ids;
         dispatch(c.dtype(), [&](auto z) {
           using T = decltype(z);
           const T* gy = c.gout<T>();
@@ -62,10 +68,10 @@ Tensor embedding(const Tensor& weight, const Index& ids) {
       },
       // The scatter-add as ops: index_add of the rows of dout, viewed as (n, D), into V rows.
       [](GraphCtx& g) {
-        const std::size_t n = std::size_t(g.node().i[0]);
+        const EmbeddingAttrs& saved = g.attrs<EmbeddingAttrs>();
+        const std::size_t n = saved.n;
         const Shape sw = g.in_shape(0);
-        const auto* id = static_cast<const std::int64_t*>(g.node().saved);
-        const std::vector<std::int64_t> ids(id, id + n);
+        const std::vector<std::int64_t> ids(saved.ids, saved.ids + n);
         g.accumulate(0, index_add(reshape(g.gout(), Shape{n, sw[1]}), 0, ids, sw[0]));
       });
   return y;

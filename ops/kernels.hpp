@@ -7,6 +7,7 @@
 #include <xtensor/xadapt.hpp>
 
 #include "tapegrad/autograd/op.hpp"
+#include "tapegrad/ops/lanes.hpp"
 
 namespace tapegrad::kernels {
 
@@ -54,18 +55,25 @@ template <class F> Tensor constant_from(const Tensor& x, F&& f) {
   return c;
 }
 
-// Row maximum with 8 independent accumulators: the compiler vectorises them, where one accumulator is
-// a serial chain of dependent compares (about 7x slower on rows of 1024).
-template <class T> T lanes_max(const T* p, std::size_t n) {  // n >= 1
-  T acc[8];
-  std::fill(acc, acc + 8, p[0]);
-  std::size_t i = 0;
-  for (; i + 8 <= n; i += 8)
-    for (std::size_t k = 0; k < 8; ++k) acc[k] = acc[k] < p[i + k] ? p[i + k] : acc[k];
-  T m = p[0];
-  for (; i < n; ++i) m = m < p[i] ? p[i] : m;
-  for (std::size_t k = 0; k < 8; ++k) m = m < acc[k] ? acc[k] : m;
-  return m;
+// Row maximum (n >= 1).
+template <class T> T lanes_max(const T* p, std::size_t n) {
+  return lanes_reduce(n, p[0], [p](std::size_t i) { return p[i]; }, [](T m, T v) { return m < v ? v : m; });
+}
+
+// A unary op's backward: gx += h(gy, x, y) elementwise (gx = ... into a fresh buffer).
+template <class H> void unary_grad(BackwardCtx& c, H h) {
+  dispatch(c.dtype(), [&](auto z) {
+    using T = decltype(z);
+    bool fresh = false;
+    T* gx = c.grad_for_write<T>(0, fresh);
+    const T *gy = c.gout<T>(), *x = c.in<T>(0), *y = c.out<T>();
+    const std::size_t n = c.out_shape().numel();
+    if (fresh) {
+      for (std::size_t i = 0; i < n; ++i) gx[i] = h(gy[i], x[i], y[i]);
+    } else {
+      for (std::size_t i = 0; i < n; ++i) gx[i] += h(gy[i], x[i], y[i]);
+    }
+  });
 }
 
 // A unary op's forward: y = f(x) through a whole-buffer kernel(vx, vy) on 1-D views (xsimd-vectorised).

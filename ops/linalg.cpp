@@ -1,5 +1,5 @@
 // Linalg family: matmul through cblas. One node per product; backward accumulates straight into the
-// gradient buffers with beta = 1 (dA += dC B^T, dB += A^T dC). A 1-row product runs as gemv (forward,
+// gradient buffers (dA += dC B^T, dB += A^T dC; beta = 0 into a fresh buffer). 1-row: gemv (forward,
 // dA) and ger (dB), or as plain loops when the matrix is small: OpenBLAS 0.3.21 does not route 1-row gemm
 // to gemv, and is 3-4x slower there.
 #include "tapegrad/ops/linalg.hpp"
@@ -7,11 +7,13 @@
 #include <algorithm>
 #include <climits>
 #include <cstring>
+#include <functional>
 #include <string>
 #include <vector>
 
 #include "tapegrad/autograd/op.hpp"
 #include "tapegrad/ops/blas.hpp"
+#include "tapegrad/ops/lanes.hpp"
 #include "tapegrad/ops/shape.hpp"
 
 namespace tapegrad {
@@ -40,18 +42,11 @@ template <class T> void row_times(std::size_t k, std::size_t n, const T* x, cons
   }
 }
 
-// y (k) += B (k, n) g (n): one dot product per row of B, with 8 independent accumulators.
+// y (k) += B (k, n) g (n): one dot product per row of B.
 template <class T> void times_row(std::size_t k, std::size_t n, const T* b, const T* g, T* y) {
   for (std::size_t i = 0; i < k; ++i) {
     const T* br = b + i * n;
-    T acc[8] = {};
-    std::size_t j = 0;
-    for (; j + 8 <= n; j += 8)
-      for (std::size_t l = 0; l < 8; ++l) acc[l] += br[j + l] * g[j + l];
-    T sum = 0;
-    for (; j < n; ++j) sum += br[j] * g[j];
-    for (std::size_t l = 0; l < 8; ++l) sum += acc[l];
-    y[i] += sum;
+    y[i] += kernels::lanes_reduce(n, T(0), [br, g](std::size_t j) { return br[j] * g[j]; }, std::plus<T>());
   }
 }
 
@@ -105,23 +100,40 @@ template <class T> void grad_b(std::size_t m, std::size_t k, std::size_t n, cons
 // The deferred dB += A^T G of several thin products into one weight's gradient (BackwardCtx::defer): the
 // rows of every A and every G stacked, then one GEMM over all of them, where each product alone would be
 // a ger or a GEMM with an inner size of a few rows.
-template <class T> void stacked_grad_b(void* grad, const DeferredUpdate* u, std::size_t count) {
+struct ThinProduct {  // one deferred dB += A^T G, A (m,k) and G (m,n) in tape memory
+  const void* a;
+  const void* g;
+  std::size_t m, k, n;
+};
+template <class T> void stacked_grad_b(void* grad, const void* const* payloads, std::size_t count) {
   T* db = static_cast<T*>(grad);
-  const std::size_t k = u[0].k, n = u[0].n;
+  const auto product = [payloads](std::size_t i) -> const ThinProduct& {
+    return *static_cast<const ThinProduct*>(payloads[i]);
+  };
+  const std::size_t k = product(0).k, n = product(0).n;
   if (count == 1) {
-    grad_b(u[0].m, k, n, static_cast<const T*>(u[0].a), static_cast<const T*>(u[0].g), db, T(1));
+    const ThinProduct& u = product(0);
+    grad_b(u.m, k, n, static_cast<const T*>(u.a), static_cast<const T*>(u.g), db, T(1));
     return;
   }
   std::size_t rows = 0;
-  for (std::size_t i = 0; i < count; ++i) rows += u[i].m;
+  for (std::size_t i = 0; i < count; ++i) rows += product(i).m;
   thread_local std::vector<T> a_rows, g_rows;
   a_rows.resize(rows * k);
   g_rows.resize(rows * n);
-  for (std::size_t i = 0, r = 0; i < count; r += u[i].m, ++i) {
-    std::copy_n(static_cast<const T*>(u[i].a), u[i].m * k, a_rows.data() + r * k);
-    std::copy_n(static_cast<const T*>(u[i].g), u[i].m * n, g_rows.data() + r * n);
+  for (std::size_t i = 0, r = 0; i < count; r += product(i).m, ++i) {
+    std::copy_n(static_cast<const T*>(product(i).a), product(i).m * k, a_rows.data() + r * k);
+    std::copy_n(static_cast<const T*>(product(i).g), product(i).m * n, g_rows.data() + r * n);
   }
   gemm(CblasTrans, CblasNoTrans, k, n, rows, a_rows.data(), k, g_rows.data(), n, T(1), db, n);
+}
+
+// Defers a thin product's dB into a leaf; false when the engine will not take it.
+template <class T>
+bool defer_grad_b(BackwardCtx& c, std::size_t ib, const T* a, const T* g, std::size_t m, std::size_t k, std::size_t n) {
+  ThinProduct* u = c.scratch<ThinProduct>(1);
+  *u = {a, g, m, k, n};
+  return c.defer(ib, stacked_grad_b<T>, u);
 }
 
 // Thin products (fewer rows than this) into a weight bigger than kSmall defer their weight gradient.
@@ -141,12 +153,16 @@ void product_grads(BackwardCtx& c, std::size_t ia, std::size_t ib, std::size_t b
     for (std::size_t t = 0; t < batches; ++t) grad_a(m, k, n, g + t * m * n, b + t * k * n, da + t * m * k, beta);
   }
   if (c.needs(ib) &&
-      !(batches == 1 && m < kThin && k * n > kSmall && c.defer(ib, stacked_grad_b<T>, {a, g, m, k, n}))) {
+      !(batches == 1 && m < kThin && k * n > kSmall && defer_grad_b(c, ib, a, g, m, k, n))) {
     T* db = c.grad_for_write<T>(ib, fresh);
     const T beta = fresh ? T(0) : T(1);
     for (std::size_t t = 0; t < batches; ++t) grad_b(m, k, n, a + t * m * k, g + t * m * n, db + t * k * n, beta);
   }
 }
+
+struct ProductAttrs {  // `batches` products of (m, k) x (k, n)
+  std::size_t batches, m, k, n;
+};
 
 [[noreturn]] void bad_shapes(const Tensor& a, const Tensor& b, const std::string& why) {
   throw Error("matmul: cannot multiply " + a.shape().str() + " by " + b.shape().str() + ": " + why);
@@ -158,7 +174,7 @@ void product_grads(BackwardCtx& c, std::size_t ia, std::size_t ib, std::size_t b
 Tensor matmul(const Tensor& a, const Tensor& b) {
   if (!a.defined() || !b.defined())
     throw Error(std::string("matmul: input ") + (a.defined() ? "1" : "0") + " is undefined");
-  const Shape sa = a.shape(), sb = b.shape();  // copies: slot storage may move once recording
+  const Shape &sa = a.shape(), &sb = b.shape();
   const std::size_t ra = sa.rank(), rb = sb.rank();
   if (!((ra == 2 && rb == 2) || (ra == 3 && rb == 3) || (ra == 3 && rb == 2)))
     bad_shapes(a, b, "expected (M,K)x(K,N), (B,M,K)x(B,K,N) or (B,M,K)x(K,N)");
@@ -180,11 +196,7 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   Shape out;
   for (std::size_t i = 0; i + 1 < ra; ++i) out.push_back(sa[i]);
   out.push_back(n);
-  auto& node = call.node();
-  node.i[0] = static_cast<std::int64_t>(batches);
-  node.i[1] = static_cast<std::int64_t>(m);
-  node.i[2] = static_cast<std::int64_t>(k);
-  node.i[3] = static_cast<std::int64_t>(n);
+  call.attrs<ProductAttrs>() = {batches, m, k, n};
 
   Tensor y = call.output(out);
   dispatch(call.dtype(), [&](auto z) {
@@ -198,11 +210,9 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
 
   call.record(
       [](BackwardCtx& c) {
-        const auto& nd = c.node();
-        const std::size_t batches = std::size_t(nd.i[0]), m = std::size_t(nd.i[1]), k = std::size_t(nd.i[2]),
-                          n = std::size_t(nd.i[3]);
-        if (m == 0 || n == 0 || k == 0) return;  // every gradient is an empty sum
-        dispatch(c.dtype(), [&](auto z) { product_grads<decltype(z)>(c, 0, 1, batches, m, k, n); });
+        const ProductAttrs p = c.attrs<ProductAttrs>();
+        if (p.m == 0 || p.n == 0 || p.k == 0) return;  // every gradient is an empty sum
+        dispatch(c.dtype(), [&](auto z) { product_grads<decltype(z)>(c, 0, 1, p.batches, p.m, p.k, p.n); });
       },
       [](GraphCtx& g) {
         const Tensor a = g.in(0), b = g.in(1);

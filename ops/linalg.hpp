@@ -1,4 +1,4 @@
-// Matrix products through BLAS. Backward accumulates into the gradient buffers with beta = 1; a 1-row
+// Matrix products through BLAS. Backward writes the gradient buffers (beta = 0 fresh, 1 accumulating); a 1-row
 // product runs as gemv/ger (OpenBLAS 0.3.21 does not route 1-row gemm to gemv: 3-4x slower at batch 1).
 #pragma once
 

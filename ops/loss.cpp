@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <cstdint>
 #include <string>
 #include <xtensor/xmath.hpp>
@@ -29,18 +30,6 @@ void require_same_shape(const char* op, const char* a_name, const Tensor& a, con
                 b.shape().str() + " (no broadcasting in losses)");
 }
 
-// Row sum with 8 independent accumulators, so it vectorises (one accumulator is a serial chain).
-template <class T> double lanes_sum(const T* p, std::size_t n) {  // accumulates in double
-  double acc[8] = {};
-  std::size_t i = 0;
-  for (; i + 8 <= n; i += 8)
-    for (std::size_t k = 0; k < 8; ++k) acc[k] += static_cast<double>(p[i + k]);
-  double s = 0;
-  for (; i < n; ++i) s += static_cast<double>(p[i]);
-  for (std::size_t k = 0; k < 8; ++k) s += acc[k];
-  return s;
-}
-
 double reduction_scale(Reduction r, std::size_t n, const Shape& s) {
   switch (r) {
     case Reduction::mean:
@@ -52,6 +41,14 @@ double reduction_scale(Reduction r, std::size_t n, const Shape& s) {
   throw Error("mse_loss: unknown reduction for input of shape " + s.str());
 }
 
+struct ScaleAttrs {
+  double k;
+};
+struct CrossEntropyAttrs {
+  const std::int64_t* targets;  // N
+  const void* probs;            // softmax(logits), (N, C), of the logits' dtype
+};
+
 }  // namespace
 
 // L = k sum (y - d)^2, k = 1/n, 1 or 1/2;  dL/dy = 2k (y - d) = -dL/dd
@@ -59,7 +56,7 @@ Tensor mse_loss(const Tensor& y, const Tensor& d, Reduction reduction) {
   require_same_shape("mse_loss", "prediction", y, "target", d);
   const double k = reduction_scale(reduction, y.numel(), y.shape());
   OpCall call(op_mse_loss, {&y, &d});
-  call.node().f[0] = k;
+  call.attrs<ScaleAttrs>().k = k;
   Tensor out = call.output(Shape{});
   dispatch(call.dtype(), [&](auto z) {
     using T = decltype(z);
@@ -75,7 +72,7 @@ Tensor mse_loss(const Tensor& y, const Tensor& d, Reduction reduction) {
       [](BackwardCtx& c) {
         dispatch(c.dtype(), [&](auto z) {
           using T = decltype(z);
-          const T s = static_cast<T>(2.0 * c.node().f[0]) * c.gout<T>()[0];
+          const T s = static_cast<T>(2.0 * c.attrs<ScaleAttrs>().k) * c.gout<T>()[0];
           const T *py = c.in<T>(0), *pd = c.in<T>(1);
           const std::size_t n = c.in_shape(0).numel();
           if (c.needs(0)) {
@@ -89,7 +86,7 @@ Tensor mse_loss(const Tensor& y, const Tensor& d, Reduction reduction) {
         });
       },
       [](GraphCtx& g) {
-        const Tensor gr = g.gout() * ((g.in(0) - g.in(1)) * (2.0 * g.node().f[0]));
+        const Tensor gr = g.gout() * ((g.in(0) - g.in(1)) * (2.0 * g.attrs<ScaleAttrs>().k));
         g.accumulate(0, gr);
         if (g.needs(1)) g.accumulate(1, neg(gr));
       });
@@ -118,13 +115,10 @@ Tensor softmax_cross_entropy(const Tensor& logits, const Index& targets) {
   Tensor out = call.output(Shape{});
   dispatch(call.dtype(), [&](auto z) {
     using T = decltype(z);
-    // Saved for backward, in one block: the N targets, then the softmax probabilities (N, C).
-    std::int64_t* ids = call.save<std::int64_t>(N + (N * C * sizeof(T) + 7) / 8);
-    T* p = reinterpret_cast<T*>(ids + N);
+    std::int64_t* ids = call.save<std::int64_t>(N);
+    T* p = call.save<T>(N * C);
+    call.attrs<CrossEntropyAttrs>() = {ids, p};
     std::copy(targets.values.begin(), targets.values.end(), ids);
-    call.node().saved = ids;
-    call.node().i[0] = static_cast<std::int64_t>(N);
-    call.node().i[1] = static_cast<std::int64_t>(C);
     const T* x = static_cast<const T*>(logits.raw_data());
     double acc = 0;
     for (std::size_t n = 0; n < N; ++n) {
@@ -132,7 +126,7 @@ Tensor softmax_cross_entropy(const Tensor& logits, const Index& targets) {
       T* pr = p + n * C;
       const T m = kernels::lanes_max(xr, C);
       xt::noalias(kernels::flat(pr, C)) = xt::exp(kernels::flat(xr, C) - m);
-      const double se = lanes_sum(pr, C);
+      const double se = kernels::lanes_reduce(C, 0.0, [pr](std::size_t c) { return double(pr[c]); }, std::plus<double>());
       const T inv = static_cast<T>(1.0 / se);
       for (std::size_t c = 0; c < C; ++c) pr[c] *= inv;
       acc += static_cast<double>(m) + std::log(se) - static_cast<double>(xr[ids[n]]);
@@ -143,9 +137,9 @@ Tensor softmax_cross_entropy(const Tensor& logits, const Index& targets) {
       [](BackwardCtx& c) {
         dispatch(c.dtype(), [&](auto z) {
           using T = decltype(z);
-          const std::size_t N = static_cast<std::size_t>(c.node().i[0]), C = static_cast<std::size_t>(c.node().i[1]);
-          const std::int64_t* ids = static_cast<const std::int64_t*>(c.node().saved);
-          const T* p = reinterpret_cast<const T*>(ids + N);
+          const std::size_t N = c.in_shape(0)[0], C = c.in_shape(0)[1];
+          const std::int64_t* ids = c.attrs<CrossEntropyAttrs>().targets;
+          const T* p = static_cast<const T*>(c.attrs<CrossEntropyAttrs>().probs);
           const T s = c.gout<T>()[0] / static_cast<T>(N);
           T* gx = c.grad<T>(0);
           for (std::size_t i = 0; i < N * C; ++i) gx[i] += s * p[i];
@@ -153,8 +147,8 @@ Tensor softmax_cross_entropy(const Tensor& logits, const Index& targets) {
         });
       },
       [](GraphCtx& g) {
-        const std::size_t N = static_cast<std::size_t>(g.node().i[0]), C = static_cast<std::size_t>(g.node().i[1]);
-        const std::int64_t* ids = static_cast<const std::int64_t*>(g.node().saved);
+        const std::size_t N = g.in_shape(0)[0], C = g.in_shape(0)[1];
+        const std::int64_t* ids = g.attrs<CrossEntropyAttrs>().targets;
         const Tensor x = g.in(0);
         Tensor onehot = zeros(x.shape(), x.dtype());
         dispatch(x.dtype(), [&](auto z) {

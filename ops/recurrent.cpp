@@ -23,23 +23,25 @@ TAPEGRAD_OP(op_gru_cell, "gru_cell", "recurrent");
 
 namespace {
 
-using kernels::flat;
+struct SavedGates {  // the gate values forward computed, in the arena, of the inputs' dtype
+  const void* values;
+};
 
-std::string str(const Tensor& t) { return t.defined() ? t.shape().str() : std::string("(undefined)"); }
+using kernels::flat;
 
 // a must be (B, 4H) and s (B, H) (s: "c_prev" or "c"); peepholes (H); one dtype. Returns H.
 std::size_t check_lstm(const char* op, const Tensor& a, const Tensor& s, const char* s_name,
                        std::initializer_list<std::pair<const char*, const Tensor*>> peepholes) {
   if (!a.defined() || a.rank() != 2 || a.size(1) % 4 != 0 || a.size(1) == 0)
-    throw Error(std::string(op) + ": gate pre-activations a must be (B, 4H), got " + str(a));
+    throw Error(std::string(op) + ": gate pre-activations a must be (B, 4H), got " + shape_str(a));
   const std::size_t B = a.size(0), H = a.size(1) / 4;
   if (!s.defined() || s.rank() != 2 || s.size(0) != B || s.size(1) != H)
     throw Error(std::string(op) + ": " + s_name + " must be (B, H) = (" + std::to_string(B) + ", " + std::to_string(H) +
-                ") to match a " + a.shape().str() + ", got " + str(s));
+                ") to match a " + a.shape().str() + ", got " + shape_str(s));
   for (const auto& [name, p] : peepholes)
     if (!p->defined() || p->rank() != 1 || p->size(0) != H)
       throw Error(std::string(op) + ": peephole " + name + " must be (H) = " + Shape{H}.str() + " to match a " +
-                  a.shape().str() + ", got " + str(*p));
+                  a.shape().str() + ", got " + shape_str(*p));
   auto same = [&](const Tensor& t, const char* name) {
     if (t.dtype() != a.dtype())
       throw Error(std::string(op) + ": " + name + " " + t.shape().str() + " is " + dtype_name(t.dtype()) + ", a " +
@@ -70,7 +72,7 @@ Tensor lstm_cell_impl(const Tensor& a, const Tensor& c_prev, const Tensor* p_i, 
   dispatch(call.dtype(), [&](auto z) {
     using T = decltype(z);
     T* ifg = call.save<T>(3 * B * H);
-    call.node().saved = ifg;
+    call.attrs<SavedGates>().values = ifg;
     const T *pa = data_of<T>(a), *pcp = data_of<T>(c_prev);
     T* pc = c.data<T>();
     for (std::size_t r = 0; r < B; ++r) {
@@ -95,7 +97,7 @@ Tensor lstm_cell_impl(const Tensor& a, const Tensor& c_prev, const Tensor* p_i, 
         const bool peep = c.num_inputs() == 4;
         dispatch(c.dtype(), [&](auto z) {
           using T = decltype(z);
-          const T *dc = c.gout<T>(), *ifg = static_cast<const T*>(c.node().saved), *cp = c.in<T>(1);
+          const T *dc = c.gout<T>(), *ifg = static_cast<const T*>(c.attrs<SavedGates>().values), *cp = c.in<T>(1);
           const T* pi = peep ? c.in<T>(2) : nullptr;
           const T* pf = peep ? c.in<T>(3) : nullptr;
           // a's gradient is written in 3 of its 4 blocks (zero-filled first); c_prev's in full, so a fresh
@@ -169,7 +171,7 @@ Tensor lstm_hidden_impl(const Tensor& a, const Tensor& c, const Tensor* p_o) {
   dispatch(call.dtype(), [&](auto z) {
     using T = decltype(z);
     T* otc = call.save<T>(2 * B * H);
-    call.node().saved = otc;
+    call.attrs<SavedGates>().values = otc;
     const T *pa = data_of<T>(a), *pc = data_of<T>(c);
     T* ph = h.data<T>();
     for (std::size_t r = 0; r < B; ++r) {
@@ -188,7 +190,7 @@ Tensor lstm_hidden_impl(const Tensor& a, const Tensor& c, const Tensor* p_o) {
         const bool peep = c.num_inputs() == 3;
         dispatch(c.dtype(), [&](auto z) {
           using T = decltype(z);
-          const T *dh = c.gout<T>(), *otc = static_cast<const T*>(c.node().saved), *cv = c.in<T>(1);
+          const T *dh = c.gout<T>(), *otc = static_cast<const T*>(c.attrs<SavedGates>().values), *cv = c.in<T>(1);
           const T* po = peep ? c.in<T>(2) : nullptr;
           // c's gradient is written in full: a fresh buffer is assigned rather than accumulated into.
           bool fresh = false;
@@ -242,14 +244,14 @@ Tensor lstm_hidden(const Tensor& a, const Tensor& c, const Tensor& p_o) { return
 
 Tensor gru_cell(const Tensor& xp, const Tensor& hp, const Tensor& h, const Tensor& b_hn) {
   if (!xp.defined() || xp.rank() != 2 || xp.size(1) % 3 != 0 || xp.size(1) == 0)
-    throw Error("gru_cell: input projection xp must be (B, 3H), got " + str(xp));
+    throw Error("gru_cell: input projection xp must be (B, 3H), got " + shape_str(xp));
   const std::size_t B = xp.size(0), H = xp.size(1) / 3;
   if (!hp.defined() || hp.shape() != xp.shape())
-    throw Error("gru_cell: recurrent projection hp must be (B, 3H) like xp " + xp.shape().str() + ", got " + str(hp));
+    throw Error("gru_cell: recurrent projection hp must be (B, 3H) like xp " + xp.shape().str() + ", got " + shape_str(hp));
   if (!h.defined() || h.shape() != Shape{B, H})
-    throw Error("gru_cell: h must be (B, H) = " + Shape{B, H}.str() + " to match xp " + xp.shape().str() + ", got " + str(h));
+    throw Error("gru_cell: h must be (B, H) = " + Shape{B, H}.str() + " to match xp " + xp.shape().str() + ", got " + shape_str(h));
   if (!b_hn.defined() || b_hn.shape() != Shape{H})
-    throw Error("gru_cell: b_hn must be (H) = " + Shape{H}.str() + " to match xp " + xp.shape().str() + ", got " + str(b_hn));
+    throw Error("gru_cell: b_hn must be (H) = " + Shape{H}.str() + " to match xp " + xp.shape().str() + ", got " + shape_str(b_hn));
   for (const auto& [name, t] : {std::pair<const char*, const Tensor*>{"hp", &hp}, {"h", &h}, {"b_hn", &b_hn}})
     if (t->dtype() != xp.dtype())
       throw Error(std::string("gru_cell: ") + name + " " + t->shape().str() + " is " + dtype_name(t->dtype()) + ", xp " +
@@ -259,7 +261,7 @@ Tensor gru_cell(const Tensor& xp, const Tensor& hp, const Tensor& h, const Tenso
   dispatch(call.dtype(), [&](auto z) {
     using T = decltype(z);
     T* rznv = call.save<T>(4 * B * H);
-    call.node().saved = rznv;
+    call.attrs<SavedGates>().values = rznv;
     const T *px = data_of<T>(xp), *ph = data_of<T>(hp), *pprev = data_of<T>(h);
     auto vb = flat(data_of<T>(b_hn), H);
     T* po = out.data<T>();
@@ -280,7 +282,7 @@ Tensor gru_cell(const Tensor& xp, const Tensor& hp, const Tensor& h, const Tenso
         const std::size_t B = c.out_shape()[0], H = c.out_shape()[1];
         dispatch(c.dtype(), [&](auto z) {
           using T = decltype(z);
-          const T *dout = c.gout<T>(), *rznv = static_cast<const T*>(c.node().saved), *hv = c.in<T>(2);
+          const T *dout = c.gout<T>(), *rznv = static_cast<const T*>(c.attrs<SavedGates>().values), *hv = c.in<T>(2);
           // xp and hp are fully written, and so is h's gradient: fresh buffers are assigned. xp and hp have
           // one shape, so the same tensor may be both: then both accumulate into one zero-filled buffer.
           const bool alias = c.node().inputs()[0] == c.node().inputs()[1];

@@ -1,5 +1,5 @@
 // Reduction family: sum, mean, max over axes (keepdims), and sum_to, the engine's un-broadcast.
-// The reduced axes travel on the node as a bitmask (i[0]) with keepdims (i[1]); a reduction's output,
+// The reduced axes travel in the op's attributes as a bitmask (bit k: axis k); a reduction's output,
 // with or without keepdims, has the memory layout of the input's shape with 1 on every reduced axis.
 #include "tapegrad/ops/reduce.hpp"
 
@@ -30,13 +30,9 @@ std::string axes_str(const std::vector<long>& axes) {
 
 // The reduced axes of `s` as a bitmask; negative axes count from the end. Errors name op and shape.
 std::int64_t axes_mask(const char* op, const std::vector<long>& axes, const Shape& s) {
-  const long r = static_cast<long>(s.rank());
   std::int64_t mask = 0;
   for (long a : axes) {
-    if (a < -r || a >= r)
-      throw Error(std::string(op) + ": axis " + std::to_string(a) + " of axes " + axes_str(axes) +
-                  " out of range for input of shape " + s.str());
-    const long k = a < 0 ? a + r : a;
+    const std::size_t k = normalize_axis(op, a, s);
     if (mask & (std::int64_t{1} << k))
       throw Error(std::string(op) + ": axes " + axes_str(axes) + " name axis " + std::to_string(k) +
                   " twice for input of shape " + s.str());
@@ -63,15 +59,23 @@ Tensor spread(const Tensor& gout, const Shape& in, std::int64_t mask) {
   return broadcast_to(gout.shape() == kept ? gout : reshape(gout, kept), in);
 }
 
+// A reduction's axes: bit k set for axis k.
+struct SumAttrs {
+  std::int64_t mask;
+  double scale;  // 1 for sum, 1/count for mean
+};
+struct MaxAttrs {
+  std::int64_t mask;
+  std::int64_t* argmax;  // per output element, the flat index of the first maximum of its input row
+};
+
 // sum and mean: y = scale * sum over the masked axes.
 Tensor sum_impl(const OpInfo& op, const Tensor& x, std::int64_t mask, bool keepdims, bool mean) {
   OpCall call(op, {&x});
   const Shape kept = reduced_shape(x.shape(), mask, true);
   const std::size_t count = kept.numel() ? x.numel() / kept.numel() : 0;
   const double scale = mean ? 1.0 / static_cast<double>(count) : 1.0;
-  call.node().i[0] = mask;
-  call.node().i[1] = keepdims;
-  call.node().f[0] = scale;
+  call.attrs<SumAttrs>() = {mask, scale};
   Tensor y = call.output(reduced_shape(x.shape(), mask, keepdims));
   dispatch(call.dtype(), [&](auto z) {
     using T = decltype(z);
@@ -85,18 +89,19 @@ Tensor sum_impl(const OpInfo& op, const Tensor& x, std::int64_t mask, bool keepd
   call.record(
       [](BackwardCtx& c) {
         const Shape& in = c.in_shape(0);
-        const Shape kept = reduced_shape(in, c.node().i[0], true);
+        const Shape kept = reduced_shape(in, c.attrs<SumAttrs>().mask, true);
         dispatch(c.dtype(), [&](auto z) {
           using T = decltype(z);
           T* gx = c.grad<T>(0);
           const T* gy = c.gout<T>();
-          const T s = static_cast<T>(c.node().f[0]);
+          const T s = static_cast<T>(c.attrs<SumAttrs>().scale);
           kernels::broadcast_index(in, in, kept, [&](std::size_t i, std::size_t, std::size_t iy) { gx[i] += s * gy[iy]; });
         });
       },
       [](GraphCtx& g) {
-        const Tensor d = spread(g.gout(), g.in_shape(0), g.node().i[0]);
-        g.accumulate(0, g.node().f[0] == 1.0 ? d : d * g.node().f[0]);
+        const SumAttrs& a = g.attrs<SumAttrs>();
+        const Tensor d = spread(g.gout(), g.in_shape(0), a.mask);
+        g.accumulate(0, a.scale == 1.0 ? d : d * a.scale);
       });
   return y;
 }
@@ -109,8 +114,6 @@ Tensor max_impl(const Tensor& x, std::int64_t mask, bool keepdims) {
     if ((mask & (std::int64_t{1} << k)) && s[k] == 0)
       throw Error("max: cannot reduce axis " + std::to_string(k) + " of size 0 of input " + s.str());
   OpCall call(op_max, {&x});
-  call.node().i[0] = mask;
-  call.node().i[1] = keepdims;
   Tensor y = call.output(reduced_shape(s, mask, keepdims));
   // Reduced axes are either all of them or one, so every input row is (outer, size, inner) around it.
   std::size_t outer = 1, size = x.numel(), inner = 1;
@@ -122,7 +125,7 @@ Tensor max_impl(const Tensor& x, std::int64_t mask, bool keepdims) {
     for (std::size_t k = a + 1; k < s.rank(); ++k) inner *= s[k];
   }
   std::int64_t* arg = call.save<std::int64_t>(outer * inner);
-  call.node().saved = arg;
+  call.attrs<MaxAttrs>() = {mask, arg};
   dispatch(call.dtype(), [&](auto z) {
     using T = decltype(z);
     const T* px = static_cast<const T*>(x.raw_data());
@@ -144,20 +147,20 @@ Tensor max_impl(const Tensor& x, std::int64_t mask, bool keepdims) {
           using T = decltype(z);
           T* gx = c.grad<T>(0);
           const T* gy = c.gout<T>();
-          const std::int64_t* arg = static_cast<const std::int64_t*>(c.node().saved);
+          const std::int64_t* arg = c.attrs<MaxAttrs>().argmax;
           for (std::size_t j = 0, n = c.out_shape().numel(); j < n; ++j) gx[arg[j]] += gy[j];
         });
       },
       [](GraphCtx& g) {
         const Shape& in = g.in_shape(0);
-        const std::int64_t* arg = static_cast<const std::int64_t*>(g.node().saved);
+        const std::int64_t* arg = g.attrs<MaxAttrs>().argmax;
         Tensor onehot = zeros(in, g.gout().dtype());  // a constant: where each maximum sits
         dispatch(onehot.dtype(), [&](auto z) {
           using T = decltype(z);
           T* p = onehot.data<T>();
           for (std::size_t j = 0, n = g.gout().numel(); j < n; ++j) p[arg[j]] = T(1);
         });
-        g.accumulate(0, spread(g.gout(), in, g.node().i[0]) * onehot);
+        g.accumulate(0, spread(g.gout(), in, g.attrs<MaxAttrs>().mask) * onehot);
       });
   return y;
 }
@@ -185,7 +188,6 @@ Tensor max(const Tensor& x) { return max_impl(x, all_axes(x.rank()), false); }
 
 // max(x, a) = largest along axis a. d = dy at the first maximum of each row along a, 0 elsewhere
 Tensor max(const Tensor& x, long axis, bool keepdims) {
-  if (x.rank() == 0) throw Error("max: axis " + std::to_string(axis) + " out of range for input of shape " + x.shape().str());
   return max_impl(x, axes_mask("max", {axis}, x.shape()), keepdims);
 }
 

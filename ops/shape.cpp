@@ -32,17 +32,24 @@ std::string axes_str(const std::vector<std::size_t>& axes) {
   return s + (axes.size() == 1 ? ",)" : ")");
 }
 
-// A permutation of up to 8 axes packed 4 bits each into one node attribute.
-std::int64_t pack_axes(const std::size_t* axes, std::size_t r) {
-  std::int64_t p = 0;
-  for (std::size_t k = 0; k < r; ++k) p |= static_cast<std::int64_t>(axes[k]) << (4 * k);
-  return p;
-}
-std::array<std::size_t, Shape::max_rank> unpack_axes(std::int64_t p, std::size_t r) {
-  std::array<std::size_t, Shape::max_rank> a{};
-  for (std::size_t k = 0; k < r; ++k) a[k] = static_cast<std::size_t>((p >> (4 * k)) & 0xf);
-  return a;
-}
+// The ops' attributes.
+struct PermuteAttrs {
+  std::array<std::size_t, Shape::max_rank> axes;  // output axis k = input axis axes[k]
+};
+struct AxisAttrs {  // concat, flip
+  std::size_t axis;
+};
+struct SliceAttrs {
+  std::size_t axis, start, stop;
+};
+struct PadAttrs {
+  std::size_t axis, before;
+};
+struct IndexAttrs {  // index_select, index_add
+  std::size_t axis;
+  const std::int64_t* indices;
+  std::size_t n;
+};
 
 // Calls f(i_out, i_in) for every element of the permuted output (out axis k = input axis axes[k]).
 template <class F> void permute_index(const Shape& in, const std::size_t* axes, F&& f) {
@@ -83,14 +90,6 @@ Shape with_axis(Shape s, std::size_t axis, std::size_t size) {
   return s;
 }
 
-// An axis of x for `op`, negative counting from the end; the error names the op and x's shape.
-std::size_t axis_of(const char* op, long axis, const Shape& s) {
-  const long r = static_cast<long>(s.rank());
-  if (axis < -r || axis >= r)
-    throw Error(std::string(op) + ": axis " + std::to_string(axis) + " out of range for input of shape " + s.str());
-  return static_cast<std::size_t>(axis < 0 ? axis + r : axis);
-}
-
 // Block copy between two tensors that differ only on one axis: for every outer index, `len` rows of
 // the axis starting at src_off (in a source of size src_n) go to dst_off (in a destination of size
 // dst_n). Accumulate: += instead of =.
@@ -115,10 +114,10 @@ Shape permuted(const Shape& in, const std::size_t* axes) {
   return s;
 }
 
-// y = x with axes permuted; the node keeps the permutation in i[0].
+// y = x with axes permuted.
 Tensor permute_impl(OpCall& call, const Tensor& x, const std::size_t* axes) {
   const Shape& in = x.shape();
-  call.node().i[0] = pack_axes(axes, in.rank());
+  std::copy_n(axes, in.rank(), call.attrs<PermuteAttrs>().axes.begin());
   Tensor y = call.output(permuted(in, axes));
   dispatch(call.dtype(), [&](auto z) {
     using T = decltype(z);
@@ -131,7 +130,7 @@ Tensor permute_impl(OpCall& call, const Tensor& x, const std::size_t* axes) {
 
 // gx[permuted index] += gy: the adjoint of the forward gather.
 void permute_backward(BackwardCtx& c) {
-  const auto axes = unpack_axes(c.node().i[0], c.in_shape(0).rank());
+  const auto& axes = c.attrs<PermuteAttrs>().axes;
   dispatch(c.dtype(), [&](auto z) {
     using T = decltype(z);
     T* gx = c.grad<T>(0);
@@ -191,7 +190,7 @@ Tensor permute(const Tensor& x, const std::vector<std::size_t>& axes) {
   Tensor y = permute_impl(call, x, axes.data());
   call.record(permute_backward, [](GraphCtx& g) {
     const std::size_t r = g.in_shape(0).rank();
-    const auto p = unpack_axes(g.node().i[0], r);
+    const auto& p = g.attrs<PermuteAttrs>().axes;
     std::vector<std::size_t> inv(r);
     for (std::size_t k = 0; k < r; ++k) inv[p[k]] = k;
     g.accumulate(0, permute(g.gout(), inv));
@@ -202,14 +201,12 @@ Tensor permute(const Tensor& x, const std::vector<std::size_t>& axes) {
 // slice(x, a, s, e) = x[..., s:e, ...] on axis a. d = pad(dy, a, s, n - e)
 Tensor slice(const Tensor& x, long axis, std::size_t start, std::size_t stop) {
   if (x.rank() == 0) throw Error("slice: cannot slice a rank-0 tensor " + x.shape().str());
-  const std::size_t a = axis_of("slice", axis, x.shape());
+  const std::size_t a = normalize_axis("slice", axis, x.shape());
   if (!(start <= stop && stop <= x.shape()[a]))
     throw Error("slice: range [" + std::to_string(start) + ", " + std::to_string(stop) + ") is not within axis " +
                 std::to_string(a) + " of size " + std::to_string(x.shape()[a]) + " of input " + x.shape().str());
   OpCall call(op_slice, {&x});
-  call.node().i[0] = static_cast<std::int64_t>(a);
-  call.node().i[1] = static_cast<std::int64_t>(start);
-  call.node().i[2] = static_cast<std::int64_t>(stop);
+  call.attrs<SliceAttrs>() = {a, start, stop};
   Tensor y = call.output(with_axis(x.shape(), a, stop - start));
   const AroundAxis v = around(x.shape(), a);
   dispatch(call.dtype(), [&](auto z) {
@@ -219,18 +216,18 @@ Tensor slice(const Tensor& x, long axis, std::size_t start, std::size_t stop) {
   });
   call.record(
       [](BackwardCtx& c) {
-        const auto& i = c.node().i;
-        const AroundAxis v = around(c.in_shape(0), static_cast<std::size_t>(i[0]));
-        const std::size_t len = static_cast<std::size_t>(i[2] - i[1]);
+        const SliceAttrs& s = c.attrs<SliceAttrs>();
+        const AroundAxis v = around(c.in_shape(0), s.axis);
+        const std::size_t len = s.stop - s.start;
         dispatch(c.dtype(), [&](auto z) {
           using T = decltype(z);
-          copy_rows<T, true>(c.grad<T>(0), v.size, static_cast<std::size_t>(i[1]), c.gout<T>(), len, 0, len, v.outer, v.inner);
+          copy_rows<T, true>(c.grad<T>(0), v.size, s.start, c.gout<T>(), len, 0, len, v.outer, v.inner);
         });
       },
       [](GraphCtx& g) {
-        const auto& i = g.node().i;
-        const std::size_t n = g.in_shape(0)[static_cast<std::size_t>(i[0])];
-        g.accumulate(0, pad(g.gout(), i[0], static_cast<std::size_t>(i[1]), n - static_cast<std::size_t>(i[2])));
+        const SliceAttrs& s = g.attrs<SliceAttrs>();
+        const std::size_t n = g.in_shape(0)[s.axis];
+        g.accumulate(0, pad(g.gout(), static_cast<long>(s.axis), s.start, n - s.stop));
       });
   return y;
 }
@@ -238,10 +235,9 @@ Tensor slice(const Tensor& x, long axis, std::size_t start, std::size_t stop) {
 // pad(x, a, b, e): b zeros before and e after on axis a. d = slice(dy, a, b, b + n)
 Tensor pad(const Tensor& x, long axis, std::size_t before, std::size_t after) {
   if (x.rank() == 0) throw Error("pad: cannot pad a rank-0 tensor " + x.shape().str());
-  const std::size_t a = axis_of("pad", axis, x.shape());
+  const std::size_t a = normalize_axis("pad", axis, x.shape());
   OpCall call(op_pad, {&x});
-  call.node().i[0] = static_cast<std::int64_t>(a);
-  call.node().i[1] = static_cast<std::int64_t>(before);
+  call.attrs<PadAttrs>() = {a, before};
   const std::size_t n = x.shape()[a], m = before + n + after;
   Tensor y = call.output(with_axis(x.shape(), a, m));
   const AroundAxis v = around(x.shape(), a);
@@ -253,19 +249,17 @@ Tensor pad(const Tensor& x, long axis, std::size_t before, std::size_t after) {
   });
   call.record(
       [](BackwardCtx& c) {
-        const auto& i = c.node().i;
-        const std::size_t a = static_cast<std::size_t>(i[0]);
-        const AroundAxis v = around(c.in_shape(0), a);
+        const PadAttrs& p = c.attrs<PadAttrs>();
+        const AroundAxis v = around(c.in_shape(0), p.axis);
         dispatch(c.dtype(), [&](auto z) {
           using T = decltype(z);
-          copy_rows<T, true>(c.grad<T>(0), v.size, 0, c.gout<T>(), c.out_shape()[a], static_cast<std::size_t>(i[1]),
-                             v.size, v.outer, v.inner);
+          copy_rows<T, true>(c.grad<T>(0), v.size, 0, c.gout<T>(), c.out_shape()[p.axis], p.before, v.size, v.outer,
+                             v.inner);
         });
       },
       [](GraphCtx& g) {
-        const auto& i = g.node().i;
-        const std::size_t b = static_cast<std::size_t>(i[1]);
-        g.accumulate(0, slice(g.gout(), i[0], b, b + g.in_shape(0)[static_cast<std::size_t>(i[0])]));
+        const PadAttrs& p = g.attrs<PadAttrs>();
+        g.accumulate(0, slice(g.gout(), static_cast<long>(p.axis), p.before, p.before + g.in_shape(0)[p.axis]));
       });
   return y;
 }
@@ -279,17 +273,13 @@ void check_indices(const char* op, const std::vector<std::int64_t>& indices, std
                   ") out of range [0, " + std::to_string(size) + ") for axis " + std::to_string(axis) + " of " + shape.str());
 }
 
-// The node keeps the indices in the arena (saved) and their count in i[2].
-void save_indices(OpCall& call, const std::vector<std::int64_t>& indices) {
+// The axis and a copy of the indices, in the arena.
+void save_indices(OpCall& call, std::size_t axis, const std::vector<std::int64_t>& indices) {
   std::int64_t* p = call.save<std::int64_t>(indices.size());
   std::copy(indices.begin(), indices.end(), p);
-  call.node().saved = p;
-  call.node().i[2] = static_cast<std::int64_t>(indices.size());
+  call.attrs<IndexAttrs>() = {axis, p, indices.size()};
 }
-std::vector<std::int64_t> saved_indices(const detail::Node& node) {
-  const std::int64_t* p = static_cast<const std::int64_t*>(node.saved);
-  return std::vector<std::int64_t>(p, p + node.i[2]);
-}
+std::vector<std::int64_t> saved_indices(const IndexAttrs& a) { return {a.indices, a.indices + a.n}; }
 
 // Row gather/scatter along an axis: dst row idx[j] (of dst_n) <-> src row j (of n), for every outer index.
 // Gather: dst row j (+)= src row idx[j]; scatter: dst row idx[j] += src row j.
@@ -321,11 +311,10 @@ void scatter_add_rows(T* dst, std::size_t dst_n, const T* src, const std::int64_
 // index_select(x, a, idx): y[..., j, ...] = x[..., idx[j], ...]. d = index_add(dy, a, idx, n)
 Tensor index_select(const Tensor& x, long axis, const std::vector<std::int64_t>& indices) {
   if (x.rank() == 0) throw Error("index_select: cannot index a rank-0 tensor " + x.shape().str());
-  const std::size_t a = axis_of("index_select", axis, x.shape());
+  const std::size_t a = normalize_axis("index_select", axis, x.shape());
   check_indices("index_select", indices, a, x.shape()[a], x.shape());
   OpCall call(op_index_select, {&x});
-  call.node().i[0] = static_cast<std::int64_t>(a);
-  save_indices(call, indices);
+  save_indices(call, a, indices);
   const std::size_t n = indices.size();
   Tensor y = call.output(with_axis(x.shape(), a, n));
   const AroundAxis v = around(x.shape(), a);
@@ -335,17 +324,16 @@ Tensor index_select(const Tensor& x, long axis, const std::vector<std::int64_t>&
   });
   call.record(
       [](BackwardCtx& c) {
-        const std::size_t a = static_cast<std::size_t>(c.node().i[0]);
-        const AroundAxis v = around(c.in_shape(0), a);
+        const IndexAttrs& ia = c.attrs<IndexAttrs>();
+        const AroundAxis v = around(c.in_shape(0), ia.axis);
         dispatch(c.dtype(), [&](auto z) {
           using T = decltype(z);
-          scatter_add_rows<T>(c.grad<T>(0), v.size, c.gout<T>(), static_cast<const std::int64_t*>(c.node().saved),
-                              c.out_shape()[a], v.outer, v.inner);
+          scatter_add_rows<T>(c.grad<T>(0), v.size, c.gout<T>(), ia.indices, ia.n, v.outer, v.inner);
         });
       },
       [](GraphCtx& g) {
-        const long a = static_cast<long>(g.node().i[0]);
-        g.accumulate(0, index_add(g.gout(), a, saved_indices(g.node()), g.in_shape(0)[static_cast<std::size_t>(a)]));
+        const IndexAttrs& ia = g.attrs<IndexAttrs>();
+        g.accumulate(0, index_add(g.gout(), static_cast<long>(ia.axis), saved_indices(ia), g.in_shape(0)[ia.axis]));
       });
   return y;
 }
@@ -354,15 +342,14 @@ Tensor index_select(const Tensor& x, long axis, const std::vector<std::int64_t>&
 // d = index_select(dy, a, idx)
 Tensor index_add(const Tensor& src, long axis, const std::vector<std::int64_t>& indices, std::size_t size) {
   if (src.rank() == 0) throw Error("index_add: cannot scatter a rank-0 tensor " + src.shape().str());
-  const std::size_t a = axis_of("index_add", axis, src.shape());
+  const std::size_t a = normalize_axis("index_add", axis, src.shape());
   if (src.shape()[a] != indices.size())
     throw Error("index_add: source " + src.shape().str() + " has " + std::to_string(src.shape()[a]) + " entries on axis " +
                 std::to_string(a) + " but " + std::to_string(indices.size()) + " indices were given");
   const Shape out = with_axis(src.shape(), a, size);
   check_indices("index_add", indices, a, size, out);
   OpCall call(op_index_add, {&src});
-  call.node().i[0] = static_cast<std::int64_t>(a);
-  save_indices(call, indices);
+  save_indices(call, a, indices);
   Tensor y = call.output(out);
   const AroundAxis v = around(out, a);
   dispatch(call.dtype(), [&](auto z) {
@@ -373,15 +360,17 @@ Tensor index_add(const Tensor& src, long axis, const std::vector<std::int64_t>& 
   });
   call.record(
       [](BackwardCtx& c) {
-        const std::size_t a = static_cast<std::size_t>(c.node().i[0]);
-        const AroundAxis v = around(c.out_shape(), a);
+        const IndexAttrs& ia = c.attrs<IndexAttrs>();
+        const AroundAxis v = around(c.out_shape(), ia.axis);
         dispatch(c.dtype(), [&](auto z) {
           using T = decltype(z);
-          gather_rows<T, true>(c.grad<T>(0), c.gout<T>(), v.size, static_cast<const std::int64_t*>(c.node().saved),
-                               c.in_shape(0)[a], v.outer, v.inner);
+          gather_rows<T, true>(c.grad<T>(0), c.gout<T>(), v.size, ia.indices, ia.n, v.outer, v.inner);
         });
       },
-      [](GraphCtx& g) { g.accumulate(0, index_select(g.gout(), static_cast<long>(g.node().i[0]), saved_indices(g.node()))); });
+      [](GraphCtx& g) {
+        const IndexAttrs& ia = g.attrs<IndexAttrs>();
+        g.accumulate(0, index_select(g.gout(), static_cast<long>(ia.axis), saved_indices(ia)));
+      });
   return y;
 }
 
@@ -392,7 +381,7 @@ Tensor concat(const std::vector<Tensor>& xs, long axis) {
     if (!xs[k].defined()) throw Error("concat: input " + std::to_string(k) + " is undefined");
   const Shape& s0 = xs[0].shape();
   if (s0.rank() == 0) throw Error("concat: cannot concatenate rank-0 tensors " + s0.str());
-  const std::size_t a = axis_of("concat", axis, s0);
+  const std::size_t a = normalize_axis("concat", axis, s0);
   std::size_t total = 0;
   for (std::size_t k = 0; k < xs.size(); ++k) {
     const Shape& s = xs[k].shape();
@@ -404,7 +393,7 @@ Tensor concat(const std::vector<Tensor>& xs, long axis) {
     total += s[a];
   }
   OpCall call(op_concat, xs);
-  call.node().i[0] = static_cast<std::int64_t>(a);
+  call.attrs<AxisAttrs>().axis = a;
   Tensor y = call.output(with_axis(s0, a, total));
   const AroundAxis v = around(y.shape(), a);
   dispatch(call.dtype(), [&](auto z) {
@@ -419,7 +408,7 @@ Tensor concat(const std::vector<Tensor>& xs, long axis) {
   });
   call.record(
       [](BackwardCtx& c) {
-        const std::size_t a = static_cast<std::size_t>(c.node().i[0]);
+        const std::size_t a = c.attrs<AxisAttrs>().axis;
         const AroundAxis v = around(c.out_shape(), a);
         dispatch(c.dtype(), [&](auto z) {
           using T = decltype(z);
@@ -432,7 +421,7 @@ Tensor concat(const std::vector<Tensor>& xs, long axis) {
         });
       },
       [](GraphCtx& g) {
-        const long a = static_cast<long>(g.node().i[0]);
+        const long a = static_cast<long>(g.attrs<AxisAttrs>().axis);
         std::size_t off = 0;
         for (std::size_t k = 0; k < g.num_inputs(); ++k) {
           const std::size_t n = g.in_shape(k)[static_cast<std::size_t>(a)];
@@ -446,7 +435,7 @@ Tensor concat(const std::vector<Tensor>& xs, long axis) {
 // Composite: consecutive slices of the given sizes along axis a.
 std::vector<Tensor> split(const Tensor& x, const std::vector<std::size_t>& sizes, long axis) {
   if (x.rank() == 0) throw Error("split: cannot split a rank-0 tensor " + x.shape().str());
-  const std::size_t a = axis_of("split", axis, x.shape());
+  const std::size_t a = normalize_axis("split", axis, x.shape());
   std::size_t total = 0;
   for (std::size_t n : sizes) total += n;
   if (total != x.shape()[a]) {
@@ -468,7 +457,7 @@ std::vector<Tensor> split(const Tensor& x, const std::vector<std::size_t>& sizes
 std::vector<Tensor> chunk(const Tensor& x, std::size_t n, long axis) {
   if (n == 0) throw Error("chunk: cannot split " + x.shape().str() + " into 0 chunks");
   if (x.rank() == 0) throw Error("chunk: cannot split a rank-0 tensor " + x.shape().str());
-  const std::size_t a = axis_of("chunk", axis, x.shape());
+  const std::size_t a = normalize_axis("chunk", axis, x.shape());
   const std::size_t m = x.shape()[a];
   std::vector<std::size_t> sizes(n, m / n);
   for (std::size_t k = 0; k < m % n; ++k) ++sizes[k];
@@ -504,9 +493,9 @@ Tensor stack(const std::vector<Tensor>& xs, long axis) {
 // flip(x, a): reverses axis a. d = flip(dy, a)
 Tensor flip(const Tensor& x, long axis) {
   if (x.rank() == 0) throw Error("flip: cannot flip a rank-0 tensor " + x.shape().str());
-  const std::size_t a = axis_of("flip", axis, x.shape());
+  const std::size_t a = normalize_axis("flip", axis, x.shape());
   OpCall call(op_flip, {&x});
-  call.node().i[0] = static_cast<std::int64_t>(a);
+  call.attrs<AxisAttrs>().axis = a;
   Tensor y = call.output(x.shape());
   const AroundAxis v = around(x.shape(), a);
   dispatch(call.dtype(), [&](auto z) {
@@ -518,7 +507,7 @@ Tensor flip(const Tensor& x, long axis) {
   });
   call.record(
       [](BackwardCtx& c) {
-        const AroundAxis v = around(c.in_shape(0), static_cast<std::size_t>(c.node().i[0]));
+        const AroundAxis v = around(c.in_shape(0), c.attrs<AxisAttrs>().axis);
         dispatch(c.dtype(), [&](auto z) {
           using T = decltype(z);
           T* gx = c.grad<T>(0);
@@ -527,7 +516,7 @@ Tensor flip(const Tensor& x, long axis) {
             copy_rows<T, true>(gx, v.size, v.size - 1 - j, gy, v.size, j, 1, v.outer, v.inner);
         });
       },
-      [](GraphCtx& g) { g.accumulate(0, flip(g.gout(), static_cast<long>(g.node().i[0]))); });
+      [](GraphCtx& g) { g.accumulate(0, flip(g.gout(), static_cast<long>(g.attrs<AxisAttrs>().axis))); });
   return y;
 }
 
