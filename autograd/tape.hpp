@@ -57,6 +57,7 @@ struct Slot {
   bool requires_grad = false;
   std::int32_t producer = -1;  // index of the node that wrote it; -1 for leaves
   LeafImpl* leaf = nullptr;    // owned tensors registered on this tape
+  std::uint64_t version = 0;   // leaves: the leaf's version when it entered this graph
 };
 
 struct Node {
@@ -196,6 +197,7 @@ class Tape {
   std::vector<detail::Node> nodes_;
   std::vector<Deferred> deferred_;  // updates waiting for the end of the current sweep
   std::vector<std::shared_ptr<detail::LeafImpl>> leaves_;  // owned tensors kept alive by this graph
+  std::vector<std::uint32_t> leaf_slots_;                  // their slots, for the version check
   detail::Arena arena_;
   std::uint64_t epoch_ = 1;
   bool released_ = false;
