@@ -22,6 +22,7 @@ struct Slot {
   bool requires_grad = false;
   std::int32_t producer = -1;  // index of the node that wrote it; -1 for leaves
   LeafImpl* leaf = nullptr;    // owned tensors registered on this tape
+  std::uint64_t version = 0;   // leaves: the leaf's version when it entered this graph
 };
 
 // A chunked bump allocator. reset() is O(1) and keeps the memory; after a step that overflowed the

@@ -16,6 +16,9 @@ struct LeafImpl : std::enable_shared_from_this<LeafImpl> {
   bool requires_grad = false;
   std::shared_ptr<LeafImpl> grad;  // an owned tensor of the same shape, allocated on first use
   std::string name;
+  // Bumped by every in-place write the library makes (optimizer steps, nn::load, zero_grad, a non-const
+  // data<T>() or as_xtensor view); a graph records it when the leaf enters it, and backward compares.
+  std::uint64_t version = 0;
   // Where this leaf sits on a tape during the current graph (valid while tape->epoch() == epoch).
   Tape* tape = nullptr;
   std::uint64_t epoch = 0;

@@ -19,6 +19,11 @@ void Shape::push_back(std::size_t d) {
   dims_[rank_++] = d;
 }
 
+void Shape::throw_too_large(const char* who) const {
+  throw Error(std::string(who ? who : "Shape") + ": shape " + str() + " has more elements than fit in memory (" +
+              "the product of its sizes overflows or exceeds 2^60)");
+}
+
 std::string Shape::str() const {
   std::ostringstream os;
   os << '(';

@@ -40,9 +40,24 @@ class Shape {
 
   std::size_t rank() const { return rank_; }
   std::size_t size() const { return rank_; }  // number of dimensions, as std containers
+  // The largest element count a tensor may have: its bytes (8 per element at most) and every offset into
+  // it must fit a ptrdiff_t.
+  static constexpr std::size_t max_numel = std::size_t(PTRDIFF_MAX) / 8;
+  // Every element count goes through here: a shape whose product overflows, or exceeds max_numel, is an
+  // Error (a product that wrapped would silently size a buffer too small).
   std::size_t numel() const {
     std::size_t n = 1;
-    for (std::size_t i = 0; i < rank_; ++i) n *= dims_[i];
+    bool overflow = false;
+    for (std::size_t i = 0; i < rank_; ++i) overflow |= __builtin_mul_overflow(n, dims_[i], &n);
+    if (overflow || n > max_numel) throw_too_large(nullptr);
+    return n;
+  }
+  // The same, naming the function that was given the shape.
+  std::size_t checked_numel(const char* who) const {
+    std::size_t n = 1;
+    bool overflow = false;
+    for (std::size_t i = 0; i < rank_; ++i) overflow |= __builtin_mul_overflow(n, dims_[i], &n);
+    if (overflow || n > max_numel) throw_too_large(who);
     return n;
   }
   std::size_t operator[](std::size_t i) const { return dims_[i]; }
@@ -63,6 +78,7 @@ class Shape {
   friend bool operator!=(const Shape& a, const Shape& b) { return !(a == b); }
 
  private:
+  [[noreturn]] void throw_too_large(const char* who) const;
   std::array<std::size_t, max_rank> dims_{};
   std::size_t rank_ = 0;
 };

@@ -51,6 +51,7 @@ void Tape::clear() {
   nodes_.clear();
   slots_.clear();
   leaves_.clear();
+  leaf_slots_.clear();
   arena_.reset();
   epoch_ = g_next_epoch++;
   released_ = false;
@@ -97,7 +98,9 @@ std::uint32_t Tape::slot_for(const Tensor& t) {
     }
     s.grad = leaf->grad->data;
   }
+  s.version = leaf->version;
   leaves_.push_back(t.leaf());
+  leaf_slots_.push_back(static_cast<std::uint32_t>(slots_.size() - 1));
   leaf->tape = this;
   leaf->epoch = epoch_;
   leaf->slot = static_cast<std::uint32_t>(slots_.size() - 1);
@@ -123,7 +126,35 @@ struct Engine {
     if (seed.defined() && (seed.shape() != rs.shape || seed.dtype() != rs.dtype))
       throw Error(std::string(who) + ": seed of shape " + seed.shape().str() + " (" + dtype_name(seed.dtype()) +
                   ") does not match root of shape " + rs.shape.str() + " (" + dtype_name(rs.dtype) + ")");
+    check_versions(tape, who);
     return root.slot_index();
+  }
+
+  // Once per sweep, O(leaves): an owned tensor written in place since it entered the graph (an optimizer
+  // step, nn::load, a write through data<T>()) would make backward compute from values the forward never
+  // saw. Also catches a write between two ops of the same graph.
+  static void check_versions(Tape& tape, const char* who) {
+    for (const std::uint32_t id : tape.leaf_slots_) {
+      const detail::Slot& s = tape.slots_[id];
+      if (s.leaf->version == s.version) continue;
+      const char* first_op = "?";
+      for (const detail::Node& node : tape.nodes_) {
+        const std::uint32_t* in = node.inputs();
+        if (std::find(in, in + node.n_in, id) != in + node.n_in) {
+          first_op = node.op->name;
+          break;
+        }
+      }
+      // The graph can never be swept now: release it, so the next forward starts a fresh one.
+      const std::string what = std::string(who) + ": tensor " + (s.leaf->name.empty() ? "(unnamed)" : "'" + s.leaf->name + "'") +
+                  " of shape " + s.shape.str() + " (" + dtype_name(s.dtype) + "), used by op '" + first_op +
+                  "', was modified in place after the graph recorded it (version " + std::to_string(s.version) +
+                  " then, " + std::to_string(s.leaf->version) +
+                  " now): an optimizer step, nn::load or a write through data<T>() between a forward and its "
+                  "backward; run the forward again after the write (the graph was released)";
+      tape.release();
+      throw Error(what);
+    }
   }
 
   static void sweep_from(Tape& tape, std::int32_t start) {

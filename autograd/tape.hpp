@@ -111,6 +111,7 @@ class Tape {
   std::vector<detail::Node> nodes_;
   std::vector<Deferred> deferred_;  // updates waiting for the end of the current sweep
   std::vector<std::shared_ptr<detail::LeafImpl>> leaves_;  // owned tensors kept alive by this graph
+  std::vector<std::uint32_t> leaf_slots_;                  // their slots, for the version check
   detail::Arena arena_;
   std::uint64_t epoch_ = 1;
   bool released_ = false;

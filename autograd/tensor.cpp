@@ -68,6 +68,14 @@ void Tensor::throw_dtype(DType wanted) const {
 
 bool Tensor::leaf_requires_grad() const { return leaf_->requires_grad; }
 
+std::uint64_t Tensor::version() const {
+  check();
+  return leaf_ ? leaf_->version : 0;
+}
+void Tensor::bump_version() {
+  if (leaf_) ++leaf_->version;
+}
+
 std::size_t Tensor::size(long axis) const { return shape()[normalize_axis("size", axis, shape())]; }
 
 Tensor& Tensor::requires_grad_(bool on) {
@@ -87,8 +95,10 @@ Tensor Tensor::grad() const {
 }
 
 void Tensor::zero_grad() {
-  if (leaf_ && leaf_->grad)
+  if (leaf_ && leaf_->grad) {
     std::memset(leaf_->grad->data, 0, leaf_->grad->shape.numel() * dtype_size(leaf_->grad->dtype));
+    ++leaf_->grad->version;
+  }
 }
 
 
@@ -174,18 +184,26 @@ void tune_malloc() {
 
 // ----- creation -----
 
-Tensor empty(const Shape& shape, DType dtype) { return Tensor::from_leaf(detail::make_leaf(shape, dtype)); }
-
-Tensor full(const Shape& shape, double value, DType dtype) {
-  Tensor t = empty(shape, dtype);
+namespace {
+// Every creation function checks its shape here first, so an absurd shape names the function.
+Tensor create(const char* who, const Shape& shape, DType dtype) {
+  shape.checked_numel(who);
+  return Tensor::from_leaf(detail::make_leaf(shape, dtype));
+}
+Tensor filled(const char* who, const Shape& shape, double value, DType dtype) {
+  Tensor t = create(who, shape, dtype);
   dispatch(dtype, [&](auto z) {
     using T = decltype(z);
     std::fill_n(t.data<T>(), t.numel(), static_cast<T>(value));
   });
   return t;
 }
-Tensor zeros(const Shape& shape, DType dtype) { return full(shape, 0.0, dtype); }
-Tensor ones(const Shape& shape, DType dtype) { return full(shape, 1.0, dtype); }
+}  // namespace
+
+Tensor empty(const Shape& shape, DType dtype) { return create("empty", shape, dtype); }
+Tensor full(const Shape& shape, double value, DType dtype) { return filled("full", shape, value, dtype); }
+Tensor zeros(const Shape& shape, DType dtype) { return filled("zeros", shape, 0.0, dtype); }
+Tensor ones(const Shape& shape, DType dtype) { return filled("ones", shape, 1.0, dtype); }
 Tensor scalar(double value, DType dtype) { return full(Shape{}, value, dtype); }
 Tensor zeros_like(const Tensor& t) { return zeros(t.shape(), t.dtype()); }
 Tensor ones_like(const Tensor& t) { return ones(t.shape(), t.dtype()); }
@@ -194,8 +212,12 @@ Tensor arange(double start, double stop, double step, DType dtype) {
   if (step == 0 || !std::isfinite(start) || !std::isfinite(stop) || !std::isfinite(step))
     throw Error("arange: start, stop and step must be finite and step non-zero");
   const double n = std::ceil((stop - start) / step);
+  // Checked before the conversion: a double beyond size_t's range does not convert (undefined behaviour).
+  if (!(n <= double(Shape::max_numel)))
+    throw Error("arange: [" + std::to_string(start) + ", " + std::to_string(stop) + ") in steps of " +
+                std::to_string(step) + " has " + std::to_string(n) + " elements, more than fit in memory");
   const std::size_t count = n > 0 ? static_cast<std::size_t>(n) : 0;
-  Tensor t = empty(Shape{count}, dtype);
+  Tensor t = create("arange", Shape{count}, dtype);
   dispatch(dtype, [&](auto z) {
     using T = decltype(z);
     for (std::size_t i = 0; i < count; ++i) t.data<T>()[i] = static_cast<T>(start + step * static_cast<double>(i));
@@ -204,7 +226,7 @@ Tensor arange(double start, double stop, double step, DType dtype) {
 }
 
 Tensor from_values(const std::vector<double>& values, const Shape& shape, DType dtype) {
-  if (values.size() != shape.numel())
+  if (values.size() != shape.checked_numel("from_values"))
     throw Error("from_values: " + std::to_string(values.size()) + " values for shape " + shape.str());
   Tensor t = empty(shape, dtype);
   dispatch(dtype, [&](auto z) {
@@ -215,7 +237,7 @@ Tensor from_values(const std::vector<double>& values, const Shape& shape, DType 
 }
 
 template <class T> Tensor from_data(const T* values, const Shape& shape) {
-  Tensor t = empty(shape, dtype_of<T>::value);
+  Tensor t = create("from_data", shape, dtype_of<T>::value);
   std::memcpy(t.data<T>(), values, shape.numel() * sizeof(T));
   return t;
 }
@@ -223,7 +245,8 @@ template Tensor from_data<float>(const float*, const Shape&);
 template Tensor from_data<double>(const double*, const Shape&);
 
 Tensor randn(const Shape& shape, Generator& gen, double std, DType dtype) {
-  Tensor t = empty(shape, dtype);
+  if (!(std >= 0) || !std::isfinite(std)) throw Error("randn: std " + std::to_string(std) + " must be finite and >= 0");
+  Tensor t = create("randn", shape, dtype);
   dispatch(dtype, [&](auto z) {
     using T = decltype(z);
     T* p = t.data<T>();
@@ -233,8 +256,9 @@ Tensor randn(const Shape& shape, Generator& gen, double std, DType dtype) {
 }
 
 Tensor uniform(const Shape& shape, double lo, double hi, Generator& gen, DType dtype) {
-  if (!(lo <= hi)) throw Error("uniform: lo must not exceed hi");
-  Tensor t = empty(shape, dtype);
+  if (!(lo <= hi) || !std::isfinite(lo) || !std::isfinite(hi))
+    throw Error("uniform: [" + std::to_string(lo) + ", " + std::to_string(hi) + ") must be finite with lo <= hi");
+  Tensor t = create("uniform", shape, dtype);
   dispatch(dtype, [&](auto z) {
     using T = decltype(z);
     T* p = t.data<T>();
@@ -244,7 +268,7 @@ Tensor uniform(const Shape& shape, double lo, double hi, Generator& gen, DType d
 }
 
 Tensor adopt(std::shared_ptr<void> owner, void* data, const Shape& shape, DType dtype) {
-  if (!data && shape.numel()) throw Error("adopt: null data for shape " + shape.str());
+  if (!data && shape.checked_numel("adopt")) throw Error("adopt: null data for shape " + shape.str());
   auto leaf = std::make_shared<detail::LeafImpl>();
   leaf->shape = shape;
   leaf->dtype = dtype;

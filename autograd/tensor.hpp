@@ -55,13 +55,19 @@ class Tensor {
   Tensor detach() const;  // an owned copy of the value, cut from the graph (truncated BPTT)
   Tensor clone() const { return detach(); }
 
-  // Values. data<T>() checks the dtype; values are contiguous, row-major.
-  template <class T> T* data() {
+  // Values. data<T>() checks the dtype; values are contiguous, row-major. The non-const overload hands out
+  // the buffer for writing, so on an owned tensor it counts as an in-place write (bump_version); read
+  // through a const Tensor& (the const overload) to leave the version alone.
+  template <class T> const T* data() const {
     check();
     if (dtype_ != dtype_of<T>::value) throw_dtype(dtype_of<T>::value);
-    return static_cast<T*>(data_);
+    return static_cast<const T*>(data_);
   }
-  template <class T> const T* data() const { return const_cast<Tensor*>(this)->data<T>(); }
+  template <class T> T* data() {
+    const T* p = static_cast<const Tensor&>(*this).data<T>();
+    if (leaf_) bump_version();
+    return const_cast<T*>(p);
+  }
   void* raw_data() const {
     check();
     return data_;
@@ -70,6 +76,12 @@ class Tensor {
   double at(std::initializer_list<std::size_t> index) const;  // element, as double
   std::vector<double> to_vector() const;                  // all values, as double
   Tensor to(DType d) const;                               // owned copy in another dtype
+
+  // Version counter of an owned tensor (as PyTorch's _version): every in-place write the library makes
+  // bumps it, and backward() raises an Error when a tensor a graph recorded has changed since. Code that
+  // writes through raw_data() calls bump_version() itself. Recorded tensors: always 0.
+  std::uint64_t version() const;
+  void bump_version();
 
   // A readable name (used by the Graphviz export and error messages).
   Tensor& set_name(const std::string& name);

@@ -14,6 +14,8 @@
 
 namespace tapegrad {
 
+// The mutable view is handed out for writing: it bumps the tensor's version (Tensor::version). Read
+// through a const Tensor& to leave the version alone.
 template <class T> auto as_xtensor(Tensor& t) {
   std::vector<std::size_t> shape = t.shape().to_vector();
   return xt::adapt(t.data<T>(), t.numel(), xt::no_ownership(), shape);

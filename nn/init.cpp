@@ -13,29 +13,37 @@ std::pair<double, double> fans(const Shape& s) {
     const double field = double(s[2] * s[3]);
     return {double(s[1]) * field, double(s[0]) * field};
   }
-  const double out = double(s.back());
-  return {double(s.numel()) / out, out};
+  double in = 1;  // the product of all sizes but the last (numel / out divides by zero when out is 0)
+  for (std::size_t k = 0; k + 1 < s.rank(); ++k) in *= double(s[k]);
+  return {in, double(s.back())};
 }
+// A shape without elements has nothing to draw (and a fan of 0 would make the scale infinite): as
+// PyTorch's init, a no-op that returns the empty tensor.
+bool nothing_to_draw(const Shape& s) { return s.numel() == 0; }
 }  // namespace
 
 Tensor normal(const Shape& shape, double std, Generator& gen, DType dtype) { return randn(shape, gen, std, dtype); }
 
 Tensor lecun_normal(const Shape& shape, Generator& gen, DType dtype) {
+  if (nothing_to_draw(shape)) return zeros(shape, dtype);
   return randn(shape, gen, 1.0 / std::sqrt(fans(shape).first), dtype);
 }
 
 Tensor glorot_normal(const Shape& shape, Generator& gen, DType dtype) {
+  if (nothing_to_draw(shape)) return zeros(shape, dtype);
   auto [in, out] = fans(shape);
   return randn(shape, gen, std::sqrt(2.0 / (in + out)), dtype);
 }
 
 Tensor glorot_uniform(const Shape& shape, Generator& gen, DType dtype) {
+  if (nothing_to_draw(shape)) return zeros(shape, dtype);
   auto [in, out] = fans(shape);
   const double a = std::sqrt(6.0 / (in + out));
   return uniform(shape, -a, a, gen, dtype);
 }
 
 Tensor he_normal(const Shape& shape, Generator& gen, DType dtype) {
+  if (nothing_to_draw(shape)) return zeros(shape, dtype);
   return randn(shape, gen, std::sqrt(2.0 / fans(shape).first), dtype);
 }
 

@@ -20,7 +20,9 @@ Tensor Linear::operator()(const Tensor& x) const {
   if (x.rank() <= 3 && x.rank() >= 2) {
     y = matmul(x, W);
   } else {  // rank 1 or > 3: through a 2-D view
-    Shape flat{x.numel() / W.size(0), W.size(0)};
+    std::size_t rows = 1;  // the leading sizes' product (not numel / in: in may be 0, as in PyTorch's Linear(0, n))
+    for (std::size_t k = 0; k + 1 < x.rank(); ++k) rows *= x.size(long(k));
+    Shape flat{rows, W.size(0)};
     Shape out(x.shape().begin(), x.shape().end() - 1);
     out.push_back(W.size(1));
     y = reshape(matmul(reshape(x, flat), W), out);

@@ -7,6 +7,7 @@ Tensor& Module::register_parameter(const std::string& name, Tensor value) {
     if (n == name) throw Error("Module: parameter '" + name + "' registered twice");
   if (!value.defined() || !value.is_leaf()) throw Error("Module: parameter '" + name + "' must be an owned tensor");
   value.requires_grad_(true);
+  if (value.name().empty()) value.set_name(name);  // error messages (version check) and DOT labels name it
   storage_.push_back(std::make_unique<Tensor>(std::move(value)));
   params_.emplace_back(name, storage_.back().get());
   return *storage_.back();

@@ -1,7 +1,8 @@
 #include "tapegrad/nn/recursive.hpp"
 
 #include <cctype>
-#include <functional>
+#include <cstdint>
+#include <utility>
 
 #include "tapegrad/nn/init.hpp"
 #include "tapegrad/ops/activation.hpp"
@@ -36,44 +37,93 @@ Tree Tree::parse(const std::string& s) {
   Tree t;
   std::size_t pos = 0;
   auto fail = [&](const std::string& why) {
-    throw Error("Tree::parse: " + why + " at position " + std::to_string(pos) + " in \"" + s + "\"");
+    // Quote at most 40 characters either side of the position: the string may be megabytes long.
+    const std::size_t from = pos > 40 ? pos - 40 : 0;
+    const std::string near = (from ? "..." : "") + s.substr(from, 80) + (from + 80 < s.size() ? "..." : "");
+    throw Error("Tree::parse: " + why + " at position " + std::to_string(pos) + " in \"" + near + "\"");
   };
   auto skip = [&] {
     while (pos < s.size() && std::isspace(static_cast<unsigned char>(s[pos]))) ++pos;
   };
-  // Recursion depth is the bracket depth of the string (trees the course draws are shallow).
-  std::function<std::size_t()> subtree = [&]() -> std::size_t {
+  // Iterative, with an explicit stack of open brackets: the depth is limited by memory only, not by the
+  // call stack. An open bracket remembers its left child once that is complete.
+  struct Open {
+    std::size_t left = 0;
+    bool has_left = false;
+  };
+  std::vector<Open> open;
+  for (;;) {
     skip();
     if (pos >= s.size()) fail("unexpected end");
     if (s[pos] == '(') {
       ++pos;
-      const std::size_t l = subtree();
-      skip();
-      if (pos < s.size() && s[pos] == ')') fail("a bracket with one child (missing right child)");
-      const std::size_t r = subtree();
-      skip();
-      if (pos >= s.size() || s[pos] != ')') fail("expected ')' (a node has exactly two children)");
-      ++pos;
-      return t.add_parent(l, r);
+      open.push_back({});
+      continue;
     }
     if (!std::isdigit(static_cast<unsigned char>(s[pos]))) fail(std::string("unexpected '") + s[pos] + "'");
     std::int64_t v = 0;
-    while (pos < s.size() && std::isdigit(static_cast<unsigned char>(s[pos]))) v = v * 10 + (s[pos++] - '0');
-    return t.add_leaf(v);
-  };
-  subtree();
-  skip();
-  if (pos != s.size()) fail("trailing characters");
-  return t;
+    const std::size_t digits_at = pos;
+    while (pos < s.size() && std::isdigit(static_cast<unsigned char>(s[pos]))) {
+      const int d = s[pos] - '0';
+      if (v > (INT64_MAX - d) / 10) {
+        pos = digits_at;
+        fail("leaf index overflows int64");
+      }
+      v = v * 10 + d;
+      ++pos;
+    }
+    std::size_t done = t.add_leaf(v);
+    // A complete subtree: it is the left child of the innermost open bracket, or its right child (which
+    // closes the bracket, completing another subtree), or the whole tree.
+    for (;;) {
+      if (open.empty()) {
+        skip();
+        if (pos != s.size()) fail("trailing characters");
+        return t;
+      }
+      skip();
+      Open& o = open.back();
+      if (!o.has_left) {
+        if (pos < s.size() && s[pos] == ')') fail("a bracket with one child (missing right child)");
+        o.left = done;
+        o.has_left = true;
+        break;
+      }
+      if (pos >= s.size() || s[pos] != ')') fail("expected ')' (a node has exactly two children)");
+      ++pos;
+      done = t.add_parent(o.left, done);
+      open.pop_back();
+    }
+  }
 }
 
 std::string Tree::str() const {
-  std::vector<std::string> out(nodes.size());
-  for (std::size_t i = 0; i < nodes.size(); ++i) {
+  if (nodes.empty()) return "()";
+  // Iterative (a deep tree must not overflow the stack) and linear in the size of the result.
+  std::string out;
+  std::vector<std::pair<std::size_t, int>> stack{{nodes.size() - 1, 0}};  // node, children written so far
+  while (!stack.empty()) {
+    auto& [i, state] = stack.back();
     const Node& n = nodes[i];
-    out[i] = n.leaf >= 0 ? std::to_string(n.leaf) : "(" + out[std::size_t(n.left)] + " " + out[std::size_t(n.right)] + ")";
+    if (n.leaf >= 0) {
+      out += std::to_string(n.leaf);
+      stack.pop_back();
+    } else if (state == 0) {
+      if (n.left < 0 || n.right < 0 || std::size_t(n.left) >= i || std::size_t(n.right) >= i)
+        throw Error("Tree::str: node " + std::to_string(i) + " needs two earlier nodes as children");
+      out += '(';
+      state = 1;
+      stack.push_back({std::size_t(n.left), 0});
+    } else if (state == 1) {
+      out += ' ';
+      state = 2;
+      stack.push_back({std::size_t(n.right), 0});
+    } else {
+      out += ')';
+      stack.pop_back();
+    }
   }
-  return nodes.empty() ? "()" : out.back();
+  return out;
 }
 
 void Tree::validate(const char* who, std::size_t num_rows) const {

@@ -1,6 +1,8 @@
 #include "tapegrad/nn/serialize.hpp"
 
+#include <dirent.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
@@ -9,6 +11,7 @@
 #include <cerrno>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <map>
@@ -148,10 +151,31 @@ mode_t new_file_mode(const std::string& path) {
   return 0666 & ~mask;
 }
 
+// Temporary files are named <path>.tmp-<pid>-XXXXXX. A process killed during a save leaves its temporary
+// behind; the next save to the same path removes those whose process no longer exists.
+void remove_stale_temporaries(const std::string& path) {
+  const std::string dir = directory_of(path);
+  const auto slash = path.find_last_of('/');
+  const std::string prefix = (slash == std::string::npos ? path : path.substr(slash + 1)) + ".tmp-";
+  DIR* d = ::opendir(dir.c_str());
+  if (!d) return;
+  while (const dirent* e = ::readdir(d)) {
+    const char* name = e->d_name;
+    if (std::strncmp(name, prefix.c_str(), prefix.size()) != 0) continue;
+    char* end = nullptr;
+    const long pid = std::strtol(name + prefix.size(), &end, 10);
+    if (end == name + prefix.size() || *end != '-' || pid <= 0) continue;
+    if (::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) continue;  // alive, or not ours to judge
+    ::unlinkat(::dirfd(d), name, 0);
+  }
+  ::closedir(d);
+}
+
 // Writes bytes to a temporary file beside `path`, fsyncs it, renames it over `path`, fsyncs the directory.
 void write_atomically(const std::string& path, const Bytes& bytes) {
   const auto fail = [&](const std::string& what) { throw Error("nn::save: " + quoted(path) + ": " + what); };
-  std::string tmp = path + ".tmp-XXXXXX";
+  remove_stale_temporaries(path);
+  std::string tmp = path + ".tmp-" + std::to_string(::getpid()) + "-XXXXXX";
   const int fd = ::mkstemp(tmp.data());
   if (fd < 0) fail("cannot create a temporary file in " + quoted(directory_of(path)) + ": " + sys_error());
   bool renamed = false;
@@ -371,8 +395,10 @@ void load(Module& module, const std::string& path) {
     for (std::size_t i = 0; i < problems.size(); ++i) msg += (i ? "; " : "") + problems[i];
     throw Error(msg + "; no parameter was changed");
   }
-  for (auto& [t, values] : staged)
+  for (auto& [t, values] : staged) {
     if (t.numel()) std::memcpy(t.raw_data(), values, t.numel() * dtype_size(t.dtype()));
+    t.bump_version();  // an in-place write: a graph that recorded the old values can no longer backward
+  }
 }
 
 void save_arrays(const NamedArrays& arrays, const std::string& path) {

@@ -15,7 +15,9 @@ namespace tapegrad::nn {
 
 // Atomic: the archive is built in memory, written to a temporary file beside `path`, fsync'ed and
 // renamed over `path` (then the directory is fsync'ed). A failure at any point raises an Error naming the
-// file and leaves whatever was at `path` untouched; the temporary file is removed.
+// file and leaves whatever was at `path` untouched; the temporary file is removed. A process killed
+// during a save leaves its temporary (`path`.tmp-<pid>-XXXXXX) behind; the next save to `path` removes
+// those of processes that no longer exist.
 void save(const Module& module, const std::string& path);
 
 // Reads and validates the whole archive first: every parameter of the module must be there with the same

@@ -99,6 +99,8 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, std::size_t str
     fail("b must be (" + std::to_string(sw[0]) + ",), one bias per filter");
   if (stride == 0) fail("stride must be at least 1");
   if (sw[2] == 0 || sw[3] == 0) fail("the kernel is empty");
+  // The padded sizes must not wrap: padding is bounded by the largest tensor size, then H + 2 padding fits.
+  if (padding > Shape::max_numel) fail("padding " + std::to_string(padding) + " is larger than any tensor");
   if (sw[2] > sx[2] + 2 * padding || sw[3] > sx[3] + 2 * padding)
     fail("kernel " + std::to_string(sw[2]) + "x" + std::to_string(sw[3]) + " is larger than the padded input " +
          std::to_string(sx[2] + 2 * padding) + "x" + std::to_string(sx[3] + 2 * padding) + " (padding " +
@@ -107,6 +109,7 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, std::size_t str
                    (sx[2] + 2 * padding - sw[2]) / stride + 1, (sx[3] + 2 * padding - sw[3]) / stride + 1};
   if (g.ckk() > std::size_t(INT_MAX) || g.ohw() > std::size_t(INT_MAX) || g.f > std::size_t(INT_MAX))
     fail("the im2col matrix exceeds the BLAS int range");
+  Shape{g.n, g.f, g.oh, g.ow}.checked_numel("conv2d");
 
   OpCall call = b.defined() ? OpCall(op_conv2d, {&x, &w, &b}) : OpCall(op_conv2d, {&x, &w});
   call.attrs<ConvAttrs>() = {g.stride, g.pad};

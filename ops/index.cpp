@@ -26,7 +26,7 @@ Tensor embedding(const Tensor& weight, const Index& ids) {
   const Shape sw = weight.shape();
   if (sw.rank() != 2)
     throw Error("embedding: weight must be (V, D), got " + sw.str() + " for ids " + ids.shape.str());
-  if (ids.values.size() != ids.shape.numel())
+  if (ids.values.size() != ids.shape.checked_numel("embedding"))
     throw Error("embedding: ids have " + std::to_string(ids.values.size()) + " values but shape " + ids.shape.str());
   if (ids.shape.rank() == Shape::max_rank)
     throw Error("embedding: ids of shape " + ids.shape.str() + " leave no room for the embedding axis");

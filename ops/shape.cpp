@@ -143,7 +143,7 @@ void permute_backward(BackwardCtx& c) {
 
 // reshape(x, s): same values, new shape. d = reshape(dy, x.shape)
 Tensor reshape(const Tensor& x, const Shape& shape) {
-  if (shape.numel() != x.numel())
+  if (shape.checked_numel("reshape") != x.numel())
     throw Error("reshape: cannot reshape " + x.shape().str() + " (" + std::to_string(x.numel()) + " elements) to " +
                 shape.str() + " (" + std::to_string(shape.numel()) + " elements)");
   OpCall call(op_reshape, {&x});
@@ -236,9 +236,15 @@ Tensor slice(const Tensor& x, long axis, std::size_t start, std::size_t stop) {
 Tensor pad(const Tensor& x, long axis, std::size_t before, std::size_t after) {
   if (x.rank() == 0) throw Error("pad: cannot pad a rank-0 tensor " + x.shape().str());
   const std::size_t a = normalize_axis("pad", axis, x.shape());
+  // The padded size must not wrap (a wrapped size made a short buffer that the copy overran).
+  std::size_t m = 0;
+  const std::size_t n = x.shape()[a];
+  if (__builtin_add_overflow(before, n, &m) || __builtin_add_overflow(m, after, &m))
+    throw Error("pad: padding " + std::to_string(before) + " before and " + std::to_string(after) + " after axis " +
+                std::to_string(a) + " of " + x.shape().str() + " overflows the size");
+  with_axis(x.shape(), a, m).checked_numel("pad");
   OpCall call(op_pad, {&x});
   call.attrs<PadAttrs>() = {a, before};
-  const std::size_t n = x.shape()[a], m = before + n + after;
   Tensor y = call.output(with_axis(x.shape(), a, m));
   const AroundAxis v = around(x.shape(), a);
   dispatch(call.dtype(), [&](auto z) {
@@ -347,6 +353,7 @@ Tensor index_add(const Tensor& src, long axis, const std::vector<std::int64_t>& 
     throw Error("index_add: source " + src.shape().str() + " has " + std::to_string(src.shape()[a]) + " entries on axis " +
                 std::to_string(a) + " but " + std::to_string(indices.size()) + " indices were given");
   const Shape out = with_axis(src.shape(), a, size);
+  out.checked_numel("index_add");
   check_indices("index_add", indices, a, size, out);
   OpCall call(op_index_add, {&src});
   save_indices(call, a, indices);
@@ -522,6 +529,7 @@ Tensor flip(const Tensor& x, long axis) {
 
 // broadcast_to(x, s): d = sum_to(dy, x.shape)
 Tensor broadcast_to(const Tensor& x, const Shape& shape) {
+  shape.checked_numel("broadcast_to");
   const Shape b = broadcast_shapes("broadcast_to", x.shape(), shape);
   if (b != shape) throw Error("broadcast_to: input " + x.shape().str() + " does not broadcast to " + shape.str());
   OpCall call(op_broadcast_to, {&x});

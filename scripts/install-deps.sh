@@ -5,6 +5,8 @@ set -euo pipefail
 pkgs=(build-essential cmake libxtensor-dev libxtensor-blas-dev libxsimd-dev libopenblas-dev
       libboost-test-dev libbenchmark-dev graphviz gnuplot-nox libzip-dev pkgconf python3-numpy
       libopenmpi-dev openmpi-bin)  # Open MPI: tapegrad::dist (optional; its tests run under mpirun)
+# scripts/test.sh --fuzz also needs clang and its libFuzzer/sanitizer runtimes (install-deps.sh --fuzz).
+[[ "${1:-}" == "--fuzz" ]] && pkgs+=(clang libclang-rt-14-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
