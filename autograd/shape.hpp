@@ -45,13 +45,7 @@ class Shape {
   static constexpr std::size_t max_numel = std::size_t(PTRDIFF_MAX) / 8;
   // Every element count goes through here: a shape whose product overflows, or exceeds max_numel, is an
   // Error (a product that wrapped would silently size a buffer too small).
-  std::size_t numel() const {
-    std::size_t n = 1;
-    bool overflow = false;
-    for (std::size_t i = 0; i < rank_; ++i) overflow |= __builtin_mul_overflow(n, dims_[i], &n);
-    if (overflow || n > max_numel) throw_too_large(nullptr);
-    return n;
-  }
+  std::size_t numel() const { return checked_numel(nullptr); }
   // The same, naming the function that was given the shape.
   std::size_t checked_numel(const char* who) const {
     std::size_t n = 1;
