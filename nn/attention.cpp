@@ -64,7 +64,7 @@ GeneralAttention::GeneralAttention(std::size_t h_enc, std::size_t h_dec, Generat
 }
 
 GeneralAttention::GeneralAttention(Tensor w) {
-  if (!w.defined() || w.rank() != 2) throw Error("GeneralAttention: W must be (H_enc, H_dec), got " + (w.defined() ? w.shape().str() : std::string("undefined")));
+  if (!w.defined() || w.rank() != 2) throw Error("GeneralAttention: W must be (H_enc, H_dec), got " + shape_str(w));
   W = register_parameter("W", std::move(w));
 }
 
@@ -89,8 +89,8 @@ AdditiveAttention::AdditiveAttention(Tensor wa, Tensor ua, Tensor v) {
   if (!wa.defined() || !ua.defined() || !v.defined() || wa.rank() != 2 || ua.rank() != 2 || v.rank() != 1 ||
       wa.size(1) != ua.size(1) || v.size(0) != wa.size(1))
     throw Error("AdditiveAttention: expects Wa (H_enc, A), Ua (H_dec, A), va (A), got " +
-                (wa.defined() ? wa.shape().str() : "undefined") + ", " + (ua.defined() ? ua.shape().str() : "undefined") +
-                ", " + (v.defined() ? v.shape().str() : "undefined"));
+                shape_str(wa) + ", " + shape_str(ua) +
+                ", " + shape_str(v));
   Wa = register_parameter("Wa", std::move(wa));
   Ua = register_parameter("Ua", std::move(ua));
   va = register_parameter("va", std::move(v));

@@ -10,7 +10,7 @@ namespace tapegrad::nn {
 
 TracedSequence run_traced(const RecurrentCell& cell, const Tensor& x, const State& s0) {
   if (!x.defined() || x.rank() != 3 || x.size(0) == 0 || x.size(2) != cell.input_size())
-    throw Error("run_traced(" + cell.kind() + "): input x is " + (x.defined() ? x.shape().str() : std::string("undefined")) +
+    throw Error("run_traced(" + cell.kind() + "): input x is " + shape_str(x) +
                 ", expected a non-empty sequence (T, B, " + std::to_string(cell.input_size()) + ")");
   const std::size_t T = x.size(0), B = x.size(1), I = x.size(2);
   State s = s0.h.defined() ? s0 : cell.initial_state(B);

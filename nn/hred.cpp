@@ -13,7 +13,6 @@ namespace tapegrad::nn {
 
 namespace {
 std::string num(std::size_t n) { return std::to_string(n); }
-std::string shape_of(const Tensor& t) { return t.defined() ? t.shape().str() : std::string("undefined"); }
 }  // namespace
 
 double kl_anneal_linear(std::size_t step, std::size_t warmup_steps, double start, double end) {
@@ -68,7 +67,7 @@ EncoderOutput HRED::condition(const Tensor& features) const {
   if (!features.defined() || features.rank() != 2 || features.size(1) != bridge.W.size(0))
     throw Error("HRED::condition: features must be (B, " + num(bridge.W.size(0)) + ") (context" +
                 (bridge.W.size(0) > config.context_hidden ? std::string(" and latent z") : std::string("")) + "), got " +
-                shape_of(features));
+                shape_str(features));
   EncoderOutput out;
   out.thought.h = tanh(bridge(features));
   if (decoder.cell->has_cell_state()) out.thought.c = zeros(out.thought.h.shape(), out.thought.h.dtype());
@@ -113,7 +112,7 @@ VHRED::Gaussian VHRED::prior(const Tensor& c) const {
 
 VHRED::Gaussian VHRED::posterior(const Tensor& c, const Tensor& r) const {
   if (!c.defined() || !r.defined() || c.rank() != 2 || r.rank() != 2 || c.size(0) != r.size(0))
-    throw Error("VHRED::posterior: context " + shape_of(c) + " and response vector " + shape_of(r) +
+    throw Error("VHRED::posterior: context " + shape_str(c) + " and response vector " + shape_str(r) +
                 " must be (B, H_c) and (B, H_u)");
   Tensor h = tanh(post_hidden(concat({c, r}, 1)));
   return {post_mu(h), post_logvar(h)};
@@ -126,7 +125,7 @@ VHRED::Elbo VHRED::elbo(const std::vector<PaddedBatch>& utterances, const Padded
   if (tgt.shape.rank() != 2 || tgt.shape[1] != B || tgt.shape[0] < 2)
     throw Error("VHRED::elbo: response ids " + tgt.shape.str() + " must be (T, B) with T >= 2 and B = " + num(B));
   if (!eps.defined() || eps.shape() != Shape{B, config.latent})
-    throw Error("VHRED::elbo: eps " + shape_of(eps) + " must be (B, latent) = " + Shape{B, config.latent}.str());
+    throw Error("VHRED::elbo: eps " + shape_str(eps) + " must be (B, latent) = " + Shape{B, config.latent}.str());
   if (o.word_drop > 0.0 && !gen) throw Error("VHRED::elbo: word drop " + std::to_string(o.word_drop) + " needs a Generator");
 
   Elbo e;

@@ -10,12 +10,11 @@ namespace tapegrad::nn {
 
 namespace {
 
-std::string str(const Tensor& t) { return t.defined() ? t.shape().str() : std::string("(undefined)"); }
 
 // Checks a PyTorch-layout layer with `gates` gate blocks; returns (I, H).
 std::pair<std::size_t, std::size_t> check_pytorch(const char* who, const PyTorchRNNWeights& w, std::size_t gates) {
   if (!w.weight_hh.defined() || w.weight_hh.rank() != 2 || !w.weight_ih.defined() || w.weight_ih.rank() != 2)
-    throw Error(std::string(who) + ": weight_ih " + str(w.weight_ih) + " and weight_hh " + str(w.weight_hh) +
+    throw Error(std::string(who) + ": weight_ih " + shape_str(w.weight_ih) + " and weight_hh " + shape_str(w.weight_hh) +
                 " must be matrices");
   const std::size_t H = w.weight_hh.size(1), I = w.weight_ih.size(1);
   const Shape ih{gates * H, I}, hh{gates * H, H}, bias{gates * H};
@@ -23,18 +22,18 @@ std::pair<std::size_t, std::size_t> check_pytorch(const char* who, const PyTorch
       !w.bias_hh.defined() || w.bias_hh.shape() != bias)
     throw Error(std::string(who) + ": expected weight_ih " + ih.str() + ", weight_hh " + hh.str() + ", bias_ih and bias_hh " +
                 bias.str() + " (" + std::to_string(gates) + " gates, H = " + std::to_string(H) + "), got " +
-                str(w.weight_ih) + ", " + str(w.weight_hh) + ", " + str(w.bias_ih) + ", " + str(w.bias_hh));
+                shape_str(w.weight_ih) + ", " + shape_str(w.weight_hh) + ", " + shape_str(w.bias_ih) + ", " + shape_str(w.bias_hh));
   return {I, H};
 }
 
 void expect(const char* who, const char* name, const Tensor& t, const Shape& s) {
   if (!t.defined() || t.shape() != s)
-    throw Error(std::string(who) + ": " + name + " is " + str(t) + ", expected " + s.str());
+    throw Error(std::string(who) + ": " + name + " is " + shape_str(t) + ", expected " + s.str());
 }
 
 void copy_into(const char* who, const char* name, Tensor& dst, const Tensor& src) {
   if (!dst.defined() || !src.defined() || dst.shape() != src.shape())
-    throw Error(std::string(who) + ": " + name + " " + str(src) + " does not fit the cell's " + str(dst));
+    throw Error(std::string(who) + ": " + name + " " + shape_str(src) + " does not fit the cell's " + shape_str(dst));
   const Tensor v = src.to(dst.dtype());
   std::memcpy(dst.raw_data(), v.raw_data(), v.numel() * dtype_size(v.dtype()));
 }
@@ -66,7 +65,7 @@ LSTMWeights lstm_from_pytorch(const PyTorchRNNWeights& w) {
 PyTorchRNNWeights lstm_to_pytorch(const LSTMWeights& w) {
   LSTMCell check(w);
   if (check.peepholes())
-    throw Error("lstm_to_pytorch: this LSTM has peepholes p_i " + str(w.p_i) + ", PyTorch's layout has none");
+    throw Error("lstm_to_pytorch: this LSTM has peepholes p_i " + shape_str(w.p_i) + ", PyTorch's layout has none");
   return {transpose(w.W_x), transpose(w.W_h), w.b + 0.0, zeros_like(w.b)};
 }
 
@@ -85,7 +84,7 @@ GRUWeights gru_from_pytorch(const PyTorchRNNWeights& w) {
 PyTorchRNNWeights gru_to_pytorch(const GRUWeights& w) {
   GRUCell check(w);
   if (w.convention != GRUConvention::reset_after)
-    throw Error("gru_to_pytorch: W_h " + str(w.W_h) +
+    throw Error("gru_to_pytorch: W_h " + shape_str(w.W_h) +
                 " is a course-convention GRU (reset before the matmul); PyTorch's GRU is reset_after");
   const std::size_t H = check.hidden_size();
   return {transpose(w.W_x), transpose(w.W_h), w.b + 0.0, pad(w.b_hn, 0, 2 * H, 0)};
@@ -114,7 +113,7 @@ void put_pytorch_layer(StateDict& state, const PyTorchRNNWeights& w, std::size_t
 // ---- the course's layout ----------------------------------------------------------------------------
 
 LSTMWeights lstm_from_course(const CourseLSTMWeights& w) {
-  if (!w.W_i.defined() || w.W_i.rank() != 2) throw Error("lstm_from_course: W_i must be a matrix, got " + str(w.W_i));
+  if (!w.W_i.defined() || w.W_i.rank() != 2) throw Error("lstm_from_course: W_i must be a matrix, got " + shape_str(w.W_i));
   const std::size_t I = w.W_i.size(0), H = w.W_i.size(1);
   const char* who = "lstm_from_course";
   expect(who, "W_f", w.W_f, {I, H}), expect(who, "W_g", w.W_g, {I, H}), expect(who, "W_o", w.W_o, {I, H});
@@ -134,7 +133,7 @@ CourseLSTMWeights lstm_to_course(const LSTMWeights& w) {
 }
 
 GRUWeights gru_from_course(const CourseGRUWeights& w) {
-  if (!w.W_r.defined() || w.W_r.rank() != 2) throw Error("gru_from_course: W_r must be a matrix, got " + str(w.W_r));
+  if (!w.W_r.defined() || w.W_r.rank() != 2) throw Error("gru_from_course: W_r must be a matrix, got " + shape_str(w.W_r));
   const std::size_t I = w.W_r.size(0), H = w.W_r.size(1);
   const char* who = "gru_from_course";
   expect(who, "W_z", w.W_z, {I, H}), expect(who, "W_h", w.W_h, {I, H});
@@ -152,7 +151,7 @@ GRUWeights gru_from_course(const CourseGRUWeights& w) {
 CourseGRUWeights gru_to_course(const GRUWeights& w) {
   GRUCell check(w);
   if (w.convention != GRUConvention::course)
-    throw Error("gru_to_course: W_h " + str(w.W_h) +
+    throw Error("gru_to_course: W_h " + shape_str(w.W_h) +
                 " is a reset_after GRU (r * (h W_hn + b_hn)); the course's layout is the course convention");
   const auto Wx = chunk(w.W_x, 3, 1), Wh = chunk(w.W_h, 2, 1), b = chunk(w.b, 3, 0);
   return {Wx[0], Wx[1], Wx[2], Wh[0], Wh[1], w.U_h, b[0], b[1], b[2]};
@@ -187,7 +186,7 @@ void load_weights(GRUCell& cell, const GRUWeights& w) {
   GRUCell check(w);
   const char* who = "load_weights(GRUCell)";
   if (w.convention != cell.convention)
-    throw Error(std::string(who) + ": the weights (W_h " + str(w.W_h) + ") and the cell (W_h " + cell.W_h.shape().str() +
+    throw Error(std::string(who) + ": the weights (W_h " + shape_str(w.W_h) + ") and the cell (W_h " + cell.W_h.shape().str() +
                 ") use different GRU conventions");
   copy_into(who, "W_x", cell.W_x, w.W_x);
   copy_into(who, "W_h", cell.W_h, w.W_h);

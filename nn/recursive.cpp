@@ -157,14 +157,13 @@ namespace {
 std::vector<Tensor> compose_rows(const Tensor& leaves, const Tree& tree, const Tensor& W, const Tensor& b,
                                  Tensor (*f)(const Tensor&)) {
   const std::string who = "RecursiveNN";
-  auto str = [](const Tensor& t) { return t.defined() ? t.shape().str() : std::string("undefined"); };
-  if (!leaves.defined() || leaves.rank() != 2) throw Error(who + ": leaves must be (N, D), got " + str(leaves));
+  if (!leaves.defined() || leaves.rank() != 2) throw Error(who + ": leaves must be (N, D), got " + shape_str(leaves));
   const std::size_t D = leaves.size(1);
   if (!W.defined() || W.shape() != Shape{2 * D, D})
-    throw Error(who + ": W " + str(W) + " must be (2D, D) = " + Shape{2 * D, D}.str() + " for leaves " +
+    throw Error(who + ": W " + shape_str(W) + " must be (2D, D) = " + Shape{2 * D, D}.str() + " for leaves " +
                 leaves.shape().str());
   if (!b.defined() || b.shape() != Shape{D})
-    throw Error(who + ": b " + str(b) + " must be " + Shape{D}.str() + " for leaves " + leaves.shape().str());
+    throw Error(who + ": b " + shape_str(b) + " must be " + Shape{D}.str() + " for leaves " + leaves.shape().str());
   tree.validate(who.c_str(), leaves.size(0));
   if (!f) f = tapegrad::tanh;
   std::vector<Tensor> rows(tree.size());

@@ -15,7 +15,6 @@ namespace tapegrad::nn {
 
 namespace {
 
-std::string str(const Tensor& t) { return t.defined() ? t.shape().str() : std::string("(undefined)"); }
 std::string num(std::size_t n) { return std::to_string(n); }
 
 Tensor init_matrix(Init init, const Shape& shape, Generator& gen, double std, DType dtype) {
@@ -41,14 +40,14 @@ Tensor init_fused(Init init, std::size_t rows, std::size_t H, std::size_t gates,
 // A bound weight must be defined, of the given shape and of the cell's dtype.
 void expect_shape(const char* cell, const char* name, const Tensor& t, const Shape& shape, DType dtype) {
   if (!t.defined() || t.shape() != shape)
-    throw Error(std::string(cell) + ": " + name + " is " + str(t) + ", expected " + shape.str());
+    throw Error(std::string(cell) + ": " + name + " is " + shape_str(t) + ", expected " + shape.str());
   if (t.dtype() != dtype)
     throw Error(std::string(cell) + ": " + name + " " + t.shape().str() + " is " + dtype_name(t.dtype()) +
                 ", the other weights " + dtype_name(dtype));
 }
 
 void expect_matrix(const char* cell, const char* name, const Tensor& t) {
-  if (!t.defined() || t.rank() != 2) throw Error(std::string(cell) + ": " + name + " must be a matrix, got " + str(t));
+  if (!t.defined() || t.rank() != 2) throw Error(std::string(cell) + ": " + name + " must be a matrix, got " + shape_str(t));
 }
 
 }  // namespace
@@ -83,12 +82,12 @@ State RecurrentCell::initial_state(std::size_t batch) const {
 void RecurrentCell::check_state(const State& s, std::size_t batch) const {
   const Shape want{batch, hidden_size()};
   if (!s.h.defined() || s.h.shape() != want)
-    throw Error(kind() + ": state h is " + str(s.h) + ", expected (B, H) = " + want.str());
+    throw Error(kind() + ": state h is " + shape_str(s.h) + ", expected (B, H) = " + want.str());
   if (has_cell_state()) {
     if (!s.c.defined() || s.c.shape() != want)
-      throw Error(kind() + ": state c is " + str(s.c) + ", expected (B, H) = " + want.str());
+      throw Error(kind() + ": state c is " + shape_str(s.c) + ", expected (B, H) = " + want.str());
   } else if (s.c.defined()) {
-    throw Error(kind() + ": has no memory cell, but the state has c " + str(s.c));
+    throw Error(kind() + ": has no memory cell, but the state has c " + shape_str(s.c));
   }
   if (s.h.dtype() != dtype() || (s.c.defined() && s.c.dtype() != dtype()))
     throw Error(kind() + ": state h " + s.h.shape().str() + " is " + dtype_name(s.h.dtype()) + ", the cell is " +
@@ -97,7 +96,7 @@ void RecurrentCell::check_state(const State& s, std::size_t batch) const {
 
 State RecurrentCell::step(const Tensor& x, const State& s) const {
   if (!x.defined() || x.rank() != 2 || x.size(1) != input_size())
-    throw Error(kind() + ": input x is " + str(x) + ", expected (B, I) with I = " + num(input_size()));
+    throw Error(kind() + ": input x is " + shape_str(x) + ", expected (B, I) with I = " + num(input_size()));
   check_state(s, x.size(0));
   return step_projected(project(x), s);
 }
@@ -122,7 +121,7 @@ RNNCell::RNNCell(const RNNWeights& w, Activation act) : W_in(w.W_in), W(w.W), b(
 
 Tensor RNNCell::project(const Tensor& x) const {
   if (!x.defined() || x.rank() != 2 || x.size(1) != input_size())
-    throw Error("RNNCell: input " + str(x) + " does not fit W_in " + W_in.shape().str());
+    throw Error("RNNCell: input " + shape_str(x) + " does not fit W_in " + W_in.shape().str());
   return matmul(x, W_in) + b;
 }
 
@@ -168,7 +167,7 @@ LSTMCell::LSTMCell(const LSTMWeights& w) : W_x(w.W_x), W_h(w.W_h), b(w.b), p_i(w
 
 Tensor LSTMCell::project(const Tensor& x) const {
   if (!x.defined() || x.rank() != 2 || x.size(1) != input_size())
-    throw Error("LSTMCell: input " + str(x) + " does not fit W_x " + W_x.shape().str());
+    throw Error("LSTMCell: input " + shape_str(x) + " does not fit W_x " + W_x.shape().str());
   return matmul(x, W_x) + b;
 }
 
@@ -219,17 +218,17 @@ GRUCell::GRUCell(const GRUWeights& w)
   if (convention == GRUConvention::course) {
     expect_shape("GRUCell", "W_h (course: r, z blocks)", W_h, {H, 2 * H}, d);
     expect_shape("GRUCell", "U_h", U_h, {H, H}, d);
-    if (b_hn.defined()) throw Error("GRUCell: b_hn " + str(b_hn) + " belongs to the reset_after convention, not course");
+    if (b_hn.defined()) throw Error("GRUCell: b_hn " + shape_str(b_hn) + " belongs to the reset_after convention, not course");
   } else {
     expect_shape("GRUCell", "W_h (reset_after: r, z, n blocks)", W_h, {H, 3 * H}, d);
     expect_shape("GRUCell", "b_hn", b_hn, {H}, d);
-    if (U_h.defined()) throw Error("GRUCell: U_h " + str(U_h) + " belongs to the course convention, not reset_after");
+    if (U_h.defined()) throw Error("GRUCell: U_h " + shape_str(U_h) + " belongs to the course convention, not reset_after");
   }
 }
 
 Tensor GRUCell::project(const Tensor& x) const {
   if (!x.defined() || x.rank() != 2 || x.size(1) != input_size())
-    throw Error("GRUCell: input " + str(x) + " does not fit W_x " + W_x.shape().str());
+    throw Error("GRUCell: input " + shape_str(x) + " does not fit W_x " + W_x.shape().str());
   return matmul(x, W_x) + b;
 }
 
@@ -252,7 +251,7 @@ State GRUCell::step_projected(const Tensor& xp, const State& s) const {
 
 Sequence run(const RecurrentCell& cell, const Tensor& x, const State& s0, bool reverse) {
   if (!x.defined() || x.rank() != 3)
-    throw Error("run(" + cell.kind() + "): input x is " + str(x) + ", expected a sequence (T, B, I)");
+    throw Error("run(" + cell.kind() + "): input x is " + shape_str(x) + ", expected a sequence (T, B, I)");
   const std::size_t T = x.size(0), B = x.size(1), I = x.size(2);
   if (T == 0) throw Error("run(" + cell.kind() + "): empty sequence x " + x.shape().str() + " (T = 0)");
   if (I != cell.input_size())
@@ -340,7 +339,7 @@ TruncatedBPTT::TruncatedBPTT(const RecurrentCell& cell, std::size_t window) : ce
 
 State TruncatedBPTT::run(const Tensor& x, const State& s0, const Callback& on_window) const {
   if (!x.defined() || x.rank() != 3)
-    throw Error("TruncatedBPTT(" + cell_.kind() + "): input x is " + str(x) + ", expected a sequence (T, B, I)");
+    throw Error("TruncatedBPTT(" + cell_.kind() + "): input x is " + shape_str(x) + ", expected a sequence (T, B, I)");
   const std::size_t T = x.size(0);
   if (T == 0) throw Error("TruncatedBPTT(" + cell_.kind() + "): empty sequence x " + x.shape().str() + " (T = 0)");
   State s = s0;

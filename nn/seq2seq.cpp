@@ -12,7 +12,6 @@ namespace tapegrad::nn {
 
 namespace {
 std::string num(std::size_t n) { return std::to_string(n); }
-std::string shape_of(const Tensor& t) { return t.defined() ? t.shape().str() : std::string("undefined"); }
 
 // Rows [begin, end) of a time-major (T, B) Index, as a (end - begin, B) Index.
 Index rows(const Index& ids, std::size_t begin, std::size_t end) {
@@ -50,7 +49,7 @@ void check_ids(const char* who, const Index& ids, std::size_t vocab, std::size_t
 
 Tensor attention_map(const Tensor& attention, std::size_t b) {
   if (!attention.defined() || attention.rank() != 3)
-    throw Error("attention_map: expects attention weights (T_out, B, S), got " + shape_of(attention));
+    throw Error("attention_map: expects attention weights (T_out, B, S), got " + shape_str(attention));
   if (b >= attention.size(1))
     throw Error("attention_map: batch element " + num(b) + " outside attention " + attention.shape().str());
   return reshape(slice(attention, 1, b, b + 1), {attention.size(0), attention.size(2)});
@@ -191,7 +190,7 @@ Generated Decoder::generate(const EncoderOutput& enc, const GenerateOptions& o, 
   if (o.sample && !(o.temperature > 0.0 && std::isfinite(o.temperature)))
     throw Error("Decoder::generate: temperature " + std::to_string(o.temperature) + " must be positive");
   if (!enc.thought.h.defined() || enc.thought.h.rank() != 2)
-    throw Error("Decoder::generate: the thought vector h is " + shape_of(enc.thought.h) + ", expected (B, H)");
+    throw Error("Decoder::generate: the thought vector h is " + shape_str(enc.thought.h) + ", expected (B, H)");
   const std::size_t B = enc.thought.h.size(0), V = vocab_size();
   for (std::int64_t id : {o.bos_id, o.eos_id})
     if (id < 0 || id >= static_cast<std::int64_t>(V))

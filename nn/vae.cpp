@@ -8,14 +8,13 @@
 namespace tapegrad::nn {
 
 namespace {
-std::string shape_of(const Tensor& t) { return t.defined() ? t.shape().str() : std::string("undefined"); }
 
 void same_shapes(const char* fn, std::initializer_list<std::pair<const char*, const Tensor*>> ts) {
   const Tensor* first = ts.begin()->second;
   std::string all;
   bool ok = true;
   for (auto& [n, t] : ts) {
-    all += std::string(all.empty() ? "" : ", ") + n + " " + shape_of(*t);
+    all += std::string(all.empty() ? "" : ", ") + n + " " + shape_str(*t);
     if (!t->defined() || !first->defined() || t->shape() != first->shape()) ok = false;
   }
   if (!ok) throw Error(std::string(fn) + ": shapes differ or are undefined: " + all);
@@ -62,21 +61,21 @@ VAE::VAE(std::size_t input, std::size_t hidden, std::size_t latent, Generator& g
 
 VAE::Posterior VAE::encode(const Tensor& x) const {
   if (!x.defined() || x.rank() != 2 || x.size(1) != input_size() || x.size(0) == 0)
-    throw Error("VAE::encode: x must be (B, " + std::to_string(input_size()) + ") with B > 0, got " + shape_of(x));
+    throw Error("VAE::encode: x must be (B, " + std::to_string(input_size()) + ") with B > 0, got " + shape_str(x));
   Tensor h = tanh(enc_hidden(x));
   return {enc_mu(h), enc_logvar(h)};
 }
 
 Tensor VAE::decode(const Tensor& z) const {
   if (!z.defined() || z.rank() != 2 || z.size(1) != latent_size())
-    throw Error("VAE::decode: z must be (B, " + std::to_string(latent_size()) + "), got " + shape_of(z));
+    throw Error("VAE::decode: z must be (B, " + std::to_string(latent_size()) + "), got " + shape_str(z));
   return dec_out(tanh(dec_hidden(z)));
 }
 
 VAE::Loss VAE::loss(const Tensor& x, const Tensor& eps, double kl_weight) const {
   Posterior q = encode(x);
   if (!eps.defined() || eps.shape() != q.mu.shape())
-    throw Error("VAE::loss: eps " + shape_of(eps) + " must match the latent shape " + q.mu.shape().str());
+    throw Error("VAE::loss: eps " + shape_str(eps) + " must match the latent shape " + q.mu.shape().str());
   Loss out;
   out.z = reparameterize(q.mu, q.logvar, eps);
   out.logits = decode(out.z);
@@ -89,7 +88,7 @@ VAE::Loss VAE::loss(const Tensor& x, const Tensor& eps, double kl_weight) const 
 
 VAE::Loss VAE::loss(const Tensor& x, Generator& gen, double kl_weight) const {
   if (!x.defined() || x.rank() != 2)
-    throw Error("VAE::loss: x must be (B, " + std::to_string(input_size()) + "), got " + shape_of(x));
+    throw Error("VAE::loss: x must be (B, " + std::to_string(input_size()) + "), got " + shape_str(x));
   return loss(x, randn({x.size(0), latent_size()}, gen, 1.0, x.dtype()), kl_weight);
 }
 
