@@ -11,26 +11,13 @@
 
 #include <tapegrad/nn/data.hpp>
 
+#include "support/files.hpp"
 #include "support/xt.hpp"
 
 using namespace tapegrad;
 namespace fs = std::filesystem;
 
 namespace {
-
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::string p = (fs::temp_directory_path() / "tapegrad-data-XXXXXX").string();
-    path = ::mkdtemp(p.data());
-  }
-  ~TempDir() { fs::remove_all(path); }
-  std::string write(const std::string& name, const std::string& content) const {
-    const std::string f = (path / name).string();
-    std::ofstream(f, std::ios::binary) << content;
-    return f;
-  }
-};
 
 std::string error_of(const std::function<void()>& f) {
   try {
@@ -49,7 +36,7 @@ BOOST_AUTO_TEST_SUITE(data)
 
 // The classic corpora's format: space padded, '_' between question and answer.
 BOOST_AUTO_TEST_CASE(reads_the_classic_padded_format) {
-  TempDir dir;
+  test::TempDir dir("data");
   const std::string f = dir.write("addition.txt", "16+75  _91  \n52+607 _659 \r\n\n75+22  _97  \nseptember 27, 1994_1994-09-27");
   const auto pairs = nn::read_pairs(f);
   BOOST_TEST_REQUIRE(pairs.size() == 4u);
@@ -67,7 +54,7 @@ BOOST_AUTO_TEST_CASE(reads_the_classic_padded_format) {
 }
 
 BOOST_AUTO_TEST_CASE(bad_files_are_errors_with_the_line) {
-  TempDir dir;
+  test::TempDir dir("data");
   std::string e = error_of([&] { nn::read_pairs(dir.write("a.txt", "1+1_2\n2+2 4\n")); });
   BOOST_TEST(contains(e, "line 2 has no separator '_'"), e);
   BOOST_TEST(contains(e, "a.txt"), e);
@@ -89,7 +76,7 @@ BOOST_AUTO_TEST_CASE(bad_files_are_errors_with_the_line) {
 // disk, no newline) stops at the line limit after reading one megabyte; a generated file stops at the
 // byte and pair limits.
 BOOST_AUTO_TEST_CASE(limits_stop_big_files_without_loading_them) {
-  TempDir dir;
+  test::TempDir dir("data");
   const std::string sparse = (dir.path / "sparse.txt").string();
   {
     std::ofstream(sparse).close();

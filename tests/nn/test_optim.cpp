@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "support/conformance.hpp"
+#include "support/files.hpp"
 #include "support/xt.hpp"
 
 using namespace tapegrad;
@@ -342,15 +343,6 @@ void train_steps(const TinyNet& net, nn::Optimizer& opt, const TinyData& data, i
 }
 
 // The parameters' bytes, for bit-for-bit comparison.
-std::vector<char> bytes_of(const nn::Module& m) {
-  std::vector<char> out;
-  for (const auto& [name, t] : m.named_parameters()) {
-    const char* p = static_cast<const char*>(t.raw_data());
-    out.insert(out.end(), p, p + t.numel() * dtype_size(t.dtype()));
-  }
-  return out;
-}
-
 std::unique_ptr<nn::Optimizer> make_optimizer(const std::string& kind, const std::vector<Tensor>& params) {
   if (kind == "SGD") return std::make_unique<nn::SGD>(params, 0.1);
   if (kind == "Momentum") return std::make_unique<nn::Momentum>(params, 0.05, 0.9);
@@ -358,16 +350,6 @@ std::unique_ptr<nn::Optimizer> make_optimizer(const std::string& kind, const std
   if (kind == "RMSProp") return std::make_unique<nn::RMSProp>(params, 0.01, 0.9);
   return std::make_unique<nn::Adam>(params, 0.01);
 }
-
-struct TempDir {
-  std::filesystem::path path;
-  TempDir() {
-    std::string p = (std::filesystem::temp_directory_path() / "tapegrad-optim-XXXXXX").string();
-    path = ::mkdtemp(p.data());
-  }
-  ~TempDir() { std::filesystem::remove_all(path); }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-};
 
 }  // namespace
 
@@ -377,7 +359,7 @@ BOOST_AUTO_TEST_SUITE(optim_checkpoint)
 // M: the parameters agree bit for bit, for every optimizer. Without loading the optimizer's state they do
 // not (for the rules that keep state), so the comparison can fail.
 BOOST_AUTO_TEST_CASE(resume_from_a_checkpoint_is_bit_for_bit_for_every_optimizer) {
-  TempDir dir;
+  test::TempDir dir("optim");
   const TinyData data;
   const int N = 3, M = 4;
   for (const std::string kind : {"SGD", "Momentum", "AdaGrad", "RMSProp", "Adam"}) {
@@ -396,21 +378,21 @@ BOOST_AUTO_TEST_CASE(resume_from_a_checkpoint_is_bit_for_bit_for_every_optimizer
       nn::load(*opt2, dir.file("optim.npz"));
       BOOST_TEST(opt2->lr() == (kind == "SGD" ? 0.05 : opt->lr()));
       train_steps(resumed, *opt2, data, N, N + M);
-      BOOST_TEST((bytes_of(resumed) == bytes_of(net)));
+      BOOST_TEST((test::parameter_bytes(resumed) == test::parameter_bytes(net)));
 
       if (kind != "SGD") {  // a fresh optimizer (zero state) continues differently
         TinyNet fresh(7);
         auto opt3 = make_optimizer(kind, fresh.parameters());
         nn::load(fresh, dir.file("model.npz"));
         train_steps(fresh, *opt3, data, N, N + M);
-        BOOST_TEST((bytes_of(fresh) != bytes_of(net)));
+        BOOST_TEST((test::parameter_bytes(fresh) != test::parameter_bytes(net)));
       }
     }
   }
 }
 
 BOOST_AUTO_TEST_CASE(the_file_holds_the_state_by_name_readable_as_arrays) {
-  TempDir dir;
+  test::TempDir dir("optim");
   const TinyData data;
   TinyNet net(1);
   nn::Adam opt(net.parameters(), 0.01, 0.8, 0.95);
@@ -432,7 +414,7 @@ BOOST_AUTO_TEST_CASE(the_file_holds_the_state_by_name_readable_as_arrays) {
 }
 
 BOOST_AUTO_TEST_CASE(bad_files_and_mismatches_are_errors_that_change_nothing) {
-  TempDir dir;
+  test::TempDir dir("optim");
   const TinyData data;
   TinyNet net(1);
   nn::Adam adam(net.parameters(), 0.01);

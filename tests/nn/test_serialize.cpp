@@ -16,6 +16,7 @@
 #include <tapegrad/nn/linear.hpp>
 #include <tapegrad/nn/serialize.hpp>
 
+#include "support/files.hpp"
 #include "support/xt.hpp"
 
 using namespace tapegrad;
@@ -48,27 +49,6 @@ std::vector<std::vector<double>> snapshot(const nn::Module& m) {
   return out;
 }
 
-// A fresh directory under the system temp dir, removed at the end of the test.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "tapegrad-serialize-XXXXXX").string();
-    BOOST_REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
-    path = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::permissions(path, fs::perms::owner_all, fs::perm_options::add, ec);
-    fs::remove_all(path, ec);
-  }
-  std::string operator/(const std::string& name) const { return (path / name).string(); }
-  std::size_t entries() const { return static_cast<std::size_t>(std::distance(fs::directory_iterator(path), fs::directory_iterator())); }
-};
-
-std::string read_bytes(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
-}
 void write_bytes(const std::string& path, const std::string& bytes) {
   std::ofstream f(path, std::ios::binary | std::ios::trunc);
   f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
@@ -99,7 +79,7 @@ void expect_load_error(nn::Module& m, const std::string& path, std::initializer_
 BOOST_AUTO_TEST_SUITE(serialize)
 
 BOOST_AUTO_TEST_CASE(round_trip_float64_and_float32) {
-  TempDir dir;
+  test::TempDir dir("serialize");
   for (DType d : {DType::f64, DType::f32}) {
     BOOST_TEST_CONTEXT(dtype_name(d)) {
       Net a(1, d), b(2, d);
@@ -119,7 +99,7 @@ BOOST_AUTO_TEST_CASE(round_trip_float64_and_float32) {
 }
 
 BOOST_AUTO_TEST_CASE(saving_over_an_existing_file_replaces_it) {
-  TempDir dir;
+  test::TempDir dir("serialize");
   const std::string path = dir / "net.npz";
   Net a(1, DType::f64), b(2, DType::f64), c(3, DType::f64);
   nn::save(a, path);
@@ -130,7 +110,7 @@ BOOST_AUTO_TEST_CASE(saving_over_an_existing_file_replaces_it) {
 }
 
 BOOST_AUTO_TEST_CASE(a_module_without_parameters_round_trips) {
-  TempDir dir;
+  test::TempDir dir("serialize");
   nn::Module empty;
   nn::save(empty, dir / "empty.npz");
   nn::load(empty, dir / "empty.npz");
@@ -140,7 +120,7 @@ BOOST_AUTO_TEST_CASE(a_module_without_parameters_round_trips) {
 
 BOOST_AUTO_TEST_CASE(numpy_reads_the_file_and_writes_one_we_read) {
   if (!require_numpy()) return;
-  TempDir dir;
+  test::TempDir dir("serialize");
   for (DType d : {DType::f64, DType::f32}) {
     BOOST_TEST_CONTEXT(dtype_name(d)) {
       Net a(5, d);
@@ -193,11 +173,11 @@ BOOST_AUTO_TEST_CASE(numpy_reads_the_file_and_writes_one_we_read) {
 }
 
 BOOST_AUTO_TEST_CASE(truncated_file_is_an_error_and_changes_nothing) {
-  TempDir dir;
+  test::TempDir dir("serialize");
   const std::string path = dir / "net.npz";
   Net a(1, DType::f64), b(2, DType::f64);
   nn::save(a, path);
-  const std::string bytes = read_bytes(path);
+  const std::string bytes = test::read_file(path);
   write_bytes(path, bytes.substr(0, bytes.size() / 2));
   expect_load_error(b, path, {"nn::load", "net.npz", "truncated or corrupt"});
   write_bytes(path, "");
@@ -207,11 +187,11 @@ BOOST_AUTO_TEST_CASE(truncated_file_is_an_error_and_changes_nothing) {
 }
 
 BOOST_AUTO_TEST_CASE(corrupt_bytes_are_an_error_and_change_nothing) {
-  TempDir dir;
+  test::TempDir dir("serialize");
   const std::string path = dir / "net.npz";
   Net a(1, DType::f64), b(2, DType::f64);
   nn::save(a, path);
-  const std::string bytes = read_bytes(path);
+  const std::string bytes = test::read_file(path);
   // A flipped bit in the values of table (found by its bytes): the entry's CRC no longer matches.
   const auto& table = a.table;
   const std::string raw(static_cast<const char*>(table.raw_data()), 8 * table.numel());
@@ -233,7 +213,7 @@ BOOST_AUTO_TEST_CASE(corrupt_bytes_are_an_error_and_change_nothing) {
 
 BOOST_AUTO_TEST_CASE(malformed_npy_entries_are_errors) {
   if (!require_numpy()) return;
-  TempDir dir;
+  test::TempDir dir("serialize");
   Net a(1, DType::f64);
   nn::save(a, dir / "net.npz");
   // Valid zips (correct CRCs) whose entries are not valid .npy arrays of the right size.
@@ -263,7 +243,7 @@ BOOST_AUTO_TEST_CASE(malformed_npy_entries_are_errors) {
 }
 
 BOOST_AUTO_TEST_CASE(mismatched_shapes_dtypes_and_names_are_errors) {
-  TempDir dir;
+  test::TempDir dir("serialize");
   const std::string path = dir / "net.npz";
   Net a(1, DType::f64);
   nn::save(a, path);
@@ -288,14 +268,14 @@ BOOST_AUTO_TEST_CASE(mismatched_shapes_dtypes_and_names_are_errors) {
 }
 
 BOOST_AUTO_TEST_CASE(missing_file_is_an_error) {
-  TempDir dir;
+  test::TempDir dir("serialize");
   Net b(2, DType::f64);
   expect_load_error(b, dir / "nope.npz", {"nn::load", "nope.npz", "cannot open", "No such file"});
   expect_load_error(b, dir.path.string(), {"nn::load", "not a regular file"});
 }
 
 BOOST_AUTO_TEST_CASE(save_into_a_missing_directory_is_an_error_and_writes_nothing) {
-  TempDir dir;
+  test::TempDir dir("serialize");
   Net a(1, DType::f64);
   const std::string path = dir / "no_such_dir/net.npz";
   expect_error([&] { nn::save(a, path); }, {"nn::save", "no_such_dir/net.npz", "cannot create a temporary file", "No such file"});
@@ -306,11 +286,11 @@ BOOST_AUTO_TEST_CASE(save_into_a_missing_directory_is_an_error_and_writes_nothin
 BOOST_AUTO_TEST_CASE(a_failed_write_leaves_the_old_file_intact) {
   // The disk fills up mid-write (simulated with a file-size limit, which binds root too): the error names
   // the file, the temporary file is removed and the previous archive is still there, whole.
-  TempDir dir;
+  test::TempDir dir("serialize");
   const std::string path = dir / "net.npz";
   Net old(1, DType::f64), big(2, DType::f64, 64), check(3, DType::f64);
   nn::save(old, path);
-  const std::string before = read_bytes(path);
+  const std::string before = test::read_file(path);
   bool threw = false;
   std::string message;
   {
@@ -335,14 +315,14 @@ BOOST_AUTO_TEST_CASE(a_failed_write_leaves_the_old_file_intact) {
   BOOST_TEST(message.find("nn::save") != std::string::npos, message);
   BOOST_TEST(message.find("net.npz") != std::string::npos, message);
   BOOST_TEST(message.find("File too large") != std::string::npos, message);
-  BOOST_TEST(read_bytes(path) == before);
+  BOOST_TEST(test::read_file(path) == before);
   BOOST_TEST(dir.entries() == 1u);  // the temporary file is gone
   nn::load(check, path);
   BOOST_TEST((snapshot(check) == snapshot(old)));
 }
 
 BOOST_AUTO_TEST_CASE(a_failed_rename_removes_the_temporary_file) {
-  TempDir dir;
+  test::TempDir dir("serialize");
   fs::create_directory(dir.path / "occupied");
   fs::create_directory(dir.path / "occupied" / "inside");  // a non-empty directory cannot be renamed over
   Net a(1, DType::f64);

@@ -12,38 +12,13 @@
 #include <tapegrad/nn/serialize.hpp>
 #include <tapegrad/nn/train.hpp>
 
+#include "support/files.hpp"
 #include "support/xt.hpp"
 
 using namespace tapegrad;
 namespace fs = std::filesystem;
 
 namespace {
-
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::string p = (fs::temp_directory_path() / "tapegrad-train-XXXXXX").string();
-    path = ::mkdtemp(p.data());
-  }
-  ~TempDir() { fs::remove_all(path); }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-};
-
-std::string slurp(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-std::vector<char> bytes_of(const nn::Module& m) {
-  std::vector<char> out;
-  for (const auto& [name, t] : m.named_parameters()) {
-    const char* p = static_cast<const char*>(t.raw_data());
-    out.insert(out.end(), p, p + t.numel() * dtype_size(t.dtype()));
-  }
-  return out;
-}
 
 // Addition of one-digit numbers, 30 pairs, batches of 8 (4 per epoch, the last one of 6).
 struct Setup {
@@ -96,7 +71,7 @@ Run train_run(const Setup& s, std::uint64_t init_seed, nn::TrainConfig config, s
 BOOST_AUTO_TEST_SUITE(train)
 
 BOOST_AUTO_TEST_CASE(stopped_and_resumed_equals_uninterrupted_bit_for_bit) {
-  TempDir dir;
+  test::TempDir dir("train");
   const Setup s;
   nn::TrainConfig config;
   config.epochs = 3;  // 12 steps
@@ -120,14 +95,14 @@ BOOST_AUTO_TEST_CASE(stopped_and_resumed_equals_uninterrupted_bit_for_bit) {
   Run b1 = train_run(s, 1, part);
   BOOST_TEST(b1.result.steps == 7u);
   BOOST_TEST(!b1.result.finished);
-  BOOST_TEST((bytes_of(*b1.model) != bytes_of(*a.model)));
+  BOOST_TEST((test::parameter_bytes(*b1.model) != test::parameter_bytes(*a.model)));
   part.max_steps = 0;
   part.resume = true;
   Run b2 = train_run(s, 123, part);
   BOOST_TEST(b2.result.first_step == 7u);
   BOOST_TEST(b2.result.steps == 12u);
-  BOOST_TEST((bytes_of(*b2.model) == bytes_of(*a.model)));
-  BOOST_TEST(slurp(part.log_csv) == slurp(whole.log_csv));
+  BOOST_TEST((test::parameter_bytes(*b2.model) == test::parameter_bytes(*a.model)));
+  BOOST_TEST(test::read_file(part.log_csv) == test::read_file(whole.log_csv));
   BOOST_TEST(b2.result.epoch_loss.back() == a.result.epoch_loss.back());  // epoch 2 spans the stop
   BOOST_TEST(b2.result.last_eval == a.result.last_eval);
 
@@ -137,29 +112,29 @@ BOOST_AUTO_TEST_CASE(stopped_and_resumed_equals_uninterrupted_bit_for_bit) {
   crash.log_csv = dir.file("crash.csv");
   crash.checkpoint = dir.file("crash.npz");
   BOOST_CHECK_THROW(train_run(s, 1, crash, 11), std::runtime_error);
-  BOOST_TEST(slurp(crash.log_csv).find("\n10,") != std::string::npos);
+  BOOST_TEST(test::read_file(crash.log_csv).find("\n10,") != std::string::npos);
   crash.resume = true;
   Run c = train_run(s, 6, crash);
   BOOST_TEST(c.result.first_step == 9u);
-  BOOST_TEST((bytes_of(*c.model) == bytes_of(*a.model)));
-  BOOST_TEST(slurp(crash.log_csv) == slurp(whole.log_csv));
+  BOOST_TEST((test::parameter_bytes(*c.model) == test::parameter_bytes(*a.model)));
+  BOOST_TEST(test::read_file(crash.log_csv) == test::read_file(whole.log_csv));
 
   // Resuming a finished run does nothing more.
   Run d = train_run(s, 7, crash);
   BOOST_TEST(d.result.first_step == 12u);
-  BOOST_TEST((bytes_of(*d.model) == bytes_of(*a.model)));
+  BOOST_TEST((test::parameter_bytes(*d.model) == test::parameter_bytes(*a.model)));
 }
 
 // Resuming with other data (another number of batches per epoch) is an Error before anything loads.
 BOOST_AUTO_TEST_CASE(resume_with_another_batch_size_is_an_error) {
-  TempDir dir;
+  test::TempDir dir("train");
   const Setup s;
   nn::TrainConfig config;
   config.checkpoint = dir.file("ckpt.npz");
   config.max_steps = 2;
   train_run(s, 1, config);
   auto model = s.model(4);
-  const auto before = bytes_of(*model);
+  const auto before = test::parameter_bytes(*model);
   nn::Adam opt(model->parameters(), 0.02);
   config.resume = true;
   config.progress_every = -1;
@@ -171,11 +146,11 @@ BOOST_AUTO_TEST_CASE(resume_with_another_batch_size_is_an_error) {
     e = err.what();
   }
   BOOST_TEST(e.find("written by a run with 4 batches per epoch, this one has 7") != std::string::npos, e);
-  BOOST_TEST((bytes_of(*model) == before));
+  BOOST_TEST((test::parameter_bytes(*model) == before));
 }
 
 BOOST_AUTO_TEST_CASE(resume_without_a_checkpoint_file_starts_fresh) {
-  TempDir dir;
+  test::TempDir dir("train");
   const Setup s;
   nn::TrainConfig config;
   config.epochs = 1;
@@ -187,7 +162,7 @@ BOOST_AUTO_TEST_CASE(resume_without_a_checkpoint_file_starts_fresh) {
 }
 
 BOOST_AUTO_TEST_CASE(bad_checkpoints_are_errors_and_change_nothing) {
-  TempDir dir;
+  test::TempDir dir("train");
   const Setup s;
   auto model = s.model(1);
   nn::Adam opt(model->parameters(), 0.02);
@@ -199,7 +174,7 @@ BOOST_AUTO_TEST_CASE(bad_checkpoints_are_errors_and_change_nothing) {
   Generator gen(2);
   nn::Seq2Seq other(c, gen);
   nn::Adam other_opt(other.parameters(), 0.02);
-  const auto before = bytes_of(other);
+  const auto before = test::parameter_bytes(other);
   std::string e;
   try {
     nn::load_checkpoint(dir.file("ok.npz"), other, other_opt);
@@ -207,29 +182,29 @@ BOOST_AUTO_TEST_CASE(bad_checkpoints_are_errors_and_change_nothing) {
     e = err.what();
   }
   BOOST_TEST(e.find("is float32 (12, 48) in the model but float32 (10, 40) in the file") != std::string::npos, e);
-  BOOST_TEST((bytes_of(other) == before));
+  BOOST_TEST((test::parameter_bytes(other) == before));
 
   // The model fits but the optimizer does not (another kind): nothing changes either.
   auto same = s.model(3);
   nn::RMSProp rms(same->parameters(), 0.02);
-  const auto same_before = bytes_of(*same);
+  const auto same_before = test::parameter_bytes(*same);
   BOOST_CHECK_THROW(nn::load_checkpoint(dir.file("ok.npz"), *same, rms), Error);
-  BOOST_TEST((bytes_of(*same) == same_before));
+  BOOST_TEST((test::parameter_bytes(*same) == same_before));
 
   // A truncated file.
   {
-    std::string all = slurp(dir.file("ok.npz"));
+    std::string all = test::read_file(dir.file("ok.npz"));
     std::ofstream(dir.file("cut.npz"), std::ios::binary) << all.substr(0, all.size() - 100);
   }
   nn::Adam opt3(same->parameters(), 0.02);
   BOOST_CHECK_THROW(nn::load_checkpoint(dir.file("cut.npz"), *same, opt3), Error);
-  BOOST_TEST((bytes_of(*same) == same_before));
+  BOOST_TEST((test::parameter_bytes(*same) == same_before));
   // The loop entries come back.
   auto loop = nn::load_checkpoint(dir.file("ok.npz"), *same, opt3);
   BOOST_TEST(loop.size() == 1u);
   BOOST_TEST(loop[0].first == "step");
   BOOST_TEST(loop[0].second == 3.0);
-  BOOST_TEST((bytes_of(*same) == bytes_of(*model)));
+  BOOST_TEST((test::parameter_bytes(*same) == test::parameter_bytes(*model)));
 }
 
 BOOST_AUTO_TEST_CASE(format_duration_reads_well) {
