@@ -87,6 +87,22 @@ template <class T> void add_column_sums(const T* __restrict m, std::size_t rows,
     for (std::size_t j = 0; j < n; ++j) out[j] += m[j];
 }
 
+// The weight gradients of x W_x + h W_h: dW_x (+)= x^T dx and dW_h (+)= h^T dh over `rows` rows: one step's
+// B rows inside the sweep (beta 1, the per-step variant), or all T*B rows after it (beta 0, "fused W").
+template <class T>
+void weight_grads(std::size_t rows, std::size_t I, std::size_t H, std::size_t G, const T* x, const T* h, const T* dx,
+                  const T* dh, T beta, T* dW_x, T* dW_h) {
+  gemm(true, false, I, G, rows, x, I, dx, G, beta, dW_x, G);
+  gemm(true, false, H, G, rows, h, H, dh, G, beta, dW_h, G);
+}
+
+// db = the column sums of the pre-activation gradients da over all rows; dx = da W_x^T.
+template <class T>
+void bias_and_input_grads(std::size_t rows, std::size_t I, std::size_t G, const T* da, const T* W_x, T* db, T* dx) {
+  add_column_sums(da, rows, G, db);
+  gemm(false, true, rows, I, G, da, G, W_x, G, T(0), dx, I);
+}
+
 template <class T> void zero(std::vector<T>& v, std::size_t n) { v.assign(n, T(0)); }
 
 void check_sizes(const char* where, std::size_t steps, std::size_t batch) {
@@ -204,17 +220,11 @@ template <class T> const ElmanGrads<T>& ElmanBPTT<T>::backward(const T* dy, cons
       for (std::size_t k = 0; k < BH; ++k) dt[k] += dz[t * BH + k];
     if (t + 1 < steps_) gemm(false, true, B, H_, H_, dt + BH, H_, p_.W, H_, T(1), dt, H_);
     times_derivative(f_, dt, zs + (t + 1) * BH, BH);
-    if (per_step) {
-      gemm(true, false, I_, H_, B, x_ + t * B * I_, I_, dt, H_, T(1), gr.W_in.data(), H_);
-      gemm(true, false, H_, H_, B, zs + t * BH, H_, dt, H_, T(1), gr.W.data(), H_);
-    }
+    if (per_step) weight_grads(B, I_, H_, H_, x_ + t * B * I_, zs + t * BH, dt, dt, T(1), gr.W_in.data(), gr.W.data());
   }
-  if (!per_step) {  // weight gradients summed over time: one GEMM each over the T*B rows
-    gemm(true, false, I_, H_, TB, x_, I_, dl, H_, T(0), gr.W_in.data(), H_);
-    gemm(true, false, H_, H_, TB, zs, H_, dl, H_, T(0), gr.W.data(), H_);  // z_0 .. z_(T-1)
-  }
-  add_column_sums(dl, TB, H_, gr.b.data());
-  gemm(false, true, TB, I_, H_, dl, H_, p_.W_in, H_, T(0), gr.x.data(), I_);
+  // Weight gradients summed over time: one GEMM each over the T*B rows (z_0 .. z_(T-1)).
+  if (!per_step) weight_grads(TB, I_, H_, H_, x_, zs, dl, dl, T(0), gr.W_in.data(), gr.W.data());
+  bias_and_input_grads(TB, I_, H_, dl, p_.W_in, gr.b.data(), gr.x.data());
   gemm(false, true, B, H_, H_, dl, H_, p_.W, H_, T(0), gr.z0.data(), H_);
   return gr;
 }
@@ -333,17 +343,11 @@ template <class T> const LSTMGrads<T>& LSTMBPTT<T>::backward(const T* dh_seq, co
     }
     // dE/dh_(t-1) = da_t W_h^T
     gemm(false, true, B, H, G, dat, G, p_.W_h, G, T(0), dh_.data(), H);
-    if (per_step) {
-      gemm(true, false, I_, G, B, x_ + t * B * I_, I_, dat, G, T(1), gr.W_x.data(), G);
-      gemm(true, false, H, G, B, h_.data() + t * BH, H, dat, G, T(1), gr.W_h.data(), G);
-    }
+    if (per_step) weight_grads(B, I_, H, G, x_ + t * B * I_, h_.data() + t * BH, dat, dat,
+                               T(1), gr.W_x.data(), gr.W_h.data());
   }
-  if (!per_step) {
-    gemm(true, false, I_, G, TB, x_, I_, da_.data(), G, T(0), gr.W_x.data(), G);
-    gemm(true, false, H, G, TB, h_.data(), H, da_.data(), G, T(0), gr.W_h.data(), G);  // h_0 .. h_(T-1)
-  }
-  add_column_sums(da_.data(), TB, G, gr.b.data());
-  gemm(false, true, TB, I_, G, da_.data(), G, p_.W_x, G, T(0), gr.x.data(), I_);
+  if (!per_step) weight_grads(TB, I_, H, G, x_, h_.data(), da_.data(), da_.data(), T(0), gr.W_x.data(), gr.W_h.data());
+  bias_and_input_grads(TB, I_, G, da_.data(), p_.W_x, gr.b.data(), gr.x.data());
   std::copy(dh_.begin(), dh_.end(), gr.h0.begin());
   std::copy(dc_.begin(), dc_.end(), gr.c0.begin());
   return gr;
@@ -451,17 +455,12 @@ template <class T> const GRUGrads<T>& GRUBPTT<T>::backward(const T* dh_seq) {
     }
     // dE/dh_(t-1) = dh z + dhp_t W_h^T
     gemm(false, true, B, H, G, dht, G, p_.W_h, G, T(1), dh_.data(), H);
-    if (per_step) {
-      gemm(true, false, I_, G, B, x_ + t * B * I_, I_, dxt, G, T(1), gr.W_x.data(), G);
-      gemm(true, false, H, G, B, h_.data() + t * BH, H, dht, G, T(1), gr.W_h.data(), G);
-    }
+    if (per_step) weight_grads(B, I_, H, G, x_ + t * B * I_, h_.data() + t * BH, dxt, dht,
+                               T(1), gr.W_x.data(), gr.W_h.data());
   }
-  if (!per_step) {
-    gemm(true, false, I_, G, TB, x_, I_, dxp_.data(), G, T(0), gr.W_x.data(), G);
-    gemm(true, false, H, G, TB, h_.data(), H, dhp_.data(), G, T(0), gr.W_h.data(), G);  // h_0 .. h_(T-1)
-  }
-  add_column_sums(dxp_.data(), TB, G, gr.b.data());
-  gemm(false, true, TB, I_, G, dxp_.data(), G, p_.W_x, G, T(0), gr.x.data(), I_);
+  if (!per_step) weight_grads(TB, I_, H, G, x_, h_.data(), dxp_.data(), dhp_.data(),
+                              T(0), gr.W_x.data(), gr.W_h.data());
+  bias_and_input_grads(TB, I_, G, dxp_.data(), p_.W_x, gr.b.data(), gr.x.data());
   std::copy(dh_.begin(), dh_.end(), gr.h0.begin());
   return gr;
 }
