@@ -1,5 +1,6 @@
 #include "tapegrad/autograd/op.hpp"
 
+#include <cstring>
 #include <memory>
 #include <string>
 
@@ -76,7 +77,20 @@ Tensor OpCall::output(const Shape& shape) {
     out_shape_ = &out.shape();
     return out;
   }
-  const std::uint32_t id = tape_->new_slot(shape, dtype_);
+  return output_slot(tape_->new_slot(shape, dtype_));
+}
+
+Tensor OpCall::output_view(const Shape& shape, std::size_t i, std::size_t offset) {
+  const Tensor& x = *input(i);
+  const std::size_t size = dtype_size(dtype_);
+  char* values = static_cast<char*>(const_cast<void*>(x.raw_data())) + offset * size;
+  if (recording_ && !x.is_leaf()) return output_slot(tape_->new_slot(shape, dtype_, values));
+  Tensor y = output(shape);
+  if (shape.numel()) std::memcpy(y.raw_data(), values, shape.numel() * size);
+  return y;
+}
+
+Tensor OpCall::output_slot(std::uint32_t id) {
   auto& s = tape_->slot(id);
   s.requires_grad = true;
   s.producer = static_cast<std::int32_t>(tape_->num_nodes());

@@ -67,9 +67,9 @@ void Tape::begin_recording() {
   if (released_) clear();
 }
 
-std::uint32_t Tape::new_slot(const Shape& shape, DType dtype) {
+std::uint32_t Tape::new_slot(const Shape& shape, DType dtype, void* data) {
   detail::Slot& s = slots_.emplace_back();
-  s.data = arena_.allocate(shape.numel() * dtype_size(dtype));
+  s.data = data ? data : arena_.allocate(shape.numel() * dtype_size(dtype));
   s.grad = nullptr;
   s.shape = shape;
   s.dtype = dtype;

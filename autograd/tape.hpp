@@ -72,7 +72,8 @@ class Tape {
   void* allocate(std::size_t bytes) { return arena_.allocate(bytes); }
   void begin_recording();  // starts a new graph if the last one was released
   std::uint32_t slot_for(const Tensor& t);  // registers an owned tensor on first use in this graph
-  std::uint32_t new_slot(const Shape& shape, DType dtype);
+  // A slot for a new value: in fresh arena memory, or over `data` (a view of another slot's values).
+  std::uint32_t new_slot(const Shape& shape, DType dtype, void* data = nullptr);
   void push_node(const detail::Node& n) { nodes_.push_back(n); }
   struct Deferred {
     void* grad;

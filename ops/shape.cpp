@@ -147,8 +147,7 @@ Tensor reshape(const Tensor& x, const Shape& shape) {
     throw Error("reshape: cannot reshape " + x.shape().str() + " (" + std::to_string(x.numel()) + " elements) to " +
                 shape.str() + " (" + std::to_string(shape.numel()) + " elements)");
   OpCall call(op_reshape, {&x});
-  Tensor y = call.output(shape);
-  if (x.numel()) std::memcpy(y.raw_data(), x.raw_data(), x.numel() * dtype_size(call.dtype()));
+  Tensor y = call.output_view(shape, 0, 0);  // the same values in the same order
   call.record(
       [](BackwardCtx& c) {
         dispatch(c.dtype(), [&](auto z) {
@@ -207,13 +206,19 @@ Tensor slice(const Tensor& x, long axis, std::size_t start, std::size_t stop) {
                 std::to_string(a) + " of size " + std::to_string(x.shape()[a]) + " of input " + x.shape().str());
   OpCall call(op_slice, {&x});
   call.attrs<SliceAttrs>() = {a, start, stop};
-  Tensor y = call.output(with_axis(x.shape(), a, stop - start));
+  const Shape out = with_axis(x.shape(), a, stop - start);
   const AroundAxis v = around(x.shape(), a);
-  dispatch(call.dtype(), [&](auto z) {
-    using T = decltype(z);
-    copy_rows<T, false>(y.data<T>(), stop - start, 0, static_cast<const T*>(x.raw_data()), v.size, start, stop - start,
-                        v.outer, v.inner);
-  });
+  Tensor y;
+  if (v.outer == 1) {  // one contiguous run (a time step of a (T, B, ...) sequence): a view, no copy
+    y = call.output_view(out, 0, start * v.inner);
+  } else {
+    y = call.output(out);
+    dispatch(call.dtype(), [&](auto z) {
+      using T = decltype(z);
+      copy_rows<T, false>(y.data<T>(), stop - start, 0, static_cast<const T*>(x.raw_data()), v.size, start,
+                          stop - start, v.outer, v.inner);
+    });
+  }
   call.record(
       [](BackwardCtx& c) {
         const SliceAttrs& s = c.attrs<SliceAttrs>();
