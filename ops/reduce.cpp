@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <string>
 
 #include "tapegrad/autograd/op.hpp"
@@ -81,8 +82,13 @@ Tensor sum_impl(const OpInfo& op, const Tensor& x, std::int64_t mask, bool keepd
     using T = decltype(z);
     T* py = y.data<T>();
     const std::size_t n = kept.numel();
-    std::fill_n(py, n, T(0));
-    detail::sum_to_accumulate<T>(py, kept, static_cast<const T*>(x.raw_data()), x.shape());
+    const T* px = static_cast<const T*>(x.raw_data());
+    if (n == 1) {  // the whole tensor (a loss): 8 lanes, where one accumulator is a serial chain
+      py[0] = kernels::lanes_reduce(x.numel(), T(0), [px](std::size_t i) { return px[i]; }, std::plus<T>());
+    } else {
+      std::fill_n(py, n, T(0));
+      detail::sum_to_accumulate<T>(py, kept, px, x.shape());
+    }
     if (mean)
       for (std::size_t i = 0; i < n; ++i) py[i] *= static_cast<T>(scale);
   });
@@ -92,9 +98,18 @@ Tensor sum_impl(const OpInfo& op, const Tensor& x, std::int64_t mask, bool keepd
         const Shape kept = reduced_shape(in, c.attrs<SumAttrs>().mask, true);
         dispatch(c.dtype(), [&](auto z) {
           using T = decltype(z);
-          T* gx = c.grad<T>(0);
           const T* gy = c.gout<T>();
           const T s = static_cast<T>(c.attrs<SumAttrs>().scale);
+          if (kept.numel() == 1) {  // one value spread over the input: a plain (vectorised) loop
+            bool fresh = false;
+            T* gx = c.grad_for_write<T>(0, fresh);
+            const T v = s * gy[0];
+            const std::size_t n = in.numel();
+            if (fresh) std::fill_n(gx, n, v);
+            else for (std::size_t i = 0; i < n; ++i) gx[i] += v;
+            return;
+          }
+          T* gx = c.grad<T>(0);
           kernels::broadcast_index(in, in, kept, [&](std::size_t i, std::size_t, std::size_t iy) { gx[i] += s * gy[iy]; });
         });
       },
