@@ -16,6 +16,7 @@ Tensor Linear::operator()(const Tensor& x) const {
   if (x.rank() < 1 || x.size(-1) != W.size(0))
     throw Error("Linear: input " + x.shape().str() + " does not end in " + std::to_string(W.size(0)) + " features (W " +
                 W.shape().str() + ")");
+  if (b.defined()) return linear(x, W, b);  // one node: the bias is the GEMM's starting value
   Tensor y;
   if (x.rank() <= 3 && x.rank() >= 2) {
     y = matmul(x, W);
@@ -27,7 +28,7 @@ Tensor Linear::operator()(const Tensor& x) const {
     out.push_back(W.size(1));
     y = reshape(matmul(reshape(x, flat), W), out);
   }
-  return b.defined() ? y + b : y;
+  return y;
 }
 
 Embedding::Embedding(std::size_t vocab, std::size_t dim, Generator& gen, DType dtype) {

@@ -172,7 +172,7 @@ std::vector<Tensor> compose_rows(const Tensor& leaves, const Tree& tree, const T
     if (n.leaf >= 0)
       rows[i] = slice(leaves, 0, std::size_t(n.leaf), std::size_t(n.leaf) + 1);
     else  // parent = f(concat(left, right) W + b)
-      rows[i] = f(matmul(concat({rows[std::size_t(n.left)], rows[std::size_t(n.right)]}, 1), W) + b);
+      rows[i] = f(linear(concat({rows[std::size_t(n.left)], rows[std::size_t(n.right)]}, 1), W, b));
   }
   return rows;
 }

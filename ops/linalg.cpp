@@ -10,16 +10,19 @@
 #include <functional>
 #include <string>
 #include <vector>
+#include <xsimd/xsimd.hpp>
 
 #include "tapegrad/autograd/op.hpp"
 #include "tapegrad/ops/blas.hpp"
 #include "tapegrad/ops/lanes.hpp"
+#include "tapegrad/ops/products.hpp"
 #include "tapegrad/ops/shape.hpp"
 
 namespace tapegrad {
 
 TAPEGRAD_OP(op_matmul, "matmul", "linalg");
 TAPEGRAD_OP(op_addmm, "addmm", "linalg");
+TAPEGRAD_OP(op_linear, "linear", "linalg");
 
 namespace {
 
@@ -30,29 +33,61 @@ using blas::ger;
 // Below this many weights a 1-row product runs as plain loops: OpenBLAS's gemv/ger call overhead is
 // several times the arithmetic of a 16x16 matrix (binary addition's), and from about 64x256 up the
 // loops and BLAS run at the same (memory) speed.
-constexpr std::size_t kSmall = 4096;
+constexpr std::size_t kSmall = 1024;
 
-// y (n) += x (k) B (k, n), by rows of B (vectorised over n).
+template <class T> using Vec = xsimd::batch<T>;
+
+// y (n) += x (k) B (k, n): two vectors of y stay in registers while the rows of B stream past (the
+// compiler's loop would load and store y once per row).
 template <class T> void row_times(std::size_t k, std::size_t n, const T* x, const T* b, T* y) {
-  for (std::size_t i = 0; i < k; ++i) {
-    const T xi = x[i];
-    const T* __restrict br = b + i * n;
-    T* __restrict yr = y;
-    for (std::size_t j = 0; j < n; ++j) yr[j] += xi * br[j];
+  using V = Vec<T>;
+  constexpr std::size_t S = V::size;
+  std::size_t j = 0;
+  for (; j + 2 * S <= n; j += 2 * S) {
+    V y0 = V::load_unaligned(y + j), y1 = V::load_unaligned(y + j + S);
+    for (std::size_t i = 0; i < k; ++i) {
+      const V xi(x[i]);
+      y0 = xsimd::fma(xi, V::load_unaligned(b + i * n + j), y0);
+      y1 = xsimd::fma(xi, V::load_unaligned(b + i * n + j + S), y1);
+    }
+    y0.store_unaligned(y + j);
+    y1.store_unaligned(y + j + S);
+  }
+  for (; j < n; ++j) {
+    T s = y[j];
+    for (std::size_t i = 0; i < k; ++i) s += x[i] * b[i * n + j];
+    y[j] = s;
   }
 }
 
-// y (k) += B (k, n) g (n): one dot product per row of B.
+// y (k) += B (k, n) g (n): S rows of B at a time, one vector accumulator each, summed across by haddp.
 template <class T> void times_row(std::size_t k, std::size_t n, const T* b, const T* g, T* y) {
-  for (std::size_t i = 0; i < k; ++i) {
+  using V = Vec<T>;
+  constexpr std::size_t S = V::size;
+  const std::size_t nv = n - n % S;
+  std::size_t i = 0;
+  for (; i + S <= k; i += S) {
+    V acc[S];
+    for (std::size_t r = 0; r < S; ++r) acc[r] = V(T(0));
+    for (std::size_t j = 0; j < nv; j += S) {
+      const V gj = V::load_unaligned(g + j);
+      for (std::size_t r = 0; r < S; ++r) acc[r] = xsimd::fma(V::load_unaligned(b + (i + r) * n + j), gj, acc[r]);
+    }
+    V sums = xsimd::haddp(acc) + V::load_unaligned(y + i);
+    sums.store_unaligned(y + i);
+    for (std::size_t r = 0; r < S; ++r)
+      for (std::size_t j = nv; j < n; ++j) y[i + r] += b[(i + r) * n + j] * g[j];
+  }
+  for (; i < k; ++i) {
     const T* br = b + i * n;
     y[i] += kernels::lanes_reduce(n, T(0), [br, g](std::size_t j) { return br[j] * g[j]; }, std::plus<T>());
   }
 }
 
-// C (m, n) = beta C + A (m, k) B (k, n), beta 0 or 1 (with 0, C is not read).
+}  // namespace
+
 template <class T>
-void product(std::size_t m, std::size_t k, std::size_t n, const T* a, const T* b, T* c, T beta) {
+void kernels::product(std::size_t m, std::size_t k, std::size_t n, const T* a, const T* b, T* c, T beta) {
   if (m == 1 || k == 0) {
     // One row: OpenBLAS's gemv scales y by beta = 0 (NaN * 0 stays NaN in stale memory), so zero it here.
     // k = 0: an empty sum (BLAS would reject lda = 0).
@@ -64,6 +99,8 @@ void product(std::size_t m, std::size_t k, std::size_t n, const T* a, const T* b
     gemm(CblasNoTrans, CblasNoTrans, m, n, k, a, k, b, n, beta, c, n);
   }
 }
+
+namespace {
 
 // dA (m, k) += G (m, n) B^T; beta = 0 (dA = ...) when dA is a fresh, uninitialised buffer.
 template <class T> void grad_a(std::size_t m, std::size_t k, std::size_t n, const T* g, const T* b, T* da, T beta) {
@@ -139,13 +176,14 @@ bool defer_grad_b(BackwardCtx& c, std::size_t ib, const T* a, const T* g, std::s
 // Thin products (fewer rows than this) into a weight bigger than kSmall defer their weight gradient.
 constexpr std::size_t kThin = 16;
 
-// The backward of C = A B for the node's inputs ia (A) and ib (B), `batches` products of (m,k)x(k,n):
-// dA += G B^T, dB += A^T G. Each pass writes all of its buffer, so a fresh one is written with beta = 0;
-// a thin product's dB into a leaf is deferred (stacked_grad_b).
+}  // namespace
+
+// Each pass writes all of its buffer, so a fresh one is written with beta = 0; a thin product's dB into a
+// leaf is deferred (stacked_grad_b).
 template <class T>
-void product_grads(BackwardCtx& c, std::size_t ia, std::size_t ib, std::size_t batches, std::size_t m, std::size_t k,
-                   std::size_t n) {
-  const T *g = c.gout<T>(), *a = c.in<T>(ia), *b = c.in<T>(ib);
+void kernels::product_grads(BackwardCtx& c, std::size_t ia, std::size_t ib, std::size_t batches, std::size_t m,
+                            std::size_t k, std::size_t n, const T* g) {
+  const T *a = c.in<T>(ia), *b = c.in<T>(ib);
   bool fresh = false;
   if (c.needs(ia)) {
     T* da = c.grad_for_write<T>(ia, fresh);
@@ -159,6 +197,16 @@ void product_grads(BackwardCtx& c, std::size_t ia, std::size_t ib, std::size_t b
     for (std::size_t t = 0; t < batches; ++t) grad_b(m, k, n, a + t * m * k, g + t * m * n, db + t * k * n, beta);
   }
 }
+
+template void kernels::product<float>(std::size_t, std::size_t, std::size_t, const float*, const float*, float*, float);
+template void kernels::product<double>(std::size_t, std::size_t, std::size_t, const double*, const double*, double*,
+                                       double);
+template void kernels::product_grads<float>(BackwardCtx&, std::size_t, std::size_t, std::size_t, std::size_t,
+                                            std::size_t, std::size_t, const float*);
+template void kernels::product_grads<double>(BackwardCtx&, std::size_t, std::size_t, std::size_t, std::size_t,
+                                             std::size_t, std::size_t, const double*);
+
+namespace {
 
 struct ProductAttrs {  // `batches` products of (m, k) x (k, n)
   std::size_t batches, m, k, n;
@@ -205,14 +253,15 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
     const T* pb = static_cast<const T*>(b.raw_data());
     T* py = y.data<T>();
     if (m == 0 || n == 0) return;
-    for (std::size_t t = 0; t < batches; ++t) product(m, k, n, pa + t * m * k, pb + t * k * n, py + t * m * n, T(0));
+    for (std::size_t t = 0; t < batches; ++t) kernels::product(m, k, n, pa + t * m * k, pb + t * k * n, py + t * m * n, T(0));
   });
 
   call.record(
       [](BackwardCtx& c) {
         const ProductAttrs p = c.attrs<ProductAttrs>();
         if (p.m == 0 || p.n == 0 || p.k == 0) return;  // every gradient is an empty sum
-        dispatch(c.dtype(), [&](auto z) { product_grads<decltype(z)>(c, 0, 1, p.batches, p.m, p.k, p.n); });
+        dispatch(c.dtype(), [&](auto z) { using T = decltype(z);
+          kernels::product_grads<T>(c, 0, 1, p.batches, p.m, p.k, p.n, c.gout<T>()); });
       },
       [](GraphCtx& g) {
         const Tensor a = g.in(0), b = g.in(1);
@@ -249,7 +298,7 @@ Tensor addmm(const Tensor& c, const Tensor& a, const Tensor& b) {
     T* py = y.data<T>();
     std::copy_n(static_cast<const T*>(c.raw_data()), m * n, py);
     if (m == 0 || n == 0) return;
-    product(m, k, n, static_cast<const T*>(a.raw_data()), static_cast<const T*>(b.raw_data()), py, T(1));
+    kernels::product(m, k, n, static_cast<const T*>(a.raw_data()), static_cast<const T*>(b.raw_data()), py, T(1));
   });
   call.record(
       [](BackwardCtx& c) {
@@ -258,13 +307,63 @@ Tensor addmm(const Tensor& c, const Tensor& a, const Tensor& b) {
           using T = decltype(z);
           if (c.needs(0)) c.accumulate<T>(0, c.gout<T>(), c.out_shape());
           if (m == 0 || n == 0 || k == 0) return;
-          product_grads<T>(c, 1, 2, 1, m, k, n);
+          kernels::product_grads<T>(c, 1, 2, 1, m, k, n, c.gout<T>());
         });
       },
       [](GraphCtx& g) {
         g.accumulate(0, g.gout());
         if (g.needs(1)) g.accumulate(1, matmul(g.gout(), transpose(g.in(2))));
         if (g.needs(2)) g.accumulate(2, matmul(transpose(g.in(1)), g.gout()));
+      });
+  return y;
+}
+
+// y = x W + b, x seen as (rows, I). Forward: each row of y = b, then y += x W (beta 1). Backward:
+// dx += dy W^T, dW += x^T dy (as matmul's), db += the column sums of dy.
+Tensor linear(const Tensor& x, const Tensor& W, const Tensor& b) {
+  if (!x.defined() || !W.defined() || !b.defined())
+    throw Error(std::string("linear: input ") + (!x.defined() ? "x" : !W.defined() ? "W" : "b") + " is undefined");
+  if (W.rank() != 2 || x.rank() < 1 || x.size(-1) != W.size(0) || b.rank() != 1 || b.size(0) != W.size(1))
+    throw Error("linear: x W + b needs x (..., I), W (I, O), b (O); got x " + x.shape().str() + ", W " +
+                W.shape().str() + ", b " + b.shape().str());
+  const std::size_t k = W.size(0), n = W.size(1);
+  Shape out(x.shape().begin(), x.shape().end() - 1);
+  const std::size_t rows = out.checked_numel("linear");  // the leading sizes' product (k may be 0)
+  out.push_back(n);
+  out.checked_numel("linear");
+  for (std::size_t d : {rows, k, n})
+    if (d > std::size_t(INT_MAX))
+      throw Error("linear: a dimension of x " + x.shape().str() + " or W " + W.shape().str() + " exceeds the BLAS int range");
+  OpCall call(op_linear, {&x, &W, &b});
+  Tensor y = call.output(out);
+  dispatch(call.dtype(), [&](auto z) {
+    using T = decltype(z);
+    T* py = y.data<T>();
+    const T* pb = static_cast<const T*>(b.raw_data());
+    for (std::size_t r = 0; r < rows; ++r) std::copy_n(pb, n, py + r * n);
+    if (rows == 0 || n == 0) return;
+    kernels::product(rows, k, n, static_cast<const T*>(x.raw_data()), static_cast<const T*>(W.raw_data()), py, T(1));
+  });
+  call.record(
+      [](BackwardCtx& c) {
+        const Shape& xs = c.in_shape(0);
+        const std::size_t k = c.in_shape(1)[0], n = c.in_shape(1)[1];
+        const std::size_t rows = Shape(xs.begin(), xs.end() - 1).numel();
+        dispatch(c.dtype(), [&](auto z) {
+          using T = decltype(z);
+          const T* g = c.gout<T>();
+          if (c.needs(2)) c.accumulate<T>(2, g, Shape{rows, n});
+          if (rows == 0 || n == 0 || k == 0) return;
+          kernels::product_grads<T>(c, 0, 1, 1, rows, k, n, g);
+        });
+      },
+      [](GraphCtx& g) {
+        const Shape& xs = g.in_shape(0);
+        const std::size_t rows = Shape(xs.begin(), xs.end() - 1).numel();
+        const Tensor g2 = reshape(g.gout(), {rows, g.in_shape(1)[1]});
+        g.accumulate(2, g2);  // summed down to b's (O) by the engine
+        if (g.needs(0)) g.accumulate(0, reshape(matmul(g2, transpose(g.in(1))), xs));
+        if (g.needs(1)) g.accumulate(1, matmul(transpose(reshape(g.in(0), {rows, xs[xs.rank() - 1]})), g2));
       });
   return y;
 }

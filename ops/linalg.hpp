@@ -13,4 +13,9 @@ Tensor matmul(const Tensor& a, const Tensor& b);
 // of matmul's and add's (torch.addmm). A recurrent step's x_t W_x + b + h_(t-1) W_h is addmm(xp_t, h, W_h).
 Tensor addmm(const Tensor& c, const Tensor& a, const Tensor& b);
 
+// x W + b over the last axis: x (..., I), W (I, O), b (O) -> (..., O). One node, one GEMM over all the
+// leading rows, the bias written before the product (torch.nn.functional.linear, with W stored (I, O)).
+// nn::Linear and the recurrent cells' input projections use it.
+Tensor linear(const Tensor& x, const Tensor& W, const Tensor& b);
+
 }  // namespace tapegrad

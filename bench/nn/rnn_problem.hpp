@@ -166,7 +166,7 @@ struct EngineModel {
     Tensor loss;
     if (cell == Cell::binadd || cell == Cell::elman) {
       // y_t = sigmoid(z_t W_out + c) for all t at once, as nn::ElmanRNN does.
-      const Tensor y = sigmoid(matmul(reshape(seq.outputs, {d.T * d.B, d.H}), W_out) + c);
+      const Tensor y = sigmoid(linear(reshape(seq.outputs, {d.T * d.B, d.H}), W_out, c));
       loss = mse_loss(y, target, Reduction::half_sum);
     } else {
       loss = sum(seq.outputs * target);

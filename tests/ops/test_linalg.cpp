@@ -18,7 +18,8 @@ TAPEGRAD_OP_ROWS(linalg) {
   const std::vector<std::pair<std::string, std::vector<Shape>>> samples = {
       {"2-D (3,4)x(4,5)", {{3, 4}, {4, 5}}},
       {"M=1 gemv + small rank-1 loop (1,4)x(4,5)", {{1, 4}, {4, 5}}},
-      {"M=1 gemv + ger, K*N > 4096 (1,80)x(80,64)", {{1, 80}, {80, 64}}},
+      {"M=1 gemv + ger, K*N > 1024 (1,80)x(80,64)", {{1, 80}, {80, 64}}},
+      {"M=1 vector loops with tails (1,13)x(13,19)", {{1, 13}, {13, 19}}},
       {"M=1 N=1 (1,4)x(4,1)", {{1, 4}, {4, 1}}},
       {"K=1 outer product (3,1)x(1,4)", {{3, 1}, {1, 4}}},
       {"N=1 (3,4)x(4,1)", {{3, 4}, {4, 1}}},
@@ -37,7 +38,9 @@ TAPEGRAD_OP_ROWS(linalg) {
   rows.push_back(row("addmm").sample("(3,5) + (3,4)x(4,5)").shapes({{3, 5}, {3, 4}, {4, 5}}).fn(amm).second_order());
   rows.push_back(row("addmm").sample("one row (1,5) + (1,4)x(4,5)").shapes({{1, 5}, {1, 4}, {4, 5}})
       .fn(amm).second_order());
-  rows.push_back(row("addmm").sample("one row, K*N > 4096 (1,64) + (1,80)x(80,64)").shapes({{1, 64}, {1, 80}, {80, 64}})
+  rows.push_back(row("addmm").sample("one row, vector loops with tails (1,19) + (1,13)x(13,19)")
+      .shapes({{1, 19}, {1, 13}, {13, 19}}).fn(amm).second_order());
+  rows.push_back(row("addmm").sample("one row, K*N > 1024 (1,64) + (1,80)x(80,64)").shapes({{1, 64}, {1, 80}, {80, 64}})
       .fn(amm).second_order());
   rows.push_back(row("addmm").sample("K=0 (2,3) + (2,0)x(0,3)").shapes({{2, 3}, {2, 0}, {0, 3}})
       .fn(amm).second_order());
@@ -45,6 +48,21 @@ TAPEGRAD_OP_ROWS(linalg) {
       .fn([](const std::vector<Tensor>& x) { return addmm(x[0], x[1], x[1]); }).second_order());
   rows.push_back(row("addmm").sample("c x c + c (3,3)").shapes({{3, 3}})
       .fn([](const std::vector<Tensor>& x) { return addmm(x[0], x[0], x[0]); }).second_order());
+  // linear = x W + b over the last axis: 2-D (gemm), one row (the loops, and gemv with a deferred dW),
+  // 3-D and 1-D x, I = 0, x used as its own weight.
+  auto lin = [](const std::vector<Tensor>& x) { return linear(x[0], x[1], x[2]); };
+  const std::vector<std::pair<std::string, std::vector<Shape>>> linear_samples = {
+      {"(3,4)W(4,5)+b", {{3, 4}, {4, 5}, {5}}},
+      {"one row (1,13)W(13,19)+b", {{1, 13}, {13, 19}, {19}}},
+      {"one row, K*N > 1024 (1,80)W(80,64)+b", {{1, 80}, {80, 64}, {64}}},
+      {"3-D x (2,3,4)W(4,2)+b", {{2, 3, 4}, {4, 2}, {2}}},
+      {"1-D x (4)W(4,3)+b", {{4}, {4, 3}, {3}}},
+      {"I=0 (2,0)W(0,3)+b", {{2, 0}, {0, 3}, {3}}},
+  };
+  for (auto& [name, shapes] : linear_samples)
+    rows.push_back(row("linear").sample(name).shapes(shapes).fn(lin).second_order());
+  rows.push_back(row("linear").sample("x as its own weight (3,3)").shapes({{3, 3}, {3}})
+      .fn([](const std::vector<Tensor>& x) { return linear(x[0], x[0], x[1]); }).second_order());
   // A constant operand: only the other one gets a gradient.
   rows.push_back(row("matmul").sample("constant weight (2,3)x(3,4)").shapes({{2, 3}, {3, 4}}).constant_input(1)
       .fn(mm).second_order());
@@ -181,6 +199,13 @@ BOOST_AUTO_TEST_CASE(bad_inputs_name_the_op_and_shapes) {
   expect_error([&] { addmm(z({3, 5}), z({2, 3, 4}), z({4, 5})); }, {"addmm", "a (2, 3, 4)"});
   expect_error([&] { addmm(z({3, 5}, DType::f32), z({3, 4}), z({4, 5})); }, {"addmm", "float"});
   expect_error([&] { addmm(Tensor(), z({3, 4}), z({4, 5})); }, {"addmm", "input 0", "undefined"});
+  expect_error([&] { linear(z({2, 3}), z({4, 5}), z({5})); }, {"linear", "x (2, 3)", "W (4, 5)", "b (5,)"});
+  expect_error([&] { linear(z({2, 4}), z({4, 5}), z({4})); }, {"linear", "W (4, 5)", "b (4,)"});
+  expect_error([&] { linear(z({2, 4}), z({4}), z({4})); }, {"linear", "W (4,)"});
+  expect_error([&] { linear(z({}), z({4, 5}), z({5})); }, {"linear", "x ()"});
+  expect_error([&] { linear(z({2, 4}), z({4, 5}), z({1, 5})); }, {"linear", "b (1, 5)"});
+  expect_error([&] { linear(z({2, 4}), z({4, 5}), Tensor()); }, {"linear", "b", "undefined"});
+  expect_error([&] { linear(z({2, 4}, DType::f32), z({4, 5}), z({5})); }, {"linear", "float"});
 }
 
 // A weight used by many thin products (one row each, as an RNN at batch 1): its gradient is deferred to
@@ -189,7 +214,7 @@ BOOST_AUTO_TEST_CASE(bad_inputs_name_the_op_and_shapes) {
 // nothing is deferred).
 BOOST_AUTO_TEST_CASE(deferred_weight_gradient_equals_the_sum) {
   Generator gen(10);
-  const std::size_t k = 80, n = 64, steps = 5;  // k * n > 4096: the deferred path
+  const std::size_t k = 80, n = 64, steps = 5;  // k * n > 1024: the deferred path
   Tensor W = parameter(randn({k, n}, gen, 0.1, DType::f64));
   std::vector<Tensor> a, r;
   for (std::size_t t = 0; t < steps; ++t) {
@@ -223,6 +248,22 @@ BOOST_AUTO_TEST_CASE(addmm_equals_add_of_matmul) {
     Tensor c = randn({m, 6}, gen, 1.0, DType::f64), a = randn({m, 5}, gen, 1.0, DType::f64),
            b = randn({5, 6}, gen, 1.0, DType::f64);
     BOOST_TEST(max_abs_diff(addmm(c, a, b), to_xt(c + matmul(a, b))) < 1e-14);
+  }
+}
+
+// linear is x W + b in one node: the same values as the composed form, at every rank, one row or many.
+BOOST_AUTO_TEST_CASE(linear_equals_matmul_plus_bias) {
+  Generator gen(11);
+  for (const Shape& xs : {Shape{1, 5}, Shape{4, 5}, Shape{2, 3, 5}, Shape{5}}) {
+    BOOST_TEST_CONTEXT("x " << xs.str()) {
+      Tensor x = randn(xs, gen, 1.0, DType::f64), W = randn({5, 6}, gen, 1.0, DType::f64),
+             b = randn({6}, gen, 1.0, DType::f64);
+      Shape flat{xs.numel() / 5, 5}, out(xs.begin(), xs.end() - 1);
+      out.push_back(6);
+      const Tensor want = reshape(matmul(reshape(x, flat), W), out) + b;
+      BOOST_TEST(linear(x, W, b).shape() == out);
+      BOOST_TEST(max_abs_diff(linear(x, W, b), to_xt(want)) < 1e-14);
+    }
   }
 }
 

@@ -1,0 +1,24 @@
+// Internal: the matrix products of the linalg family, for ops that fuse a product with what follows it
+// (the recurrent family's rnn_cell). Defined in linalg.cpp, for float and double. Not installed.
+#pragma once
+
+#include <cstddef>
+
+namespace tapegrad {
+class BackwardCtx;
+}
+
+namespace tapegrad::kernels {
+
+// C (m, n) = beta C + A (m, k) B (k, n), beta 0 or 1 (with 0, C is not read). One row runs as gemv, or as
+// plain loops for a small matrix.
+template <class T> void product(std::size_t m, std::size_t k, std::size_t n, const T* a, const T* b, T* c, T beta);
+
+// The backward of C = A B for the node's inputs ia (A) and ib (B), `batches` products of (m,k)x(k,n),
+// given C's gradient g: dA += g B^T, dB += A^T g. A thin product's dB into a leaf is deferred and merged
+// with the other steps' into one GEMM after the sweep.
+template <class T>
+void product_grads(BackwardCtx& c, std::size_t ia, std::size_t ib, std::size_t batches, std::size_t m, std::size_t k,
+                   std::size_t n, const T* g);
+
+}  // namespace tapegrad::kernels
