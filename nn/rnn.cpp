@@ -122,11 +122,12 @@ RNNCell::RNNCell(const RNNWeights& w, Activation act) : W_in(w.W_in), W(w.W), b(
 Tensor RNNCell::project(const Tensor& x) const {
   if (!x.defined() || x.rank() != 2 || x.size(1) != input_size())
     throw Error("RNNCell: input " + shape_str(x) + " does not fit W_in " + W_in.shape().str());
-  return matmul(x, W_in) + b;
+  return linear(x, W_in, b);
 }
 
 // z_t = f(x_t W_in + b + z_(t-1) W)
 State RNNCell::step_projected(const Tensor& xp, const State& s) const {
+  if (fused) return {rnn_cell(xp, s.h, W, activation), {}};
   return {activate(activation, addmm(xp, s.h, W)), {}};
 }
 
@@ -168,7 +169,7 @@ LSTMCell::LSTMCell(const LSTMWeights& w) : W_x(w.W_x), W_h(w.W_h), b(w.b), p_i(w
 Tensor LSTMCell::project(const Tensor& x) const {
   if (!x.defined() || x.rank() != 2 || x.size(1) != input_size())
     throw Error("LSTMCell: input " + shape_str(x) + " does not fit W_x " + W_x.shape().str());
-  return matmul(x, W_x) + b;
+  return linear(x, W_x, b);
 }
 
 State LSTMCell::step_projected(const Tensor& xp, const State& s) const {
@@ -229,7 +230,7 @@ GRUCell::GRUCell(const GRUWeights& w)
 Tensor GRUCell::project(const Tensor& x) const {
   if (!x.defined() || x.rank() != 2 || x.size(1) != input_size())
     throw Error("GRUCell: input " + shape_str(x) + " does not fit W_x " + W_x.shape().str());
-  return matmul(x, W_x) + b;
+  return linear(x, W_x, b);
 }
 
 State GRUCell::step_projected(const Tensor& xp, const State& s) const {

@@ -20,10 +20,11 @@
 #include "tapegrad/autograd/tensor.hpp"
 #include "tapegrad/nn/linear.hpp"
 #include "tapegrad/nn/module.hpp"
+#include "tapegrad/ops/activation.hpp"
 
 namespace tapegrad::nn {
 
-enum class Activation { sigmoid, tanh, relu };
+using Activation = tapegrad::Activation;  // sigmoid, tanh, relu (ops/activation.hpp)
 Tensor activate(Activation a, const Tensor& x);
 const char* activation_name(Activation a);
 
@@ -75,6 +76,8 @@ struct RNNWeights {
 //   u_t = x_t W_in + z_(t-1) W + b,   z_t = f(u_t),   f in {sigmoid, tanh, relu}.
 // The state h is z_t. The output layer y_t = g(z_t W_out + c) is separate (Linear + activation; see
 // ElmanRNN below).
+// fused (default true): a step is the one op rnn_cell (ops/recurrent.hpp); fused = false composes it as
+// f(addmm(...)), the reference form, checked against the same cases.
 class RNNCell : public RecurrentCell {
  public:
   // W_in and W drawn with `init` (std is used by Init::normal only), b zeros.
@@ -93,6 +96,7 @@ class RNNCell : public RecurrentCell {
 
   Tensor W_in, W, b;
   Activation activation;
+  bool fused = true;
 };
 
 // ---- LSTM -------------------------------------------------------------------------------------------

@@ -13,4 +13,7 @@ Tensor log_sigmoid(const Tensor& x); // -softplus(-x), stable for large |x|
 Tensor softmax(const Tensor& x, long axis = -1);
 Tensor log_softmax(const Tensor& x, long axis = -1);
 
+// The hidden activations of a recurrent cell (nn::RNNCell, rnn_cell in ops/recurrent.hpp).
+enum class Activation { sigmoid, tanh, relu };
+
 }  // namespace tapegrad

@@ -5,6 +5,7 @@
 // in primitive ops (for create_graph).
 #include "tapegrad/ops/recurrent.hpp"
 
+#include <algorithm>
 #include <string>
 #include <xtensor/xmath.hpp>
 #include <xtensor/xnoalias.hpp>
@@ -13,6 +14,8 @@
 #include "tapegrad/ops/activation.hpp"
 #include "tapegrad/ops/elementwise.hpp"
 #include "tapegrad/ops/kernels.hpp"
+#include "tapegrad/ops/linalg.hpp"
+#include "tapegrad/ops/products.hpp"
 #include "tapegrad/ops/shape.hpp"
 
 namespace tapegrad {
@@ -332,6 +335,91 @@ Tensor gru_cell(const Tensor& xp, const Tensor& hp, const Tensor& h, const Tenso
         g.accumulate(3, du * r);  // summed over the batch rows by the engine
       });
   return out;
+}
+
+// ---- rnn_cell -----------------------------------------------------------------------------------------
+// Forward: h = xp, h += h_prev W (gemv at B = 1), h = f(h) in place. Backward, with dh the incoming
+// gradient: du = dh f'(u) from h, then dxp += du, dh_prev += du W^T, dW += h_prev^T du (deferred for a
+// thin product into a leaf, as matmul's).
+
+TAPEGRAD_OP(op_rnn_cell, "rnn_cell", "recurrent");
+
+namespace {
+
+struct RNNCellAttrs {
+  Activation f;
+};
+
+// d = dh * f'(u), written through h = f(u). Branch-free loops: vectorised.
+template <class T> void times_derivative(Activation f, const T* __restrict dh, const T* __restrict h, T* __restrict d,
+                                         std::size_t n) {
+  switch (f) {
+    case Activation::sigmoid:
+      for (std::size_t i = 0; i < n; ++i) d[i] = dh[i] * h[i] * (T(1) - h[i]);
+      break;
+    case Activation::tanh:
+      for (std::size_t i = 0; i < n; ++i) d[i] = dh[i] * (T(1) - h[i] * h[i]);
+      break;
+    case Activation::relu:
+      for (std::size_t i = 0; i < n; ++i) d[i] = h[i] > T(0) ? dh[i] : T(0);
+      break;
+  }
+}
+
+}  // namespace
+
+Tensor rnn_cell(const Tensor& xp, const Tensor& h_prev, const Tensor& W, Activation f) {
+  if (!W.defined() || W.rank() != 2 || W.size(0) != W.size(1))
+    throw Error("rnn_cell: W must be square (H, H), got " + shape_str(W));
+  const std::size_t H = W.size(0);
+  if (!h_prev.defined() || h_prev.rank() != 2 || h_prev.size(1) != H)
+    throw Error("rnn_cell: h_prev must be (B, H) with H = " + std::to_string(H) + " to match W " + W.shape().str() +
+                ", got " + shape_str(h_prev));
+  const std::size_t B = h_prev.size(0);
+  if (!xp.defined() || xp.shape() != Shape{B, H})
+    throw Error("rnn_cell: xp must be (B, H) = " + Shape{B, H}.str() + " to match h_prev " + h_prev.shape().str() +
+                " and W " + W.shape().str() + ", got " + shape_str(xp));
+  OpCall call(op_rnn_cell, {&xp, &h_prev, &W});
+  call.attrs<RNNCellAttrs>().f = f;
+  Tensor h = call.output({B, H});
+  dispatch(call.dtype(), [&](auto z) {
+    using T = decltype(z);
+    T* ph = h.data<T>();
+    std::copy_n(data_of<T>(xp), B * H, ph);
+    kernels::product(B, H, H, data_of<T>(h_prev), data_of<T>(W), ph, T(1));
+    auto v = flat(ph, B * H);
+    switch (f) {
+      case Activation::sigmoid: xt::noalias(v) = T(1) / (T(1) + xt::exp(-v)); break;
+      case Activation::tanh: xt::noalias(v) = xt::tanh(v); break;
+      case Activation::relu: xt::noalias(v) = xt::maximum(v, T(0)); break;
+    }
+  });
+  call.record(
+      [](BackwardCtx& c) {
+        const std::size_t B = c.out_shape()[0], H = c.out_shape()[1];
+        dispatch(c.dtype(), [&](auto z) {
+          using T = decltype(z);
+          // du in tape scratch, not in xp's gradient buffer: a deferred dW reads it after the sweep, and
+          // xp's buffer may still take other contributions (or be h_prev's, when xp and h_prev are one).
+          T* du = c.scratch<T>(B * H);
+          times_derivative(c.attrs<RNNCellAttrs>().f, c.gout<T>(), c.out<T>(), du, B * H);
+          if (c.needs(0)) c.accumulate<T>(0, du, c.out_shape());
+          kernels::product_grads<T>(c, 1, 2, 1, B, H, H, du);
+        });
+      },
+      [](GraphCtx& g) {
+        const Tensor h = g.out();
+        Tensor du;
+        switch (g.attrs<RNNCellAttrs>().f) {
+          case Activation::sigmoid: du = g.gout() * h * (1.0 - h); break;
+          case Activation::tanh: du = g.gout() * (1.0 - h * h); break;
+          case Activation::relu: du = g.gout() * kernels::constant_from(h, [](auto v) { return v > 0; }); break;
+        }
+        g.accumulate(0, du);
+        if (g.needs(1)) g.accumulate(1, matmul(du, transpose(g.in(2))));
+        if (g.needs(2)) g.accumulate(2, matmul(transpose(g.in(1)), du));
+      });
+  return h;
 }
 
 }  // namespace tapegrad

@@ -1,4 +1,4 @@
-// Fused pointwise parts of the LSTM and GRU steps. An optimisation, not new math: nn::LSTMCell and
+// Fused steps of the Elman RNN and fused pointwise parts of the LSTM and GRU steps. An optimisation, not new math: nn::LSTMCell and
 // nn::GRUCell compose exactly the same formulas from primitive ops when built with `fused = false`, and
 // the tests check both forms against the same gradient checks and conformance cases. Fusing turns the
 // ~13 elementwise nodes of a step (slices, sigmoids, tanh, products and sums, their gradient buffers)
@@ -10,8 +10,15 @@
 #pragma once
 
 #include "tapegrad/autograd/tensor.hpp"
+#include "tapegrad/ops/activation.hpp"
 
 namespace tapegrad {
+
+// One Elman (simple RNN) step after its input projection, in one node (nn::RNNCell's math):
+//   h = f(xp + h_prev W),   xp = x_t W_in + b (B, H), h_prev (B, H), W (H, H), f sigmoid / tanh / relu.
+// The same as f(addmm(xp, h_prev, W)), without the pre-activation's buffer and its gradient's: backward
+// takes f' from h itself (sigmoid h (1 - h), tanh 1 - h^2, relu [h > 0]).
+Tensor rnn_cell(const Tensor& xp, const Tensor& h_prev, const Tensor& W, Activation f);
 
 // c = sigmoid(a_f + p_f c_prev) * c_prev + sigmoid(a_i + p_i c_prev) * tanh(a_g)   (the CEC update)
 Tensor lstm_cell(const Tensor& a, const Tensor& c_prev);

@@ -64,17 +64,20 @@ BOOST_AUTO_TEST_SUITE(rnn)
 
 // ---- gradient checks: one step --------------------------------------------------------------------
 
+// Both forms of the Elman step: fused (the op rnn_cell) and composed (f(addmm(...))).
 BOOST_AUTO_TEST_CASE(elman_step_gradcheck_each_activation) {
-  for (Activation a : {Activation::sigmoid, Activation::tanh, Activation::relu}) {
-    Generator g(11);
-    std::vector<Tensor> in{rnd({B, I}, g), rnd({B, H}, g), rnd({I, H}, g), rnd({H, H}, g), rnd({H}, g)};
-    expect_gradcheck(
-        [a](const std::vector<Tensor>& v) {
-          RNNCell cell({v[2], v[3], v[4]}, a);
-          return cell.step(v[0], {v[1], {}}).h;
-        },
-        in, std::string("RNNCell ") + activation_name(a));
-  }
+  for (bool fused : {true, false})
+    for (Activation a : {Activation::sigmoid, Activation::tanh, Activation::relu}) {
+      Generator g(11);
+      std::vector<Tensor> in{rnd({B, I}, g), rnd({B, H}, g), rnd({I, H}, g), rnd({H, H}, g), rnd({H}, g)};
+      expect_gradcheck(
+          [a, fused](const std::vector<Tensor>& v) {
+            RNNCell cell({v[2], v[3], v[4]}, a);
+            cell.fused = fused;
+            return cell.step(v[0], {v[1], {}}).h;
+          },
+          in, std::string("RNNCell ") + activation_name(a) + (fused ? " fused" : " composed"));
+    }
 }
 
 // Both forms of the LSTM step: fused (ops/recurrent) and composed from primitive ops.
@@ -135,6 +138,25 @@ BOOST_AUTO_TEST_CASE(lstm_fused_equals_composed_over_a_sequence) {
         },
         peep ? "LSTM with peepholes" : "LSTM");
   }
+}
+
+// The fused Elman step equals the composed one over a sequence, for each activation, at batch 1 (the
+// vector loops and the deferred dW) and B: values and every gradient.
+BOOST_AUTO_TEST_CASE(elman_fused_equals_composed_over_a_sequence) {
+  for (std::size_t batch : {std::size_t(1), B})
+    for (Activation a : {Activation::sigmoid, Activation::tanh, Activation::relu}) {
+      Generator g(17);
+      std::vector<Tensor> in{rnd({T, batch, I}, g), rnd({batch, 40}, g), rnd({I, 40}, g), rnd({40, 40}, g),
+                             rnd({40}, g)};
+      expect_fused_equals_composed(
+          in,
+          [&in, a](bool fused) {
+            RNNCell cell({in[2], in[3], in[4]}, a);
+            cell.fused = fused;
+            return run(cell, in[0], {in[1], {}}).outputs;
+          },
+          std::string("Elman ") + activation_name(a) + ", B " + std::to_string(batch));
+    }
 }
 
 // reset_after in both forms: fused (gru_cell) and composed.
@@ -270,13 +292,17 @@ BOOST_AUTO_TEST_CASE(elman_model_gradcheck) {
 // ---- conformance ----------------------------------------------------------------------------------
 
 namespace {
+// Both forms of the step: fused (rnn_cell) and composed.
 void elman_case(const char* name, Activation a) {
-  auto c = load_case(name);
-  const auto& in = c.in;
-  RNNCell cell({in.at("W_in"), in.at("W"), in.at("b")}, a);
-  Sequence seq = run(cell, in.at("x"), {in.at("z0"), {}});
-  Tensor y = sigmoid(matmul(seq.outputs, in.at("W_out")) + in.at("c"));  // y_t = sigmoid(z_t W_out + c)
-  BOOST_TEST(check_case(c, {{"y", y}, {"z", seq.outputs}}).ok());
+  for (bool fused : {true, false}) {
+    auto c = load_case(name);
+    const auto& in = c.in;
+    RNNCell cell({in.at("W_in"), in.at("W"), in.at("b")}, a);
+    cell.fused = fused;
+    Sequence seq = run(cell, in.at("x"), {in.at("z0"), {}});
+    Tensor y = sigmoid(matmul(seq.outputs, in.at("W_out")) + in.at("c"));  // y_t = sigmoid(z_t W_out + c)
+    BOOST_TEST(check_case(c, {{"y", y}, {"z", seq.outputs}}).ok(), name << (fused ? " fused" : " composed"));
+  }
 }
 }  // namespace
 

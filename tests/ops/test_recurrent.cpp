@@ -1,4 +1,4 @@
-// Rows of the op table for ops/recurrent (the fused LSTM halves and GRU step), their values against the same formulas
+// Rows of the op table for ops/recurrent (the fused Elman step, LSTM halves and GRU step), their values against the same formulas
 // composed from primitive ops, float32, and bad inputs.
 #include <boost/test/unit_test.hpp>
 
@@ -7,6 +7,12 @@
 
 using namespace tapegrad;
 using namespace tapegrad::test;
+
+namespace {
+const char* act_name(Activation f) {
+  return f == Activation::sigmoid ? "sigmoid" : f == Activation::tanh ? "tanh" : "relu";
+}
+}  // namespace
 
 TAPEGRAD_OP_ROWS(recurrent) {
   std::vector<OpRow> rows;
@@ -22,10 +28,20 @@ TAPEGRAD_OP_ROWS(recurrent) {
         .fn([](const std::vector<Tensor>& x) { return lstm_hidden(x[0], x[1]); }).second_order());
     rows.push_back(row("lstm_hidden").sample(n + ", peephole").shapes({a, s, p})
         .fn([](const std::vector<Tensor>& x) { return lstm_hidden(x[0], x[1], x[2]); }).second_order());
+    for (Activation f : {Activation::sigmoid, Activation::tanh, Activation::relu})
+      rows.push_back(row("rnn_cell").sample(n + ", " + act_name(f)).shapes({s, s, {H, H}})
+          .fn([f](const std::vector<Tensor>& x) { return rnn_cell(x[0], x[1], x[2], f); }).second_order());
     const Shape g3{B, 3 * H};
     rows.push_back(row("gru_cell").sample(n).shapes({g3, g3, s, p})
         .fn([](const std::vector<Tensor>& x) { return gru_cell(x[0], x[1], x[2], x[3]); }).second_order());
   }
+  // One row with H*H > 1024: gemv, and W's gradient deferred to one GEMM after the sweep.
+  rows.push_back(row("rnn_cell").sample("B 1, H 40, tanh (gemv, deferred dW)").shapes({{1, 40}, {1, 40}, {40, 40}})
+      .fn([](const std::vector<Tensor>& x) { return rnn_cell(x[0], x[1], x[2], Activation::tanh); }).second_order());
+  // The same tensor as xp and h_prev: both gradient contributions land in one buffer.
+  rows.push_back(row("rnn_cell").sample("xp and h_prev the same tensor").shapes({{2, 3}, {3, 3}})
+      .fn([](const std::vector<Tensor>& x) { return rnn_cell(x[0], x[0], x[1], Activation::sigmoid); })
+      .second_order());
   // The same tensor as xp and hp: both gradient contributions land in one buffer.
   rows.push_back(row("gru_cell").sample("xp and hp the same tensor").shapes({{2, 6}, {2, 2}, {2}})
       .fn([](const std::vector<Tensor>& x) { return gru_cell(x[0], x[0], x[1], x[2]); }).second_order());
@@ -69,6 +85,16 @@ BOOST_AUTO_TEST_CASE(fused_halves_equal_the_composed_formulas) {
     BOOST_TEST(max_abs_diff(lstm_hidden(a, cp, po), to_xt(composed_hidden(a, cp, &po))) <= tol);
     Tensor xp = randn({3, 15}, g, 2.0, d), hp = randn({3, 15}, g, 2.0, d);
     BOOST_TEST(max_abs_diff(gru_cell(xp, hp, cp, po), to_xt(composed_gru(xp, hp, cp, po))) <= tol);
+    // rnn_cell against f(addmm(...)), at batch 1 (the vector loops) and 3 (gemm).
+    Tensor W = randn({20, 20}, g, 0.3, d);
+    for (std::size_t B : {1, 3}) {
+      Tensor x = randn({B, 20}, g, 1.0, d), h = randn({B, 20}, g, 1.0, d);
+      const Tensor u = addmm(x, h, W);
+      for (Activation f : {Activation::sigmoid, Activation::tanh, Activation::relu}) {
+        const Tensor want = f == Activation::sigmoid ? sigmoid(u) : f == Activation::tanh ? tanh(u) : relu(u);
+        BOOST_TEST(max_abs_diff(rnn_cell(x, h, W, f), to_xt(want)) <= tol, act_name(f) << ", B " << B);
+      }
+    }
   }
 }
 
@@ -93,6 +119,13 @@ BOOST_AUTO_TEST_CASE(bad_inputs_name_the_op_and_shapes) {
   expect_error([&] { lstm_hidden(a, zeros({2, 2}, DType::f64)); }, {"lstm_hidden", "c", "(2, 2)", "(2, 12)"});
   expect_error([&] { lstm_hidden(a, c, zeros({3, 1}, DType::f64)); }, {"lstm_hidden", "p_o", "(3, 1)"});
   expect_error([&] { lstm_hidden(Tensor(), c); }, {"lstm_hidden", "(B, 4H)", "(undefined)"});
+  expect_error([&] { rnn_cell(c, c, zeros({3, 4}, DType::f64), Activation::tanh); }, {"rnn_cell", "W", "(3, 4)"});
+  expect_error([&] { rnn_cell(c, zeros({2, 4}, DType::f64), zeros({3, 3}, DType::f64), Activation::tanh); },
+               {"rnn_cell", "h_prev", "(2, 4)", "(3, 3)"});
+  expect_error([&] { rnn_cell(zeros({3, 3}, DType::f64), c, zeros({3, 3}, DType::f64), Activation::tanh); },
+               {"rnn_cell", "xp", "(2, 3)", "(3, 3)"});
+  expect_error([&] { rnn_cell(Tensor(), c, zeros({3, 3}, DType::f64), Activation::tanh); }, {"rnn_cell", "xp", "(undefined)"});
+  expect_error([&] { rnn_cell(c, c, zeros({3, 3}), Activation::tanh); }, {"rnn_cell", "float32", "float64"});
   const Tensor g9 = zeros({2, 9}, DType::f64);
   expect_error([&] { gru_cell(zeros({2, 8}, DType::f64), g9, c, p); }, {"gru_cell", "(B, 3H)", "(2, 8)"});
   expect_error([&] { gru_cell(g9, zeros({2, 6}, DType::f64), c, p); }, {"gru_cell", "hp", "(2, 9)", "(2, 6)"});
