@@ -178,6 +178,8 @@ constexpr std::size_t kThin = 16;
 
 }  // namespace
 
+bool kernels::may_defer_grad_b(std::size_t m, std::size_t k, std::size_t n) { return m < kThin && k * n > kSmall; }
+
 // Each pass writes all of its buffer, so a fresh one is written with beta = 0; a thin product's dB into a
 // leaf is deferred (stacked_grad_b).
 template <class T>
@@ -191,7 +193,7 @@ void kernels::product_grads(BackwardCtx& c, std::size_t ia, std::size_t ib, std:
     for (std::size_t t = 0; t < batches; ++t) grad_a(m, k, n, g + t * m * n, b + t * k * n, da + t * m * k, beta);
   }
   if (c.needs(ib) &&
-      !(batches == 1 && m < kThin && k * n > kSmall && defer_grad_b(c, ib, a, g, m, k, n))) {
+      !(batches == 1 && kernels::may_defer_grad_b(m, k, n) && defer_grad_b(c, ib, a, g, m, k, n))) {
     T* db = c.grad_for_write<T>(ib, fresh);
     const T beta = fresh ? T(0) : T(1);
     for (std::size_t t = 0; t < batches; ++t) grad_b(m, k, n, a + t * m * k, g + t * m * n, db + t * k * n, beta);

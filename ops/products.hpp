@@ -17,6 +17,10 @@ template <class T> void product(std::size_t m, std::size_t k, std::size_t n, con
 // The backward of C = A B for the node's inputs ia (A) and ib (B), `batches` products of (m,k)x(k,n),
 // given C's gradient g: dA += g B^T, dB += A^T g. A thin product's dB into a leaf is deferred and merged
 // with the other steps' into one GEMM after the sweep.
+// Whether product_grads may defer dB for products of this size (then g must stay unchanged until the
+// sweep ends).
+bool may_defer_grad_b(std::size_t m, std::size_t k, std::size_t n);
+
 template <class T>
 void product_grads(BackwardCtx& c, std::size_t ia, std::size_t ib, std::size_t batches, std::size_t m, std::size_t k,
                    std::size_t n, const T* g);

@@ -399,11 +399,21 @@ Tensor rnn_cell(const Tensor& xp, const Tensor& h_prev, const Tensor& W, Activat
         const std::size_t B = c.out_shape()[0], H = c.out_shape()[1];
         dispatch(c.dtype(), [&](auto z) {
           using T = decltype(z);
-          // du in tape scratch, not in xp's gradient buffer: a deferred dW reads it after the sweep, and
-          // xp's buffer may still take other contributions (or be h_prev's, when xp and h_prev are one).
-          T* du = c.scratch<T>(B * H);
+          // du is xp's gradient: written straight into xp's buffer when that is new, unless a deferred dW
+          // will read du after the sweep (xp's buffer may still take other contributions) or xp is also
+          // h_prev or W (their gradients are written from du). Else du goes to tape scratch.
+          const std::uint32_t* ids = c.node().inputs();
+          bool fresh = false;
+          T* gx = c.needs(0) && ids[0] != ids[1] && ids[0] != ids[2] && !kernels::may_defer_grad_b(B, H, H)
+                      ? c.grad_for_write<T>(0, fresh)
+                      : nullptr;
+          T* du = fresh ? gx : c.scratch<T>(B * H);
           times_derivative(c.attrs<RNNCellAttrs>().f, c.gout<T>(), c.out<T>(), du, B * H);
-          if (c.needs(0)) c.accumulate<T>(0, du, c.out_shape());
+          if (gx && !fresh) {
+            for (std::size_t i = 0; i < B * H; ++i) gx[i] += du[i];
+          } else if (!gx && c.needs(0)) {
+            c.accumulate<T>(0, du, c.out_shape());
+          }
           kernels::product_grads<T>(c, 1, 2, 1, B, H, H, du);
         });
       },

@@ -152,9 +152,7 @@ Tensor reshape(const Tensor& x, const Shape& shape) {
       [](BackwardCtx& c) {
         dispatch(c.dtype(), [&](auto z) {
           using T = decltype(z);
-          T* gx = c.grad<T>(0);
-          const T* gy = c.gout<T>();
-          for (std::size_t i = 0, n = c.out_shape().numel(); i < n; ++i) gx[i] += gy[i];
+          c.accumulate<T>(0, c.gout<T>(), c.in_shape(0));  // the same values in the same order
         });
       },
       [](GraphCtx& g) { g.accumulate(0, reshape(g.gout(), g.in_shape(0))); });
@@ -427,7 +425,12 @@ Tensor concat(const std::vector<Tensor>& xs, long axis) {
           std::size_t off = 0;
           for (std::size_t k = 0; k < c.num_inputs(); ++k) {
             const std::size_t n = c.in_shape(k)[a];
-            if (c.needs(k)) copy_rows<T, true>(c.grad<T>(k), n, 0, c.gout<T>(), v.size, off, n, v.outer, v.inner);
+            if (c.needs(k)) {  // input k's gradient is written in full: a new buffer is assigned, not zeroed
+              bool fresh = false;
+              T* gk = c.grad_for_write<T>(k, fresh);
+              if (fresh) copy_rows<T, false>(gk, n, 0, c.gout<T>(), v.size, off, n, v.outer, v.inner);
+              else copy_rows<T, true>(gk, n, 0, c.gout<T>(), v.size, off, n, v.outer, v.inner);
+            }
             off += n;
           }
         });
