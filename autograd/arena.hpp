@@ -23,6 +23,14 @@ struct Slot {
   std::int32_t producer = -1;  // index of the node that wrote it; -1 for leaves
   LeafImpl* leaf = nullptr;    // owned tensors registered on this tape
   std::uint64_t version = 0;   // leaves: the leaf's version when it entered this graph
+  // A view (OpCall::output_view) of slot `view_of`'s values from byte `view_offset` on. Its gradient is
+  // that slot's at the same place (grad_shared), so its consumers' backward writes there directly and the
+  // view op's own backward is skipped; unless grad() asked for the view itself (keep_grad).
+  static constexpr std::uint32_t none = ~std::uint32_t(0);
+  std::uint32_t view_of = none;
+  std::size_t view_offset = 0;
+  bool grad_shared = false;
+  bool keep_grad = false;
 };
 
 // A chunked bump allocator. reset() is O(1) and keeps the memory; after a step that overflowed the

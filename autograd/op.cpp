@@ -83,8 +83,8 @@ Tensor OpCall::output(const Shape& shape) {
 Tensor OpCall::output_view(const Shape& shape, std::size_t i, std::size_t offset) {
   const Tensor& x = *input(i);
   const std::size_t size = dtype_size(dtype_);
-  char* values = static_cast<char*>(const_cast<void*>(x.raw_data())) + offset * size;
-  if (recording_ && !x.is_leaf()) return output_slot(tape_->new_slot(shape, dtype_, values));
+  if (recording_ && !x.is_leaf()) return output_slot(tape_->new_view(shape, dtype_, node_.inputs()[i], offset * size));
+  const char* values = static_cast<const char*>(x.raw_data()) + offset * size;
   Tensor y = output(shape);
   if (shape.numel()) std::memcpy(y.raw_data(), values, shape.numel() * size);
   return y;
@@ -133,8 +133,16 @@ void OpCall::record(BackwardFn backward, GraphBackwardFn graph_backward) {
 // ----- backward contexts -----
 
 void* BackwardCtx::grad_buffer(std::size_t i, bool* fresh) {
-  auto& s = tape_.slot(node_.inputs()[i]);
   if (fresh) *fresh = false;
+  return slot_grad(node_.inputs()[i], fresh);
+}
+
+void* BackwardCtx::slot_grad(std::uint32_t id, bool* fresh) {
+  auto& s = tape_.slot(id);
+  if (!s.grad && s.view_of != detail::Slot::none && !s.keep_grad) {  // a view: its place in the viewed gradient
+    s.grad = static_cast<char*>(slot_grad(s.view_of, nullptr)) + s.view_offset;
+    s.grad_shared = true;
+  }
   if (!s.grad) {
     const std::size_t bytes = s.shape.numel() * dtype_size(s.dtype);
     s.grad = tape_.allocate(bytes);

@@ -120,6 +120,7 @@ class BackwardCtx {
  private:
   const detail::Slot& in_slot(std::size_t i) const { return tape_.slot(node_.inputs()[i]); }
   void* grad_buffer(std::size_t i, bool* fresh);
+  void* slot_grad(std::uint32_t id, bool* fresh);
   Tape& tape_;
   const detail::Node& node_;
 };

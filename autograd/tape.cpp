@@ -76,7 +76,17 @@ std::uint32_t Tape::new_slot(const Shape& shape, DType dtype, void* data) {
   s.requires_grad = false;
   s.producer = -1;
   s.leaf = nullptr;
+  s.view_of = detail::Slot::none;
+  s.view_offset = 0;
+  s.grad_shared = s.keep_grad = false;
   return static_cast<std::uint32_t>(slots_.size() - 1);
+}
+
+std::uint32_t Tape::new_view(const Shape& shape, DType dtype, std::uint32_t of, std::size_t byte_offset) {
+  const std::uint32_t id = new_slot(shape, dtype, static_cast<char*>(slots_[of].data) + byte_offset);
+  slots_[id].view_of = of;
+  slots_[id].view_offset = byte_offset;
+  return id;
 }
 
 std::uint32_t Tape::slot_for(const Tensor& t) {
@@ -91,6 +101,8 @@ std::uint32_t Tape::slot_for(const Tensor& t) {
   s.requires_grad = leaf->requires_grad;
   s.producer = -1;
   s.leaf = leaf;
+  s.view_of = detail::Slot::none;
+  s.grad_shared = s.keep_grad = false;
   if (leaf->requires_grad) {
     if (!leaf->grad) {
       leaf->grad = detail::make_leaf(leaf->shape, leaf->dtype);
@@ -161,7 +173,8 @@ struct Engine {
     tape.deferred_.clear();
     for (std::int32_t n = start; n >= 0; --n) {
       const detail::Node& node = tape.nodes_[static_cast<std::size_t>(n)];
-      if (!tape.slots_[node.out].grad) continue;  // nothing flows through this node
+      const detail::Slot& out = tape.slots_[node.out];
+      if (!out.grad || out.grad_shared) continue;  // nothing flows through, or it already went (a view)
       BackwardCtx ctx(tape, node);
       node.backward(ctx);
       if (detail::anomaly_mode) detail::check_grads(tape, node);
@@ -192,7 +205,10 @@ struct Engine {
   static void begin_sweep(Tape& tape) {
     if (tape.swept_)
       for (std::size_t i = 0; i < tape.num_slots(); ++i)
-        if (!tape.slot(i).leaf) tape.slot(i).grad = nullptr;
+        if (!tape.slot(i).leaf) {
+          tape.slot(i).grad = nullptr;
+          tape.slot(i).grad_shared = false;
+        }
     tape.swept_ = true;
   }
   static void mark_swept(Tape& tape) { tape.swept_ = true; }
@@ -260,7 +276,10 @@ std::vector<Tensor> grad(const Tensor& root, const std::vector<Tensor>& xs, cons
     for (std::size_t i = 0; i < tape.num_slots(); ++i) {
       saved_leaf_grads[i] = tape.slot(i).grad;
       tape.slot(i).grad = nullptr;  // leaves too: their grad() stays untouched
+      tape.slot(i).grad_shared = false;
     }
+    for (const std::int64_t w : where)  // a view asked for keeps a gradient of its own
+      if (w >= 0) tape.slot(static_cast<std::size_t>(w)).keep_grad = true;
     Engine::write_seed(tape, root_id, options.seed);
     Engine::sweep_from(tape, tape.slot(root_id).producer);
     Engine::mark_swept(tape);
@@ -269,8 +288,10 @@ std::vector<Tensor> grad(const Tensor& root, const std::vector<Tensor>& xs, cons
       if (where[k] >= 0 && tape.slot(where[k]).grad)
         std::memcpy(result[k].raw_data(), tape.slot(where[k]).grad, xs[k].numel() * dtype_size(xs[k].dtype()));
     }
-    for (std::size_t i = 0; i < tape.num_slots(); ++i)
+    for (std::size_t i = 0; i < tape.num_slots(); ++i) {
       if (tape.slot(i).leaf) tape.slot(i).grad = saved_leaf_grads[i];
+      tape.slot(i).keep_grad = false;
+    }
     if (!options.retain_graph) tape.release();
     return result;
   }

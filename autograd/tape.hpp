@@ -74,6 +74,7 @@ class Tape {
   std::uint32_t slot_for(const Tensor& t);  // registers an owned tensor on first use in this graph
   // A slot for a new value: in fresh arena memory, or over `data` (a view of another slot's values).
   std::uint32_t new_slot(const Shape& shape, DType dtype, void* data = nullptr);
+  std::uint32_t new_view(const Shape& shape, DType dtype, std::uint32_t of, std::size_t byte_offset);
   void push_node(const detail::Node& n) { nodes_.push_back(n); }
   struct Deferred {
     void* grad;

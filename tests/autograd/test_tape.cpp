@@ -109,6 +109,31 @@ BOOST_AUTO_TEST_CASE(functional_grad_leaves_grad_untouched) {
   expect_error([&] { h.grad(); }, {"grad", "leaves"});
 }
 
+// A leading-axis slice or reshape of a recorded value is a view: its gradient is written into the
+// value's. Asked for by grad(), a view still answers with its own gradient only, and a retained graph swept
+// twice gives the same gradients.
+BOOST_AUTO_TEST_CASE(views_share_the_viewed_gradient_but_answer_their_own) {
+  Tensor x = param({1, 2, 3, 4, 5, 6}, {3, 2});
+  Tensor p = x * 2.0;                                // recorded: slices and reshapes of it are views
+  Tensor top = slice(p, 0, 0, 2), flat = reshape(p, {6});
+  Tensor loss = sum(top * 3.0) + sum(p * p) + sum(flat);
+  // d loss / d top = 3; d loss / d flat = 1; d loss / d p = 2 p + 3 (rows 0, 1) + 1.
+  GradOptions keep;
+  keep.retain_graph = true;
+  auto gs = grad(loss, {top, flat, p}, keep);
+  BOOST_TEST(gs[0].to_vector() == std::vector<double>(4, 3.0), boost::test_tools::per_element());
+  BOOST_TEST(gs[1].to_vector() == std::vector<double>(6, 1.0), boost::test_tools::per_element());
+  const std::vector<double> dp{2 * 2 + 4, 2 * 4 + 4, 2 * 6 + 4, 2 * 8 + 4, 2 * 10 + 1, 2 * 12 + 1};
+  BOOST_TEST(gs[2].to_vector() == dp, boost::test_tools::per_element());
+  for (int sweep = 0; sweep < 2; ++sweep) {  // twice over the retained graph: no gradient counted twice
+    x.zero_grad();
+    backward(loss, Tensor(), sweep == 0);
+    std::vector<double> dx(dp);
+    for (double& v : dx) v *= 2.0;
+    BOOST_TEST(x.grad().to_vector() == dx, boost::test_tools::per_element());
+  }
+}
+
 BOOST_AUTO_TEST_CASE(second_derivatives_match_closed_forms) {
   // f = x^3: f' = 3x^2, f'' = 6x, f''' = 6.
   Tensor x = param({0.7}, {});

@@ -43,6 +43,18 @@ TAPEGRAD_OP_ROWS(shape) {
     push_plain_and_squared(rows, row("slice").sample(tag).shapes({r.s})
         .fn([r](const std::vector<Tensor>& x) { return slice(x[0], r.axis, r.a, r.b); }).second_order());
   }
+  // Of a recorded value, reshape and leading-axis slices are views (no copy; their gradient is written into
+  // the viewed value's): overlapping views, a view of a view, a view used twice, and the value used beside them.
+  rows.push_back(row("slice").sample("views of a recorded value: overlapping rows, and the value itself")
+      .shapes({{5, 3}}).fn([](const std::vector<Tensor>& x) {
+        const Tensor y = x[0] * 2.0;
+        return slice(y, 0, 0, 3) * slice(y, 0, 2, 5) + slice(y, 0, 1, 4) + slice(y * y, 0, 0, 3);
+      }).second_order());
+  rows.push_back(row("reshape").sample("view of a view (reshape of a slice of a recorded value), used twice")
+      .shapes({{4, 2, 3}}).fn([](const std::vector<Tensor>& x) {
+        const Tensor v = reshape(slice(x[0] + 1.0, 0, 1, 3), {3, 4});
+        return v * v + reshape(slice(reshape(x[0], {8, 3}), 0, 2, 6), {3, 4});
+      }).second_order());
   for (const Range& r : std::vector<Range>{{{3, 2}, 0, 1, 2}, {{2, 3}, -1, 0, 3}, {{2, 1, 2}, 1, 2, 0}, {{4}, 0, 0, 0}, {{2, 2, 3}, -3, 1, 1}}) {
     const std::string tag = r.s.str() + " axis " + std::to_string(r.axis) + " pad " + std::to_string(r.a) + "," + std::to_string(r.b);
     push_plain_and_squared(rows, row("pad").sample(tag).shapes({r.s})
