@@ -1,18 +1,16 @@
 // Hand-derived BPTT for the simple RNN, the LSTM and the GRU (see the header for the equations and the
 // two weight-gradient variants). Products over all time steps at once (the input projection, the output
 // layer, dx) are one GEMM each over T*B rows; the recurrent products run per step, gemv at batch 1.
-// Activations run through xtensor's xsimd kernels on flat views, as the engine's ops do.
+// Activations run through xsimd batches over each row (ops/simd.hpp), as the engine's recurrent kernels do.
 #include "tapegrad/nn/reference_bptt.hpp"
 
 #include <algorithm>
 #include <cmath>
 #include <string>
-#include <xtensor/xmath.hpp>
-#include <xtensor/xnoalias.hpp>
 
 #include "tapegrad/autograd/shape.hpp"
 #include "tapegrad/ops/blas.hpp"
-#include "tapegrad/ops/kernels.hpp"
+#include "tapegrad/ops/simd.hpp"
 
 namespace tapegrad::nn::reference {
 
@@ -30,7 +28,9 @@ const char* weight_grads_name(WeightGrads w) { return w == WeightGrads::per_step
 
 namespace {
 
-using kernels::flat;
+using simd::for_lanes;
+using simd::ld;
+using simd::st;
 
 // C (m,n) = beta C + op(A) op(B), row-major; op(A) is (m,k), op(B) is (k,n). lda/ldb are the row
 // lengths of A and B as stored. A single row (batch 1) goes to gemv and a rank-1 update (k = 1, beta 1)
@@ -53,15 +53,18 @@ void gemm(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, const T
 // p[r, :] = a(p[r, :] + bias) for `rows` rows of n: the bias and the activation in one pass (xsimd exp
 // and tanh, as the engine's kernels).
 template <class T> void bias_activate(Activation a, T* p, std::size_t rows, std::size_t n, const T* bias) {
-  auto vb = flat(bias, n);
   for (std::size_t r = 0; r < rows; ++r) {
-    auto v = flat(p + r * n, n);
-    switch (a) {
-      case Activation::sigmoid: xt::noalias(v) = T(1) / (T(1) + xt::exp(-(v + vb))); break;
-      case Activation::tanh: xt::noalias(v) = xt::tanh(v + vb); break;
-      case Activation::relu: xt::noalias(v) = xt::maximum(v + vb, T(0)); break;
-      case Activation::identity: xt::noalias(v) = v + vb; break;
-    }
+    T* pr = p + r * n;
+    for_lanes<T>(n, [&](std::size_t j, auto x) {
+      using X = decltype(x);
+      const X u = ld<X>(pr + j) + ld<X>(bias + j);
+      switch (a) {
+        case Activation::sigmoid: st(pr + j, simd::sigmoid(u)); break;
+        case Activation::tanh: st(pr + j, simd::tanh(u)); break;
+        case Activation::relu: st(pr + j, xsimd::max(u, X(0))); break;
+        case Activation::identity: st(pr + j, u); break;
+      }
+    });
   }
 }
 
@@ -267,7 +270,6 @@ const T* LSTMBPTT<T>::forward(const LSTMParams<T>& p, const T* x, const T* h0, c
   else std::fill(h_.begin(), h_.begin() + BH, T(0));
   if (c0) std::copy(c0, c0 + BH, c_.begin());
   else std::fill(c_.begin(), c_.begin() + BH, T(0));
-  auto bi = flat(p.b, H), bf = flat(p.b + H, H), bg = flat(p.b + 2 * H, H), bo = flat(p.b + 3 * H, H);
   // x_t W_x for every t at once; per step + h_(t-1) W_h, then bias, gates and cell in one pass per row.
   gemm(false, false, TB, G, I_, x, I_, p.W_x, G, T(0), gates_.data(), G);
   for (std::size_t t = 0; t < steps; ++t) {
@@ -276,16 +278,23 @@ const T* LSTMBPTT<T>::forward(const LSTMParams<T>& p, const T* x, const T* h0, c
     for (std::size_t r = 0; r < batch; ++r) {
       T* ar = a + r * G;
       const std::size_t k = t * BH + r * H;
-      auto vi = flat(ar, H), vf = flat(ar + H, H), vg = flat(ar + 2 * H, H), vo = flat(ar + 3 * H, H);
-      auto cp = flat(c_.data() + k, H), cn = flat(c_.data() + BH + k, H), hn = flat(h_.data() + BH + k, H);
-      auto tc = flat(tc_.data() + k, H);
-      xt::noalias(vi) = T(1) / (T(1) + xt::exp(-(vi + bi)));
-      xt::noalias(vf) = T(1) / (T(1) + xt::exp(-(vf + bf)));
-      xt::noalias(vg) = xt::tanh(vg + bg);
-      xt::noalias(vo) = T(1) / (T(1) + xt::exp(-(vo + bo)));
-      xt::noalias(cn) = vf * cp + vi * vg;
-      xt::noalias(tc) = xt::tanh(cn);
-      xt::noalias(hn) = vo * tc;
+      const T *cp = c_.data() + k, *b = p.b;
+      T *cn = c_.data() + BH + k, *hn = h_.data() + BH + k, *tc = tc_.data() + k;
+      for_lanes<T>(H, [&](std::size_t j, auto x) {
+        using X = decltype(x);
+        const X i = simd::sigmoid(ld<X>(ar + j) + ld<X>(b + j));
+        const X f = simd::sigmoid(ld<X>(ar + H + j) + ld<X>(b + H + j));
+        const X g = simd::tanh(ld<X>(ar + 2 * H + j) + ld<X>(b + 2 * H + j));
+        const X o = simd::sigmoid(ld<X>(ar + 3 * H + j) + ld<X>(b + 3 * H + j));
+        const X c = f * ld<X>(cp + j) + i * g, tcj = simd::tanh(c);
+        st(ar + j, i);
+        st(ar + H + j, f);
+        st(ar + 2 * H + j, g);
+        st(ar + 3 * H + j, o);
+        st(cn + j, c);
+        st(tc + j, tcj);
+        st(hn + j, o * tcj);
+      });
     }
   }
   saved_ = true;
@@ -384,7 +393,6 @@ const T* GRUBPTT<T>::forward(const GRUParams<T>& p, const T* x, const T* h0, std
   h_.resize((steps + 1) * BH);
   if (h0) std::copy(h0, h0 + BH, h_.begin());
   else std::fill(h_.begin(), h_.begin() + BH, T(0));
-  auto br = flat(p.b, H), bz = flat(p.b + H, H), bn = flat(p.b + 2 * H, H), bhn = flat(p.b_hn, H);
   // x_t W_x for every t at once; per step h_(t-1) W_h, then the gates and h_t in one pass per row.
   gemm(false, false, TB, G, I_, x, I_, p.W_x, G, T(0), xp_.data(), G);
   for (std::size_t t = 0; t < steps; ++t) {
@@ -393,13 +401,20 @@ const T* GRUBPTT<T>::forward(const GRUParams<T>& p, const T* x, const T* h0, std
       const T* xr = xp_.data() + (t * batch + r) * G;
       const T* hr = hp_.data() + r * G;
       T* s = rznv_.data() + (t * batch + r) * 4 * H;
-      auto vr = flat(s, H), vz = flat(s + H, H), vn = flat(s + 2 * H, H), vv = flat(s + 3 * H, H);
-      auto hprev = flat(h_.data() + t * BH + r * H, H), hnew = flat(h_.data() + (t + 1) * BH + r * H, H);
-      xt::noalias(vr) = T(1) / (T(1) + xt::exp(-(flat(xr, H) + br + flat(hr, H))));
-      xt::noalias(vz) = T(1) / (T(1) + xt::exp(-(flat(xr + H, H) + bz + flat(hr + H, H))));
-      xt::noalias(vv) = flat(hr + 2 * H, H) + bhn;
-      xt::noalias(vn) = xt::tanh(flat(xr + 2 * H, H) + bn + vr * vv);
-      xt::noalias(hnew) = vn + vz * (hprev - vn);
+      const T *hprev = h_.data() + t * BH + r * H, *b = p.b, *bhn = p.b_hn;
+      T* hnew = h_.data() + (t + 1) * BH + r * H;
+      for_lanes<T>(H, [&](std::size_t j, auto x) {
+        using X = decltype(x);
+        const X rg = simd::sigmoid(ld<X>(xr + j) + ld<X>(b + j) + ld<X>(hr + j));
+        const X zg = simd::sigmoid(ld<X>(xr + H + j) + ld<X>(b + H + j) + ld<X>(hr + H + j));
+        const X v = ld<X>(hr + 2 * H + j) + ld<X>(bhn + j);
+        const X n = simd::tanh(ld<X>(xr + 2 * H + j) + ld<X>(b + 2 * H + j) + rg * v);
+        st(s + j, rg);
+        st(s + H + j, zg);
+        st(s + 2 * H + j, n);
+        st(s + 3 * H + j, v);
+        st(hnew + j, n + zg * (ld<X>(hprev + j) - n));
+      });
     }
   }
   saved_ = true;

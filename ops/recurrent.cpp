@@ -6,10 +6,7 @@
 #include "tapegrad/ops/recurrent.hpp"
 
 #include <algorithm>
-#include <cmath>
 #include <string>
-#include <type_traits>
-#include <xsimd/xsimd.hpp>
 #include <xtensor/xmath.hpp>
 #include <xtensor/xnoalias.hpp>
 
@@ -20,6 +17,7 @@
 #include "tapegrad/ops/linalg.hpp"
 #include "tapegrad/ops/products.hpp"
 #include "tapegrad/ops/shape.hpp"
+#include "tapegrad/ops/simd.hpp"
 
 namespace tapegrad {
 
@@ -60,31 +58,9 @@ std::size_t check_lstm(const char* op, const Tensor& a, const Tensor& s, const c
 
 template <class T> const T* data_of(const Tensor& t) { return static_cast<const T*>(t.raw_data()); }
 
-// The LSTM kernels' loops over a row's H values: f(j, X{}) with X = an xsimd batch of T for the full
-// batches, then X = T for the rest. xsimd's exp and tanh are the ones xtensor's expressions use; calling
-// them on batches directly saves building an expression per gate and row (a fifth of a B=32 step's time).
-template <class T, class F> void for_lanes(std::size_t n, F&& f) {
-  using V = xsimd::batch<T>;
-  std::size_t j = 0;
-  for (; j + V::size <= n; j += V::size) f(j, V(T(0)));
-  for (; j < n; ++j) f(j, T(0));
-}
-template <class X, class T> X ld(const T* p) {
-  if constexpr (std::is_same_v<X, T>) return *p;
-  else return X::load_unaligned(p);
-}
-template <class X, class T> void st(T* p, const X& v) {
-  if constexpr (std::is_same_v<X, T>) *p = v;
-  else v.store_unaligned(p);
-}
-template <class X> X sigmoid_of(const X& x) {
-  using std::exp;
-  return X(1) / (X(1) + exp(-x));  // exp overflows to inf for x << 0: 0, no NaN
-}
-template <class X> X tanh_of(const X& x) {
-  using std::tanh;
-  return tanh(x);
-}
+using simd::for_lanes;
+using simd::ld;
+using simd::st;
 
 }  // namespace
 
@@ -120,7 +96,7 @@ Tensor lstm_cell_impl(const Tensor& a, const Tensor& c_prev, const Tensor* p_i, 
           ai = ai + ld<X>(pi + j) * cp;
           af = af + ld<X>(pf + j) * cp;
         }
-        const X i = sigmoid_of(ai), f = sigmoid_of(af), g = tanh_of(ld<X>(ar + 2 * H + j));
+        const X i = simd::sigmoid(ai), f = simd::sigmoid(af), g = simd::tanh(ld<X>(ar + 2 * H + j));
         st(s + j, i);
         st(s + H + j, f);
         st(s + 2 * H + j, g);
@@ -226,7 +202,7 @@ Tensor lstm_hidden_impl(const Tensor& a, const Tensor& c, const Tensor* p_o) {
         const X cj = ld<X>(cr + j);
         X a = ld<X>(ao + j);
         if (po) a = a + ld<X>(po + j) * cj;
-        const X oj = sigmoid_of(a), tc = tanh_of(cj);
+        const X oj = simd::sigmoid(a), tc = simd::tanh(cj);
         st(o + j, oj);
         st(o + H + j, tc);
         st(hr + j, oj * tc);
@@ -318,18 +294,23 @@ Tensor gru_cell(const Tensor& xp, const Tensor& hp, const Tensor& h, const Tenso
     T* rznv = call.save<T>(4 * B * H);
     call.attrs<SavedGates>().values = rznv;
     const T *px = data_of<T>(xp), *ph = data_of<T>(hp), *pprev = data_of<T>(h);
-    auto vb = flat(data_of<T>(b_hn), H);
+    const T* pb = data_of<T>(b_hn);
     T* po = out.data<T>();
     for (std::size_t r = 0; r < B; ++r) {
-      const T *xr = px + r * 3 * H, *hr = ph + r * 3 * H;
-      T* s = rznv + r * 4 * H;
-      auto vr = flat(s, H), vz = flat(s + H, H), vn = flat(s + 2 * H, H), vv = flat(s + 3 * H, H);
-      auto vh = flat(pprev + r * H, H);
-      xt::noalias(vr) = T(1) / (T(1) + xt::exp(-(flat(xr, H) + flat(hr, H))));
-      xt::noalias(vz) = T(1) / (T(1) + xt::exp(-(flat(xr + H, H) + flat(hr + H, H))));
-      xt::noalias(vv) = flat(hr + 2 * H, H) + vb;
-      xt::noalias(vn) = xt::tanh(flat(xr + 2 * H, H) + vr * vv);
-      xt::noalias(flat(po + r * H, H)) = vn + vz * (vh - vn);
+      const T *xr = px + r * 3 * H, *hr = ph + r * 3 * H, *prev = pprev + r * H;
+      T *s = rznv + r * 4 * H, *outr = po + r * H;
+      for_lanes<T>(H, [&](std::size_t j, auto x) {
+        using X = decltype(x);
+        const X rg = simd::sigmoid(ld<X>(xr + j) + ld<X>(hr + j));
+        const X zg = simd::sigmoid(ld<X>(xr + H + j) + ld<X>(hr + H + j));
+        const X v = ld<X>(hr + 2 * H + j) + ld<X>(pb + j);
+        const X n = simd::tanh(ld<X>(xr + 2 * H + j) + rg * v);
+        st(s + j, rg);
+        st(s + H + j, zg);
+        st(s + 2 * H + j, n);
+        st(s + 3 * H + j, v);
+        st(outr + j, n + zg * (ld<X>(prev + j) - n));
+      });
     }
   });
   call.record(
@@ -351,23 +332,27 @@ Tensor gru_cell(const Tensor& xp, const Tensor& hp, const Tensor& h, const Tenso
             T* gxr = gx ? gx + r * 3 * H : nullptr;
             T* ghr = gh ? gh + r * 3 * H : nullptr;
             T* gpr = gprev ? gprev + r * H : nullptr;
-            for (std::size_t j = 0; j < H; ++j) {
-              const T rg = s[j], zg = s[H + j], n = s[2 * H + j], v = s[3 * H + j];
-              const T du = d[j] * (T(1) - zg) * (T(1) - n * n);
-              const T dar = du * v * rg * (T(1) - rg), daz = d[j] * (hr[j] - n) * zg * (T(1) - zg);
+            for_lanes<T>(H, [&](std::size_t j, auto x) {
+              using X = decltype(x);
+              const X rg = ld<X>(s + j), zg = ld<X>(s + H + j), n = ld<X>(s + 2 * H + j), v = ld<X>(s + 3 * H + j);
+              const X dj = ld<X>(d + j);
+              const X du = dj * (X(1) - zg) * (X(1) - n * n);
+              const X dar = du * v * rg * (X(1) - rg), daz = dj * (ld<X>(hr + j) - n) * zg * (X(1) - zg);
+              // Into a new buffer (f = true) the value is assigned, else added.
+              const auto put = [](T* p, bool f, const X& val) { st(p, f ? val : ld<X>(p) + val); };
               if (gxr) {
-                gxr[j] = (fx ? T(0) : gxr[j]) + dar;
-                gxr[H + j] = (fx ? T(0) : gxr[H + j]) + daz;
-                gxr[2 * H + j] = (fx ? T(0) : gxr[2 * H + j]) + du;
+                put(gxr + j, fx, dar);
+                put(gxr + H + j, fx, daz);
+                put(gxr + 2 * H + j, fx, du);
               }
               if (ghr) {
-                ghr[j] = (fh ? T(0) : ghr[j]) + dar;
-                ghr[H + j] = (fh ? T(0) : ghr[H + j]) + daz;
-                ghr[2 * H + j] = (fh ? T(0) : ghr[2 * H + j]) + du * rg;
+                put(ghr + j, fh, dar);
+                put(ghr + H + j, fh, daz);
+                put(ghr + 2 * H + j, fh, du * rg);
               }
-              if (gpr) gpr[j] = (fprev ? T(0) : gpr[j]) + d[j] * zg;
-              if (gb) gb[j] += du * rg;
-            }
+              if (gpr) put(gpr + j, fprev, dj * zg);
+              if (gb) put(gb + j, false, du * rg);
+            });
           }
         });
       },
