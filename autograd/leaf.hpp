@@ -8,7 +8,7 @@
 
 namespace tapegrad::detail {
 
-struct LeafImpl : std::enable_shared_from_this<LeafImpl> {
+struct LeafImpl {  // no enable_shared_from_this: its weak count cost two atomics per tensor freed
   Shape shape;
   DType dtype = DType::f32;
   std::shared_ptr<void> owner;  // keeps an adopted container's `data` alive; empty for the leaf's own buffer

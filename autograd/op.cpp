@@ -162,7 +162,7 @@ bool BackwardCtx::defer(std::size_t i, DeferredFn fn, const void* payload) {
 Tensor GraphCtx::in(std::size_t i) const {
   const std::uint32_t id = node_.inputs()[i];
   const auto& s = tape_.slot(id);
-  if (s.leaf) return Tensor::from_leaf(s.leaf->shared_from_this());
+  if (s.leaf) return Tensor::from_leaf(tape_.leaf_of(id));
   return Tensor::from_slot(&tape_, id, tape_.epoch());
 }
 

@@ -89,6 +89,12 @@ std::uint32_t Tape::new_view(const Shape& shape, DType dtype, std::uint32_t of, 
   return id;
 }
 
+std::shared_ptr<detail::LeafImpl> Tape::leaf_of(std::uint32_t slot) const {
+  for (std::size_t k = leaf_slots_.size(); k-- > 0;)
+    if (leaf_slots_[k] == slot) return leaves_[k];
+  return nullptr;
+}
+
 std::uint32_t Tape::slot_for(const Tensor& t) {
   if (!t.is_leaf()) return t.slot_index();
   detail::LeafImpl* leaf = t.leaf().get();

@@ -72,6 +72,7 @@ class Tape {
   void* allocate(std::size_t bytes) { return arena_.allocate(bytes); }
   void begin_recording();  // starts a new graph if the last one was released
   std::uint32_t slot_for(const Tensor& t);  // registers an owned tensor on first use in this graph
+  std::shared_ptr<detail::LeafImpl> leaf_of(std::uint32_t slot) const;  // the owned tensor of a leaf slot
   // A slot for a new value: in fresh arena memory, or over `data` (a view of another slot's values).
   std::uint32_t new_slot(const Shape& shape, DType dtype, void* data = nullptr);
   std::uint32_t new_view(const Shape& shape, DType dtype, std::uint32_t of, std::size_t byte_offset);
