@@ -127,8 +127,15 @@ class GraphCtx : public NodeCtx {
   Tensor out() const;
   const Tensor& gout() const { return gout_; }
   void accumulate(std::size_t i, const Tensor& g);  // summed down to the input's shape by the engine
+  // For a fused op: forward() recomputes the op's output from in(i) in primitive ops, and the engine
+  // sweeps what it recorded from gout(), so the derivative is that of the composed form, not written twice.
+  template <class F> void differentiate(F forward) {
+    const std::size_t first = tape_.num_nodes();
+    sweep_recomputed(forward(), first);
+  }
 
  private:
+  void sweep_recomputed(const Tensor& y, std::size_t first_node);
   Tensor gout_;
   std::vector<Tensor>& grads_;
 };

@@ -270,4 +270,12 @@ std::vector<Tensor> grad(const Tensor& root, const std::vector<Tensor>& xs, cons
   return result;
 }
 
+// The nodes forward() just recorded, swept from gout: only they, so the gradients stop at this node's inputs.
+void GraphCtx::sweep_recomputed(const Tensor& y, std::size_t first_node) {
+  if (y.is_leaf()) return;  // nothing recorded: no input needs a gradient
+  grads_.resize(tape_.num_slots());
+  grads_[y.slot_index()] = gout_;
+  Engine::graph_sweep(tape_, grads_, y.slot().producer, static_cast<std::int32_t>(first_node));
+}
+
 }  // namespace tapegrad

@@ -117,7 +117,8 @@ struct LSTMWeights {
 // peepholes zeros.
 // fused (default true): the pointwise half runs as the two fused ops lstm_cell and lstm_hidden
 // (ops/recurrent.hpp: 2 nodes per step instead of ~13). fused = false composes the same formulas from
-// primitive ops (chunk, sigmoid, tanh, *, +): the reference form, checked against the same cases.
+// primitive ops (lstm_cell_composed, lstm_hidden_composed: slice, sigmoid, tanh, *, +): the reference
+// form, checked against the same cases; the fused ops' create_graph backward differentiates it.
 class LSTMCell : public RecurrentCell {
  public:
   LSTMCell(std::size_t input_size, std::size_t hidden_size, Generator& gen, bool peepholes = false,
