@@ -1,4 +1,4 @@
-#include "tapegrad/autograd/gradcheck.hpp"
+#include "tapegrad/check/gradcheck.hpp"
 
 #include <cmath>
 #include <numeric>
