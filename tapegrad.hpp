@@ -6,7 +6,7 @@
 #include "tapegrad/autograd/tensor.hpp"
 #include "tapegrad/autograd/tape.hpp"
 #include "tapegrad/autograd/op.hpp"
-#include "tapegrad/autograd/gradcheck.hpp"
+#include "tapegrad/check/gradcheck.hpp"
 #include "tapegrad/ops/elementwise.hpp"
 #include "tapegrad/ops/activation.hpp"
 #include "tapegrad/ops/linalg.hpp"

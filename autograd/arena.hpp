@@ -54,11 +54,11 @@ class Arena {
   void reset();
   std::size_t bytes_in_use() const { return in_use_; }
   std::size_t peak_bytes() const { return peak_ > in_use_ ? peak_ : in_use_; }
-  std::size_t capacity() const;
   void reset_peak() { peak_ = in_use_; }
 
  private:
   void* allocate_slow(std::size_t bytes);
+  void add_chunk(std::size_t size);
   struct Chunk {
     char* base;
     std::size_t size;

@@ -12,33 +12,31 @@ namespace detail {
 // Constant-initialised inline thread_locals: read directly on every op, with no TLS wrapper call.
 inline thread_local bool grad_mode = true;
 inline thread_local bool anomaly_mode = false;
+// Sets a thread-local mode until the end of the scope.
+class ModeGuard {
+ public:
+  ModeGuard(bool& mode, bool on) : mode_(mode), previous_(mode) { mode = on; }
+  ~ModeGuard() { mode_ = previous_; }
+  ModeGuard(const ModeGuard&) = delete;
+  ModeGuard& operator=(const ModeGuard&) = delete;
+
+ private:
+  bool& mode_;
+  bool previous_;
+};
 }  // namespace detail
 
 // Grad mode (thread-local). NoGrad: nothing inside it is recorded.
 inline bool grad_enabled() { return detail::grad_mode; }
-class NoGrad {
- public:
-  NoGrad() : previous_(detail::grad_mode) { detail::grad_mode = false; }
-  ~NoGrad() { detail::grad_mode = previous_; }
-  NoGrad(const NoGrad&) = delete;
-  NoGrad& operator=(const NoGrad&) = delete;
-
- private:
-  bool previous_;
+struct NoGrad : detail::ModeGuard {
+  NoGrad() : ModeGuard(detail::grad_mode, false) {}
 };
 
 // Anomaly mode (thread-local): the first op whose output or input gradient is not finite raises an
 // Error naming the op and the shapes.
 inline bool anomaly_enabled() { return detail::anomaly_mode; }
-class DetectAnomaly {
- public:
-  DetectAnomaly() : previous_(detail::anomaly_mode) { detail::anomaly_mode = true; }
-  ~DetectAnomaly() { detail::anomaly_mode = previous_; }
-  DetectAnomaly(const DetectAnomaly&) = delete;
-  DetectAnomaly& operator=(const DetectAnomaly&) = delete;
-
- private:
-  bool previous_;
+struct DetectAnomaly : detail::ModeGuard {
+  DetectAnomaly() : ModeGuard(detail::anomaly_mode, true) {}
 };
 
 class Tape;

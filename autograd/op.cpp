@@ -61,7 +61,7 @@ void OpCall::init() {
       if (!input(k)->is_leaf())
         throw Error(std::string(op_->name) + ": input " + std::to_string(k) + " of shape " + input(k)->shape().str() +
                     " belongs to a graph that backward() released; detach() it to carry it into a new graph");
-    tape_->begin_recording();
+    tape_->clear();  // a new graph
   }
   node_.op = op_;
   node_.n_in = static_cast<std::uint32_t>(n_in_);
@@ -153,8 +153,7 @@ void* BackwardCtx::slot_grad(std::uint32_t id, bool* fresh) {
 }
 
 bool BackwardCtx::defer(std::size_t i, DeferredFn fn, const void* payload) {
-  const auto& s = tape_.slot(node_.inputs()[i]);
-  if (!s.leaf || detail::anomaly_mode) return false;
+  if (!in_slot(i).leaf || detail::anomaly_mode) return false;
   tape_.defer({grad_buffer(i, nullptr), fn, payload});
   return true;
 }
@@ -171,8 +170,7 @@ Tensor GraphCtx::out() const { return Tensor::from_slot(&tape_, node_.out, tape_
 void GraphCtx::accumulate(std::size_t i, const Tensor& g) {
   if (!needs(i)) return;
   const std::uint32_t id = node_.inputs()[i];
-  const Shape& s = tape_.slot(id).shape;
-  Tensor gi = g.shape() == s ? g : detail::graph_sum_to(g, s);
+  Tensor gi = g.shape() == in_shape(i) ? g : detail::graph_sum_to(g, in_shape(i));
   grads_[id] = grads_[id].defined() ? detail::graph_add(grads_[id], gi) : gi;
 }
 

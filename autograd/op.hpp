@@ -1,14 +1,5 @@
-// The op author's API: registration, recording a call (OpCall) and the two backward contexts.
-// Forward and backward stand side by side (a worked example: docs/ARCHITECTURE.md, "How to add an op"):
-//
-//   Tensor f(const Tensor& x) {
-//     OpCall call(op_f, {&x});                     // checks the inputs, decides whether to record
-//     Tensor y = call.output(x.shape());           // tape memory when recording, else owned
-//     ... y = f(x); call.attrs<FAttrs>() = {...} if backward needs attributes ...
-//     call.record([](BackwardCtx& c) { /* gx += gy * f'(x), on raw buffers */ },
-//                 [](GraphCtx& g) { /* the same with ops, for create_graph */ });
-//     return y;
-//   }
+// The op author's API: registration, recording a call (OpCall) and the two backward contexts. Forward
+// and backward stand side by side: a worked example is in docs/ARCHITECTURE.md, "How to add an op".
 #pragma once
 
 #include <cstddef>
@@ -85,17 +76,28 @@ class OpCall {
   Tape* tape_ = nullptr;
 };
 
-// What a backward function sees: raw, contiguous buffers of the inputs, output and output gradient.
-class BackwardCtx {
+// What both backward contexts know of the node: its attributes and its inputs.
+class NodeCtx {
  public:
-  BackwardCtx(Tape& tape, const detail::Node& node) : tape_(tape), node_(node) {}
+  NodeCtx(Tape& tape, const detail::Node& node) : tape_(tape), node_(node) {}
   const detail::Node& node() const { return node_; }
   template <class A> const A& attrs() const { return *static_cast<const A*>(node_.attrs); }
   std::size_t num_inputs() const { return node_.n_in; }
-  DType dtype() const { return tape_.slot(node_.out).dtype; }
   const Shape& in_shape(std::size_t i) const { return in_slot(i).shape; }
-  const Shape& out_shape() const { return tape_.slot(node_.out).shape; }
   bool needs(std::size_t i) const { return in_slot(i).requires_grad; }
+
+ protected:
+  detail::Slot& in_slot(std::size_t i) const { return tape_.slot(node_.inputs()[i]); }
+  Tape& tape_;
+  const detail::Node& node_;
+};
+
+// What a backward function sees: raw, contiguous buffers of the inputs, output and output gradient.
+class BackwardCtx : public NodeCtx {
+ public:
+  using NodeCtx::NodeCtx;
+  DType dtype() const { return tape_.slot(node_.out).dtype; }
+  const Shape& out_shape() const { return tape_.slot(node_.out).shape; }
   template <class T> const T* in(std::size_t i) const { return static_cast<const T*>(in_slot(i).data); }
   template <class T> const T* out() const { return static_cast<const T*>(tape_.slot(node_.out).data); }
   template <class T> const T* gout() const { return static_cast<const T*>(tape_.slot(node_.out).grad); }
@@ -118,31 +120,28 @@ class BackwardCtx {
   bool defer(std::size_t i, DeferredFn fn, const void* payload);
 
  private:
-  const detail::Slot& in_slot(std::size_t i) const { return tape_.slot(node_.inputs()[i]); }
   void* grad_buffer(std::size_t i, bool* fresh);
   void* slot_grad(std::uint32_t id, bool* fresh);
-  Tape& tape_;
-  const detail::Node& node_;
 };
 
 // What a create_graph backward sees: the same values as tensors, so its arithmetic is recorded too.
-class GraphCtx {
+class GraphCtx : public NodeCtx {
  public:
   GraphCtx(Tape& tape, const detail::Node& node, const Tensor& gout, std::vector<Tensor>& grads)
-      : tape_(tape), node_(node), gout_(gout), grads_(grads) {}
-  const detail::Node& node() const { return node_; }
-  template <class A> const A& attrs() const { return *static_cast<const A*>(node_.attrs); }
-  std::size_t num_inputs() const { return node_.n_in; }
-  const Shape& in_shape(std::size_t i) const { return tape_.slot(node_.inputs()[i]).shape; }
-  bool needs(std::size_t i) const { return tape_.slot(node_.inputs()[i]).requires_grad; }
+      : NodeCtx(tape, node), gout_(gout), grads_(grads) {}
   Tensor in(std::size_t i) const;
   Tensor out() const;
   const Tensor& gout() const { return gout_; }
   void accumulate(std::size_t i, const Tensor& g);  // summed down to the input's shape by the engine
+  // For a fused op: forward() recomputes the op's output from in(i) in primitive ops, and the engine
+  // sweeps what it recorded from gout(), so the derivative is that of the composed form, not written twice.
+  template <class F> void differentiate(F forward) {
+    const std::size_t first = tape_.num_nodes();
+    sweep_recomputed(forward(), first);
+  }
 
  private:
-  Tape& tape_;
-  const detail::Node& node_;
+  void sweep_recomputed(const Tensor& y, std::size_t first_node);
   Tensor gout_;
   std::vector<Tensor>& grads_;
 };
@@ -156,18 +155,11 @@ Tensor graph_add(const Tensor& a, const Tensor& b);
 
 template <class T>
 void BackwardCtx::accumulate(std::size_t i, const T* g, const Shape& g_shape) {
-  if (g_shape == in_shape(i)) {
-    bool fresh = false;
-    T* d = grad_for_write<T>(i, fresh);
-    const std::size_t n = g_shape.numel();
-    if (fresh) {
-      std::memcpy(d, g, n * sizeof(T));
-    } else {
-      for (std::size_t k = 0; k < n; ++k) d[k] += g[k];
-    }
-    return;
-  }
-  detail::sum_to_accumulate<T>(grad<T>(i), in_shape(i), g, g_shape);
+  if (g_shape != in_shape(i)) return detail::sum_to_accumulate<T>(grad<T>(i), in_shape(i), g, g_shape);
+  bool fresh = false;
+  T* d = grad_for_write<T>(i, fresh);
+  if (fresh) return (void)std::memcpy(d, g, g_shape.numel() * sizeof(T));
+  for (std::size_t k = 0, n = g_shape.numel(); k < n; ++k) d[k] += g[k];
 }
 
 }  // namespace tapegrad

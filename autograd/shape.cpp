@@ -6,14 +6,6 @@ namespace tapegrad {
 
 const char* dtype_name(DType d) { return d == DType::f32 ? "float32" : "float64"; }
 
-Shape::Shape(std::initializer_list<std::size_t> dims) {
-  for (auto d : dims) push_back(d);
-}
-
-Shape::Shape(const std::vector<std::size_t>& dims) {
-  for (auto d : dims) push_back(d);
-}
-
 void Shape::push_back(std::size_t d) {
   if (rank_ == max_rank) throw Error("Shape: rank above " + std::to_string(max_rank) + " is not supported");
   dims_[rank_++] = d;
@@ -69,10 +61,6 @@ std::size_t normalize_axis_slow(const char* op, long axis, const Shape& s) {
 namespace detail {
 template <class T> void sum_to_accumulate(T* dst, const Shape& dst_shape, const T* src, const Shape& src_shape) {
   const std::size_t n = src_shape.numel();
-  if (dst_shape == src_shape) {
-    for (std::size_t i = 0; i < n; ++i) dst[i] += src[i];
-    return;
-  }
   if (dst_shape.numel() == 1) {
     T acc = 0;
     for (std::size_t i = 0; i < n; ++i) acc += src[i];

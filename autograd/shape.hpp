@@ -32,8 +32,8 @@ class Shape {
   static constexpr std::size_t max_rank = 8;
 
   Shape() = default;
-  Shape(std::initializer_list<std::size_t> dims);
-  explicit Shape(const std::vector<std::size_t>& dims);
+  Shape(std::initializer_list<std::size_t> dims) : Shape(dims.begin(), dims.end()) {}
+  explicit Shape(const std::vector<std::size_t>& dims) : Shape(dims.begin(), dims.end()) {}
   template <class It> Shape(It first, It last) {
     for (; first != last; ++first) push_back(static_cast<std::size_t>(*first));
   }
@@ -63,7 +63,7 @@ class Shape {
   std::vector<std::size_t> to_vector() const { return {begin(), end()}; }
   std::string str() const;  // "(2, 3)"; "()" for rank 0
 
-  friend bool operator==(const Shape& a, const Shape& b) {
+  friend bool operator==(const Shape& a, const Shape& b) {  // a plain loop: std::equal calls memcmp
     if (a.rank_ != b.rank_) return false;
     for (std::size_t i = 0; i < a.rank_; ++i)
       if (a.dims_[i] != b.dims_[i]) return false;

@@ -14,25 +14,22 @@ namespace {
 // Epochs are unique across all tapes, so a leaf's cached (tape, epoch) can never match a newer tape
 // that happens to reuse an old tape's address.
 std::atomic<std::uint64_t> g_next_epoch{1};
+
+// Scope tapes are pooled per thread rather than freed, so a handle that outlives its scope still points
+// at a live tape whose epoch has moved on: using it is a clear error, never a read of freed memory.
+std::vector<std::unique_ptr<Tape>>& spare_tapes() {
+  thread_local std::vector<std::unique_ptr<Tape>> pool;
+  return pool;
+}
 }  // namespace
 
 Tape::Tape() : epoch_(g_next_epoch++) {}
-Tape::~Tape() = default;
 
 Tape& Tape::init_current() {
   thread_local Tape default_tape;
   current_tape_ = &default_tape;
   return default_tape;
 }
-
-// Scope tapes are pooled per thread rather than freed, so a handle that outlives its scope still points
-// at a live tape whose epoch has moved on: using it is a clear error, never a read of freed memory.
-namespace {
-std::vector<std::unique_ptr<Tape>>& spare_tapes() {
-  thread_local std::vector<std::unique_ptr<Tape>> pool;
-  return pool;
-}
-}  // namespace
 
 Tape::Scope::Scope() : previous_(current_tape_) {
   auto& pool = spare_tapes();
@@ -63,22 +60,8 @@ void Tape::release() {
   released_ = true;
 }
 
-void Tape::begin_recording() {
-  if (released_) clear();
-}
-
 std::uint32_t Tape::new_slot(const Shape& shape, DType dtype, void* data) {
-  detail::Slot& s = slots_.emplace_back();
-  s.data = data ? data : arena_.allocate(shape.numel() * dtype_size(dtype));
-  s.grad = nullptr;
-  s.shape = shape;
-  s.dtype = dtype;
-  s.requires_grad = false;
-  s.producer = -1;
-  s.leaf = nullptr;
-  s.view_of = detail::Slot::none;
-  s.view_offset = 0;
-  s.grad_shared = s.keep_grad = false;
+  slots_.emplace_back() = {data ? data : arena_.allocate(shape.numel() * dtype_size(dtype)), nullptr, shape, dtype};
   return static_cast<std::uint32_t>(slots_.size() - 1);
 }
 
@@ -99,29 +82,17 @@ std::uint32_t Tape::slot_for(const Tensor& t) {
   if (!t.is_leaf()) return t.slot_index();
   detail::LeafImpl* leaf = t.leaf().get();
   if (leaf->tape == this && leaf->epoch == epoch_) return leaf->slot;
-  detail::Slot& s = slots_.emplace_back();
-  s.shape = leaf->shape;
-  s.dtype = leaf->dtype;
-  s.data = leaf->data;
-  s.grad = nullptr;
-  s.requires_grad = leaf->requires_grad;
-  s.producer = -1;
-  s.leaf = leaf;
-  s.view_of = detail::Slot::none;
-  s.grad_shared = s.keep_grad = false;
+  detail::Slot& s = slots_.emplace_back() = {leaf->data, nullptr, leaf->shape, leaf->dtype, leaf->requires_grad,
+                                             -1, leaf, leaf->version};
   if (leaf->requires_grad) {
-    if (!leaf->grad) {
-      leaf->grad = detail::make_leaf(leaf->shape, leaf->dtype);
-      std::memset(leaf->grad->data, 0, leaf->shape.numel() * dtype_size(leaf->dtype));
-    }
+    if (!leaf->grad) leaf->grad = zeros(leaf->shape, leaf->dtype).leaf();
     s.grad = leaf->grad->data;
   }
-  s.version = leaf->version;
   leaves_.push_back(t.leaf());
-  leaf_slots_.push_back(static_cast<std::uint32_t>(slots_.size() - 1));
   leaf->tape = this;
   leaf->epoch = epoch_;
   leaf->slot = static_cast<std::uint32_t>(slots_.size() - 1);
+  leaf_slots_.push_back(leaf->slot);
   return leaf->slot;
 }
 
@@ -136,16 +107,19 @@ struct Engine {
       throw Error(std::string(who) + ": the graph of this root (shape " +
                   (root.epoch() == tape.epoch() ? root.shape().str() : std::string("?")) +
                   ") was already released by an earlier backward(); pass retain_graph=true to keep it");
-    const auto& rs = root.slot();
-    if (!rs.requires_grad) throw Error(std::string(who) + ": root of shape " + rs.shape.str() + " does not require grad");
-    if (!seed.defined() && rs.shape.numel() != 1)
-      throw Error(std::string(who) + ": root of shape " + rs.shape.str() +
-                  " is not a scalar; pass a seed gradient of that shape");
-    if (seed.defined() && (seed.shape() != rs.shape || seed.dtype() != rs.dtype))
-      throw Error(std::string(who) + ": seed of shape " + seed.shape().str() + " (" + dtype_name(seed.dtype()) +
-                  ") does not match root of shape " + rs.shape.str() + " (" + dtype_name(rs.dtype) + ")");
+    check_seed(root, seed, who);
     check_versions(tape, who);
     return root.slot_index();
+  }
+
+  static void check_seed(const Tensor& root, const Tensor& seed, const char* who) {
+    const Shape& rs = root.shape();
+    if (!root.requires_grad()) throw Error(std::string(who) + ": root of shape " + rs.str() + " does not require grad");
+    if (!seed.defined() && rs.numel() != 1)
+      throw Error(std::string(who) + ": root of shape " + rs.str() + " is not a scalar; pass a seed gradient of that shape");
+    if (seed.defined() && (seed.shape() != rs || seed.dtype() != root.dtype()))
+      throw Error(std::string(who) + ": seed of shape " + seed.shape().str() + " (" + dtype_name(seed.dtype()) +
+                  ") does not match root of shape " + rs.str() + " (" + dtype_name(root.dtype()) + ")");
   }
 
   // Once per sweep, O(leaves): an owned tensor written in place since it entered the graph (an optimizer
@@ -221,13 +195,29 @@ struct Engine {
 
   static void write_seed(Tape& tape, std::uint32_t root, const Tensor& seed) {
     auto& rs = tape.slots_[root];
-    const std::size_t n = rs.shape.numel();
-    rs.grad = tape.arena_.allocate(n * dtype_size(rs.dtype));
-    dispatch(rs.dtype, [&](auto z) {
+    rs.grad = tape.arena_.allocate(rs.shape.numel() * dtype_size(rs.dtype));
+    put_seed(rs.grad, rs.shape.numel(), rs.dtype, seed, false);
+  }
+  // The create_graph sweep over nodes start down to stop: each node's backward written in ops, recorded
+  // on this tape, adds into g (indexed by slot).
+  static void graph_sweep(Tape& tape, std::vector<Tensor>& g, std::int32_t start, std::int32_t stop) {
+    for (std::int32_t n = start; n >= stop; --n) {
+      const detail::Node node = tape.node(static_cast<std::size_t>(n));  // copy: the tape grows meanwhile
+      if (!g[node.out].defined()) continue;
+      if (!node.graph_backward)
+        throw Error(std::string("grad(create_graph): op '") + node.op->name + "' has no differentiable backward");
+      GraphCtx ctx(tape, node, g[node.out], g);
+      node.graph_backward(ctx);
+    }
+  }
+
+  // grad = seed (ones without one); with add, grad += seed.
+  static void put_seed(void* grad, std::size_t n, DType dtype, const Tensor& seed, bool add) {
+    dispatch(dtype, [&](auto z) {
       using T = decltype(z);
-      T* g = static_cast<T*>(rs.grad);
-      if (seed.defined()) std::memcpy(g, seed.raw_data(), n * sizeof(T));
-      else std::fill_n(g, n, T(1));
+      T* g = static_cast<T*>(grad);
+      const T* s = seed.defined() ? static_cast<const T*>(seed.raw_data()) : nullptr;
+      for (std::size_t i = 0; i < n; ++i) g[i] = add ? g[i] + (s ? s[i] : T(1)) : (s ? s[i] : T(1));
     });
   }
 };
@@ -235,20 +225,10 @@ struct Engine {
 void backward(const Tensor& root, const Tensor& seed, bool retain_graph) {
   Tape& tape = Tape::current();
   if (root.defined() && root.is_leaf()) {  // d x / d x is the seed itself
+    Engine::check_seed(root, seed, "backward");
     auto* leaf = root.leaf().get();
-    if (!leaf->requires_grad) throw Error("backward: root of shape " + leaf->shape.str() + " does not require grad");
-    if (seed.defined() && (seed.shape() != leaf->shape || seed.dtype() != leaf->dtype))
-      throw Error("backward: seed of shape " + seed.shape().str() + " does not match root " + leaf->shape.str());
-    if (!seed.defined() && leaf->shape.numel() != 1)
-      throw Error("backward: root of shape " + leaf->shape.str() + " is not a scalar; pass a seed gradient of that shape");
     if (!leaf->grad) leaf->grad = zeros(leaf->shape, leaf->dtype).leaf();
-    dispatch(leaf->dtype, [&](auto z) {
-      using T = decltype(z);
-      T* g = static_cast<T*>(leaf->grad->data);
-      for (std::size_t i = 0; i < leaf->shape.numel(); ++i)
-        g[i] += seed.defined() ? static_cast<const T*>(seed.raw_data())[i] : T(1);
-    });
-    return;
+    return Engine::put_seed(leaf->grad->data, leaf->shape.numel(), leaf->dtype, seed, true);
   }
   const std::uint32_t root_id = Engine::seed_root(tape, root, seed, "backward");
   Engine::begin_sweep(tape);
@@ -290,7 +270,7 @@ std::vector<Tensor> grad(const Tensor& root, const std::vector<Tensor>& xs, cons
     Engine::sweep_from(tape, tape.slot(root_id).producer);
     Engine::mark_swept(tape);
     for (std::size_t k = 0; k < xs.size(); ++k) {
-      result[k] = zeros(xs[k].shape(), xs[k].dtype());
+      result[k] = zeros_like(xs[k]);
       if (where[k] >= 0 && tape.slot(where[k]).grad)
         std::memcpy(result[k].raw_data(), tape.slot(where[k]).grad, xs[k].numel() * dtype_size(xs[k].dtype()));
     }
@@ -303,29 +283,21 @@ std::vector<Tensor> grad(const Tensor& root, const std::vector<Tensor>& xs, cons
   }
 
   // create_graph: the sweep runs each node's backward written in ops, recording it on this tape.
-  const bool previous = detail::grad_mode;
-  detail::grad_mode = true;
-  try {
-    std::vector<Tensor> g(tape.num_slots());
-    const auto& rs = tape.slot(root_id);
-    g[root_id] = options.seed.defined() ? options.seed : ones(rs.shape, rs.dtype);
-    for (std::int32_t n = tape.slot(root_id).producer; n >= 0; --n) {
-      const detail::Node node = tape.node(static_cast<std::size_t>(n));  // copy: the tape grows meanwhile
-      if (!g[node.out].defined()) continue;
-      if (!node.graph_backward)
-        throw Error(std::string("grad(create_graph): op '") + node.op->name + "' has no differentiable backward");
-      const Tensor gout = g[node.out];
-      GraphCtx ctx(tape, node, gout, g);
-      node.graph_backward(ctx);
-    }
-    for (std::size_t k = 0; k < xs.size(); ++k)
-      result[k] = where[k] >= 0 && g[where[k]].defined() ? g[where[k]] : zeros(xs[k].shape(), xs[k].dtype());
-  } catch (...) {
-    detail::grad_mode = previous;
-    throw;
-  }
-  detail::grad_mode = previous;
+  detail::ModeGuard recording(detail::grad_mode, true);
+  std::vector<Tensor> g(tape.num_slots());
+  g[root_id] = options.seed.defined() ? options.seed : ones_like(root);
+  Engine::graph_sweep(tape, g, tape.slot(root_id).producer, 0);
+  for (std::size_t k = 0; k < xs.size(); ++k)
+    result[k] = where[k] >= 0 && g[where[k]].defined() ? g[where[k]] : zeros_like(xs[k]);
   return result;
+}
+
+// The nodes forward() just recorded, swept from gout: only they, so the gradients stop at this node's inputs.
+void GraphCtx::sweep_recomputed(const Tensor& y, std::size_t first_node) {
+  if (y.is_leaf()) return;  // nothing recorded: no input needs a gradient
+  grads_.resize(tape_.num_slots());
+  grads_[y.slot_index()] = gout_;
+  Engine::graph_sweep(tape_, grads_, y.slot().producer, static_cast<std::int32_t>(first_node));
 }
 
 }  // namespace tapegrad

@@ -46,7 +46,6 @@ struct Node {
 class Tape {
  public:
   Tape();
-  ~Tape();
   Tape(const Tape&) = delete;
   Tape& operator=(const Tape&) = delete;
 
@@ -70,7 +69,6 @@ class Tape {
   const detail::Slot& slot(std::uint32_t i) const { return slots_[i]; }
   const detail::Node& node(std::size_t i) const { return nodes_[i]; }
   void* allocate(std::size_t bytes) { return arena_.allocate(bytes); }
-  void begin_recording();  // starts a new graph if the last one was released
   std::uint32_t slot_for(const Tensor& t);  // registers an owned tensor on first use in this graph
   std::shared_ptr<detail::LeafImpl> leaf_of(std::uint32_t slot) const;  // the owned tensor of a leaf slot
   // A slot for a new value: in fresh arena memory, or over `data` (a view of another slot's values).

@@ -18,7 +18,6 @@ namespace tapegrad {
 
 namespace {
 std::atomic<DType> g_default_dtype{DType::f32};
-
 }  // namespace
 
 DType default_dtype() { return g_default_dtype.load(); }
@@ -101,7 +100,6 @@ void Tensor::zero_grad() {
   }
 }
 
-
 namespace {
 double value_at(const Tensor& t, std::size_t i) {
   return t.dtype() == DType::f32 ? static_cast<const float*>(t.raw_data())[i]
@@ -139,16 +137,7 @@ Tensor Tensor::detach() const {
   return from_leaf(std::move(leaf));
 }
 
-Tensor Tensor::to(DType d) const {
-  auto leaf = detail::make_leaf(shape(), d);
-  const std::size_t n = numel();
-  for (std::size_t i = 0; i < n; ++i) {
-    const double v = value_at(*this, i);
-    if (d == DType::f32) static_cast<float*>(leaf->data)[i] = static_cast<float>(v);
-    else static_cast<double*>(leaf->data)[i] = v;
-  }
-  return from_leaf(std::move(leaf));
-}
+Tensor Tensor::to(DType d) const { return from_values(to_vector(), shape(), d); }
 
 Tensor& Tensor::set_name(const std::string& name) {
   if (!leaf_) throw Error("set_name: only owned tensors carry a name");
@@ -190,20 +179,24 @@ Tensor create(const char* who, const Shape& shape, DType dtype) {
   shape.checked_numel(who);
   return Tensor::from_leaf(detail::make_leaf(shape, dtype));
 }
-Tensor filled(const char* who, const Shape& shape, double value, DType dtype) {
+// value(i) gives element i.
+template <class F> Tensor generate(const char* who, const Shape& shape, DType dtype, F value) {
   Tensor t = create(who, shape, dtype);
   dispatch(dtype, [&](auto z) {
     using T = decltype(z);
-    std::fill_n(t.data<T>(), t.numel(), static_cast<T>(value));
+    T* p = static_cast<T*>(t.raw_data());
+    for (std::size_t i = 0, n = shape.numel(); i < n; ++i) p[i] = static_cast<T>(value(i));
   });
   return t;
 }
 }  // namespace
 
 Tensor empty(const Shape& shape, DType dtype) { return create("empty", shape, dtype); }
-Tensor full(const Shape& shape, double value, DType dtype) { return filled("full", shape, value, dtype); }
-Tensor zeros(const Shape& shape, DType dtype) { return filled("zeros", shape, 0.0, dtype); }
-Tensor ones(const Shape& shape, DType dtype) { return filled("ones", shape, 1.0, dtype); }
+Tensor full(const Shape& shape, double value, DType dtype) {
+  return generate("full", shape, dtype, [=](std::size_t) { return value; });
+}
+Tensor zeros(const Shape& shape, DType dtype) { return generate("zeros", shape, dtype, [](std::size_t) { return 0; }); }
+Tensor ones(const Shape& shape, DType dtype) { return generate("ones", shape, dtype, [](std::size_t) { return 1; }); }
 Tensor scalar(double value, DType dtype) { return full(Shape{}, value, dtype); }
 Tensor zeros_like(const Tensor& t) { return zeros(t.shape(), t.dtype()); }
 Tensor ones_like(const Tensor& t) { return ones(t.shape(), t.dtype()); }
@@ -216,24 +209,14 @@ Tensor arange(double start, double stop, double step, DType dtype) {
   if (!(n <= double(Shape::max_numel)))
     throw Error("arange: [" + std::to_string(start) + ", " + std::to_string(stop) + ") in steps of " +
                 std::to_string(step) + " has " + std::to_string(n) + " elements, more than fit in memory");
-  const std::size_t count = n > 0 ? static_cast<std::size_t>(n) : 0;
-  Tensor t = create("arange", Shape{count}, dtype);
-  dispatch(dtype, [&](auto z) {
-    using T = decltype(z);
-    for (std::size_t i = 0; i < count; ++i) t.data<T>()[i] = static_cast<T>(start + step * static_cast<double>(i));
-  });
-  return t;
+  return generate("arange", Shape{n > 0 ? static_cast<std::size_t>(n) : 0}, dtype,
+                  [=](std::size_t i) { return start + step * static_cast<double>(i); });
 }
 
 Tensor from_values(const std::vector<double>& values, const Shape& shape, DType dtype) {
   if (values.size() != shape.checked_numel("from_values"))
     throw Error("from_values: " + std::to_string(values.size()) + " values for shape " + shape.str());
-  Tensor t = empty(shape, dtype);
-  dispatch(dtype, [&](auto z) {
-    using T = decltype(z);
-    std::transform(values.begin(), values.end(), t.data<T>(), [](double v) { return static_cast<T>(v); });
-  });
-  return t;
+  return generate("from_values", shape, dtype, [&](std::size_t i) { return values[i]; });
 }
 
 template <class T> Tensor from_data(const T* values, const Shape& shape) {
@@ -246,25 +229,13 @@ template Tensor from_data<double>(const double*, const Shape&);
 
 Tensor randn(const Shape& shape, Generator& gen, double std, DType dtype) {
   if (!(std >= 0) || !std::isfinite(std)) throw Error("randn: std " + std::to_string(std) + " must be finite and >= 0");
-  Tensor t = create("randn", shape, dtype);
-  dispatch(dtype, [&](auto z) {
-    using T = decltype(z);
-    T* p = t.data<T>();
-    for (std::size_t i = 0; i < t.numel(); ++i) p[i] = static_cast<T>(gen.normal(0.0, std));
-  });
-  return t;
+  return generate("randn", shape, dtype, [&](std::size_t) { return gen.normal(0.0, std); });
 }
 
 Tensor uniform(const Shape& shape, double lo, double hi, Generator& gen, DType dtype) {
   if (!(lo <= hi) || !std::isfinite(lo) || !std::isfinite(hi))
     throw Error("uniform: [" + std::to_string(lo) + ", " + std::to_string(hi) + ") must be finite with lo <= hi");
-  Tensor t = create("uniform", shape, dtype);
-  dispatch(dtype, [&](auto z) {
-    using T = decltype(z);
-    T* p = t.data<T>();
-    for (std::size_t i = 0; i < t.numel(); ++i) p[i] = static_cast<T>(gen.uniform(lo, hi));
-  });
-  return t;
+  return generate("uniform", shape, dtype, [&](std::size_t) { return gen.uniform(lo, hi); });
 }
 
 Tensor adopt(std::shared_ptr<void> owner, void* data, const Shape& shape, DType dtype) {

@@ -14,15 +14,11 @@
 
 namespace tapegrad {
 
-// The mutable view is handed out for writing: it bumps the tensor's version (Tensor::version). Read
+// The view of a Tensor& is handed out for writing: it bumps the tensor's version (Tensor::version). Read
 // through a const Tensor& to leave the version alone.
-template <class T> auto as_xtensor(Tensor& t) {
-  std::vector<std::size_t> shape = t.shape().to_vector();
-  return xt::adapt(t.data<T>(), t.numel(), xt::no_ownership(), shape);
-}
-template <class T> auto as_xtensor(const Tensor& t) {
-  std::vector<std::size_t> shape = t.shape().to_vector();
-  return xt::adapt(const_cast<T*>(t.data<T>()), t.numel(), xt::no_ownership(), shape);
+template <class T, class Tn, class = std::enable_if_t<std::is_same_v<std::decay_t<Tn>, Tensor>>>
+auto as_xtensor(Tn& t) {
+  return xt::adapt(const_cast<T*>(t.template data<T>()), t.numel(), xt::no_ownership(), t.shape().to_vector());
 }
 
 template <class T> xt::xarray<T> to_xarray(const Tensor& t) { return as_xtensor<T>(t); }

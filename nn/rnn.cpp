@@ -127,8 +127,7 @@ Tensor RNNCell::project(const Tensor& x) const {
 
 // z_t = f(x_t W_in + b + z_(t-1) W)
 State RNNCell::step_projected(const Tensor& xp, const State& s) const {
-  if (fused) return {rnn_cell(xp, s.h, W, activation), {}};
-  return {activate(activation, addmm(xp, s.h, W)), {}};
+  return {fused ? rnn_cell(xp, s.h, W, activation) : rnn_cell_composed(xp, s.h, W, activation), {}};
 }
 
 // ---- LSTMCell ---------------------------------------------------------------------------------------
@@ -181,14 +180,10 @@ State LSTMCell::step_projected(const Tensor& xp, const State& s) const {
     next.h = peep ? lstm_hidden(a, next.c, p_o) : lstm_hidden(a, next.c);
     return next;
   }
-  const auto a = chunk(xp + matmul(s.h, W_h), 4, 1);  // a_i, a_f, a_g, a_o
-  const Tensor i = sigmoid(peep ? a[0] + p_i * s.c : a[0]);
-  const Tensor f = sigmoid(peep ? a[1] + p_f * s.c : a[1]);
-  const Tensor g = tanh(a[2]);
+  const Tensor a = xp + matmul(s.h, W_h);
   State next;
-  next.c = f * s.c + i * g;
-  const Tensor o = sigmoid(peep ? a[3] + p_o * next.c : a[3]);
-  next.h = o * tanh(next.c);
+  next.c = lstm_cell_composed(a, s.c, p_i, p_f);  // undefined peepholes are absent
+  next.h = lstm_hidden_composed(a, next.c, p_o);
   return next;
 }
 
@@ -234,18 +229,15 @@ Tensor GRUCell::project(const Tensor& x) const {
 }
 
 State GRUCell::step_projected(const Tensor& xp, const State& s) const {
-  if (convention == GRUConvention::reset_after && fused) return {gru_cell(xp, matmul(s.h, W_h), s.h, b_hn), {}};
+  if (convention == GRUConvention::reset_after) {
+    const Tensor hp = matmul(s.h, W_h);
+    return {fused ? gru_cell(xp, hp, s.h, b_hn) : gru_cell_composed(xp, hp, s.h, b_hn), {}};
+  }
   const std::size_t H = hidden_size();
   const auto a = split(xp, {2 * H, H}, 1);  // [a_r a_z], a_n
-  if (convention == GRUConvention::course) {
-    const auto rz = chunk(sigmoid(addmm(a[0], s.h, W_h)), 2, 1);
-    const Tensor h_bar = tanh(addmm(a[1], rz[0] * s.h, U_h));
-    return {s.h + rz[1] * (h_bar - s.h), {}};  // (1 - z) h + z h_bar
-  }
-  const auto hp = split(matmul(s.h, W_h), {2 * H, H}, 1);
-  const auto rz = chunk(sigmoid(a[0] + hp[0]), 2, 1);
-  const Tensor n = tanh(a[1] + rz[0] * (hp[1] + b_hn));
-  return {n + rz[1] * (s.h - n), {}};  // (1 - z) n + z h
+  const auto rz = chunk(sigmoid(addmm(a[0], s.h, W_h)), 2, 1);
+  const Tensor h_bar = tanh(addmm(a[1], rz[0] * s.h, U_h));
+  return {s.h + rz[1] * (h_bar - s.h), {}};  // (1 - z) h + z h_bar
 }
 
 // ---- run --------------------------------------------------------------------------------------------

@@ -77,7 +77,7 @@ struct RNNWeights {
 // The state h is z_t. The output layer y_t = g(z_t W_out + c) is separate (Linear + activation; see
 // ElmanRNN below).
 // fused (default true): a step is the one op rnn_cell (ops/recurrent.hpp); fused = false composes it as
-// f(addmm(...)), the reference form, checked against the same cases.
+// f(addmm(...)) (rnn_cell_composed), the reference form, checked against the same cases.
 class RNNCell : public RecurrentCell {
  public:
   // W_in and W drawn with `init` (std is used by Init::normal only), b zeros.
@@ -121,7 +121,8 @@ struct LSTMWeights {
 // peepholes zeros.
 // fused (default true): the pointwise half runs as the two fused ops lstm_cell and lstm_hidden
 // (ops/recurrent.hpp: 2 nodes per step instead of ~13). fused = false composes the same formulas from
-// primitive ops (chunk, sigmoid, tanh, *, +): the reference form, checked against the same cases.
+// primitive ops (lstm_cell_composed, lstm_hidden_composed: slice, sigmoid, tanh, *, +): the reference
+// form, checked against the same cases; the fused ops' create_graph backward differentiates it.
 class LSTMCell : public RecurrentCell {
  public:
   LSTMCell(std::size_t input_size, std::size_t hidden_size, Generator& gen, bool peepholes = false,

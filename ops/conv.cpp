@@ -12,6 +12,7 @@
 
 #include "tapegrad/autograd/op.hpp"
 #include "tapegrad/ops/blas.hpp"
+#include "tapegrad/ops/kernels.hpp"
 
 namespace tapegrad {
 
@@ -220,10 +221,7 @@ Tensor max_pool2d(const Tensor& x, std::size_t kernel, std::size_t stride) {
     const Shape &sx = c.in_shape(0), &sy = c.out_shape();
     const std::size_t hw = sx[2] * sx[3], ohw = sy[2] * sy[3], planes = sx[0] * sx[1];
     const std::uint32_t* arg = c.attrs<PoolAttrs>().argmax;
-    dispatch(c.dtype(), [&](auto z) {
-      using T = decltype(z);
-      const T* gy = c.gout<T>();
-      T* gx = c.grad<T>(0);
+    kernels::grad_pass(c, [&](auto* gx, auto* gy) {
       for (std::size_t p = 0; p < planes; ++p)
         for (std::size_t o = 0; o < ohw; ++o) gx[p * hw + arg[p * ohw + o]] += gy[p * ohw + o];
     });

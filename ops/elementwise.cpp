@@ -72,16 +72,28 @@ template <class F> Tensor binary(OpCall& call, const Tensor& a, const Tensor& b,
   return y;
 }
 
-// For a binary backward: calls f(i, ia, ib) over the output, with gout, a, b available by the caller.
-template <class F> void binary_grad(BackwardCtx& c, F&& f) {
-  const Shape& s = c.out_shape();
-  if (c.in_shape(0) == s && c.in_shape(1) == s) {
-    for (std::size_t i = 0, n = s.numel(); i < n; ++i) f(i, i, i);
-  } else {
-    kernels::broadcast_index(s, c.in_shape(0), c.in_shape(1), f);
-  }
+// A binary op's backward: da = fa(gy, a, b, y), db = fb(gy, a, b, y) over the output (a and b read where
+// they broadcast), into scratch of the output's shape that accumulate sums down to each input's shape.
+template <class FA, class FB> void binary_grad(BackwardCtx& c, FA fa, FB fb) {
+  dispatch(c.dtype(), [&](auto z) {
+    using T = decltype(z);
+    const Shape& s = c.out_shape();
+    const T *gy = c.gout<T>(), *a = c.in<T>(0), *b = c.in<T>(1), *y = c.out<T>();
+    T* ta = c.needs(0) ? c.scratch<T>(s.numel()) : nullptr;
+    T* tb = c.needs(1) ? c.scratch<T>(s.numel()) : nullptr;
+    auto at = [&](std::size_t i, std::size_t ia, std::size_t ib) {
+      if (ta) ta[i] = fa(gy[i], a[ia], b[ib], y[i]);
+      if (tb) tb[i] = fb(gy[i], a[ia], b[ib], y[i]);
+    };
+    if (c.in_shape(0) == s && c.in_shape(1) == s) {
+      for (std::size_t i = 0, n = s.numel(); i < n; ++i) at(i, i, i);
+    } else {
+      kernels::broadcast_index(s, c.in_shape(0), c.in_shape(1), at);
+    }
+    if (ta) c.accumulate<T>(0, ta, s);
+    if (tb) c.accumulate<T>(1, tb, s);
+  });
 }
-
 
 using kernels::unary_grad;
 
@@ -143,24 +155,16 @@ Tensor mul(const Tensor& a, const Tensor& b) {
   Tensor y = binary(call, a, b, [](auto u, auto v) { return u * v; });
   call.record(
       [](BackwardCtx& c) {
-        dispatch(c.dtype(), [&](auto z) {
-          using T = decltype(z);
-          const T *gy = c.gout<T>(), *a = c.in<T>(0), *b = c.in<T>(1);
-          const std::size_t n = c.out_shape().numel();
-          if (c.in_shape(0) == c.out_shape() && c.in_shape(1) == c.out_shape()) {  // no broadcast: in place
+        if (c.in_shape(0) == c.out_shape() && c.in_shape(1) == c.out_shape()) {  // no broadcast: in place
+          return dispatch(c.dtype(), [&](auto z) {
+            using T = decltype(z);
+            const T *gy = c.gout<T>(), *a = c.in<T>(0), *b = c.in<T>(1);
+            const std::size_t n = c.out_shape().numel();
             if (c.needs(0)) { T* ga = c.grad<T>(0); for (std::size_t i = 0; i < n; ++i) ga[i] += gy[i] * b[i]; }
             if (c.needs(1)) { T* gb = c.grad<T>(1); for (std::size_t i = 0; i < n; ++i) gb[i] += gy[i] * a[i]; }
-            return;
-          }
-          T* ta = c.needs(0) ? c.scratch<T>(n) : nullptr;
-          T* tb = c.needs(1) ? c.scratch<T>(n) : nullptr;
-          binary_grad(c, [&](std::size_t i, std::size_t ia, std::size_t ib) {
-            if (ta) ta[i] = gy[i] * b[ib];
-            if (tb) tb[i] = gy[i] * a[ia];
           });
-          if (ta) c.accumulate<T>(0, ta, c.out_shape());
-          if (tb) c.accumulate<T>(1, tb, c.out_shape());
-        });
+        }
+        binary_grad(c, [](auto gy, auto, auto b, auto) { return gy * b; }, [](auto gy, auto a, auto, auto) { return gy * a; });
       },
       [](GraphCtx& g) {
         if (g.needs(0)) g.accumulate(0, g.gout() * g.in(1));
@@ -175,19 +179,8 @@ Tensor div(const Tensor& a, const Tensor& b) {
   Tensor y = binary(call, a, b, [](auto u, auto v) { return u / v; });
   call.record(
       [](BackwardCtx& c) {
-        dispatch(c.dtype(), [&](auto z) {
-          using T = decltype(z);
-          const T *gy = c.gout<T>(), *a = c.in<T>(0), *b = c.in<T>(1);
-          const std::size_t n = c.out_shape().numel();
-          T* ta = c.needs(0) ? c.scratch<T>(n) : nullptr;
-          T* tb = c.needs(1) ? c.scratch<T>(n) : nullptr;
-          binary_grad(c, [&](std::size_t i, std::size_t ia, std::size_t ib) {
-            if (ta) ta[i] = gy[i] / b[ib];
-            if (tb) tb[i] = -gy[i] * a[ia] / (b[ib] * b[ib]);
-          });
-          if (ta) c.accumulate<T>(0, ta, c.out_shape());
-          if (tb) c.accumulate<T>(1, tb, c.out_shape());
-        });
+        binary_grad(c, [](auto gy, auto, auto b, auto) { return gy / b; },
+                    [](auto gy, auto a, auto b, auto) { return -gy * a / (b * b); });
       },
       [](GraphCtx& g) {
         if (g.needs(0)) g.accumulate(0, g.gout() / g.in(1));
@@ -202,19 +195,8 @@ Tensor pow(const Tensor& a, const Tensor& b) {
   Tensor y = binary(call, a, b, [](auto u, auto v) { return std::pow(u, v); });
   call.record(
       [](BackwardCtx& c) {
-        dispatch(c.dtype(), [&](auto z) {
-          using T = decltype(z);
-          const T *gy = c.gout<T>(), *a = c.in<T>(0), *b = c.in<T>(1), *y = c.out<T>();
-          const std::size_t n = c.out_shape().numel();
-          T* ta = c.needs(0) ? c.scratch<T>(n) : nullptr;
-          T* tb = c.needs(1) ? c.scratch<T>(n) : nullptr;
-          binary_grad(c, [&](std::size_t i, std::size_t ia, std::size_t ib) {
-            if (ta) ta[i] = gy[i] * b[ib] * std::pow(a[ia], b[ib] - T(1));
-            if (tb) tb[i] = gy[i] * y[i] * std::log(a[ia]);
-          });
-          if (ta) c.accumulate<T>(0, ta, c.out_shape());
-          if (tb) c.accumulate<T>(1, tb, c.out_shape());
-        });
+        binary_grad(c, [](auto gy, auto a, auto b, auto) { return gy * b * std::pow(a, b - decltype(b)(1)); },
+                    [](auto gy, auto a, auto, auto y) { return gy * y * std::log(a); });
       },
       [](GraphCtx& g) {
         if (g.needs(0)) g.accumulate(0, g.gout() * g.in(1) * pow(g.in(0), g.in(1) - 1.0));
@@ -303,11 +285,8 @@ Tensor log(const Tensor& x) {
 Tensor sqrt(const Tensor& x) {
   OpCall call(op_sqrt, {&x});
   Tensor y = kernels::unary(call, x, [](auto& vx, auto& vy) { xt::noalias(vy) = xt::sqrt(vx); });
-  call.record(
-      [](BackwardCtx& c) {
-        unary_grad(c, [](auto gy, auto, auto y) { return gy / (decltype(gy)(2) * y); });
-      },
-      [](GraphCtx& g) { g.accumulate(0, g.gout() / (g.out() * 2.0)); });
+  call.record([](BackwardCtx& c) { unary_grad(c, [](auto gy, auto, auto y) { return gy / (y + y); }); },
+              [](GraphCtx& g) { g.accumulate(0, g.gout() / (g.out() * 2.0)); });
   return y;
 }
 

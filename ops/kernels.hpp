@@ -60,6 +60,14 @@ template <class T> T lanes_max(const T* p, std::size_t n) {
   return lanes_reduce(n, p[0], [p](std::size_t i) { return p[i]; }, [](T m, T v) { return m < v ? v : m; });
 }
 
+// A one-input op's backward as a loop over typed buffers: f(gx, gy), gx zero-filled on first use (+=).
+template <class F> void grad_pass(BackwardCtx& c, F f) {
+  dispatch(c.dtype(), [&](auto z) {
+    using T = decltype(z);
+    f(c.grad<T>(0), c.gout<T>());
+  });
+}
+
 // A unary op's backward: gx += h(gy, x, y) elementwise (gx = ... into a fresh buffer).
 template <class H> void unary_grad(BackwardCtx& c, H h) {
   dispatch(c.dtype(), [&](auto z) {

@@ -1,8 +1,8 @@
-// Recurrent family: the fused pointwise parts of the LSTM and GRU steps (see recurrent.hpp for why they
-// exist).
-// Each op: forward (xtensor over each row's contiguous H-blocks, so xsimd vectorises exp/tanh), its
-// backward on raw buffers from the gate values saved by forward, and its differentiable backward written
-// in primitive ops (for create_graph).
+// Recurrent family: the fused Elman step and the fused pointwise parts of the LSTM and GRU steps (see
+// recurrent.hpp for why they exist).
+// Each op: forward (xsimd batches over each row's contiguous H-blocks, ops/simd.hpp) and its backward on
+// raw buffers from the values saved by forward. For create_graph, each differentiates its composed form
+// (below): the derivative is not written a second time in primitive ops.
 #include "tapegrad/ops/recurrent.hpp"
 
 #include <algorithm>
@@ -62,7 +62,38 @@ using simd::for_lanes;
 using simd::ld;
 using simd::st;
 
+// Input i of a fused op's node, or undefined when the op was called without it (the peepholes).
+Tensor in_or_none(const GraphCtx& g, std::size_t i) { return i < g.num_inputs() ? g.in(i) : Tensor(); }
+
 }  // namespace
+
+// ---- the composed forms (the math: nn/rnn.hpp, above RNNCell, LSTMCell and GRUCell) ---------------------
+
+Tensor rnn_cell_composed(const Tensor& xp, const Tensor& h_prev, const Tensor& W, Activation f) {
+  const Tensor u = addmm(xp, h_prev, W);
+  return f == Activation::sigmoid ? sigmoid(u) : f == Activation::tanh ? tanh(u) : relu(u);
+}
+
+Tensor lstm_cell_composed(const Tensor& a, const Tensor& c_prev, const Tensor& p_i, const Tensor& p_f) {
+  const std::size_t H = c_prev.size(1);
+  const Tensor i = sigmoid(p_i.defined() ? slice(a, 1, 0, H) + p_i * c_prev : slice(a, 1, 0, H));
+  const Tensor f = sigmoid(p_f.defined() ? slice(a, 1, H, 2 * H) + p_f * c_prev : slice(a, 1, H, 2 * H));
+  return f * c_prev + i * tanh(slice(a, 1, 2 * H, 3 * H));
+}
+
+Tensor lstm_hidden_composed(const Tensor& a, const Tensor& c, const Tensor& p_o) {
+  const std::size_t H = c.size(1);
+  const Tensor o = sigmoid(p_o.defined() ? slice(a, 1, 3 * H, 4 * H) + p_o * c : slice(a, 1, 3 * H, 4 * H));
+  return o * tanh(c);
+}
+
+Tensor gru_cell_composed(const Tensor& xp, const Tensor& hp, const Tensor& h, const Tensor& b_hn) {
+  const std::size_t H = h.size(1);
+  const auto a = split(xp, {2 * H, H}, 1), p = split(hp, {2 * H, H}, 1);
+  const auto rz = chunk(sigmoid(a[0] + p[0]), 2, 1);
+  const Tensor n = tanh(a[1] + rz[0] * (p[1] + b_hn));
+  return n + rz[1] * (h - n);  // (1 - z) n + z h
+}
 
 // ---- lstm_cell ----------------------------------------------------------------------------------------
 // Forward saves i, f, g per row (3H). Backward, with dc = the incoming gradient of c:
@@ -146,25 +177,7 @@ Tensor lstm_cell_impl(const Tensor& a, const Tensor& c_prev, const Tensor* p_i, 
         });
       },
       [](GraphCtx& g) {
-        const Tensor a = g.in(0), cp = g.in(1);
-        const std::size_t H = cp.size(1);
-        const bool peep = g.num_inputs() == 4;
-        Tensor ai = slice(a, 1, 0, H), af = slice(a, 1, H, 2 * H);
-        if (peep) {
-          ai = ai + g.in(2) * cp;
-          af = af + g.in(3) * cp;
-        }
-        const Tensor i = sigmoid(ai), f = sigmoid(af), gg = tanh(slice(a, 1, 2 * H, 3 * H));
-        const Tensor& dc = g.gout();
-        const Tensor dai = dc * gg * i * (1.0 - i), daf = dc * cp * f * (1.0 - f);
-        g.accumulate(0, concat({dai, daf, dc * i * (1.0 - gg * gg), zeros_like(dai)}, 1));
-        if (peep) {
-          g.accumulate(1, dc * f + g.in(2) * dai + g.in(3) * daf);
-          g.accumulate(2, dai * cp);  // summed over the batch rows by the engine
-          g.accumulate(3, daf * cp);
-        } else {
-          g.accumulate(1, dc * f);
-        }
+        g.differentiate([&] { return lstm_cell_composed(g.in(0), g.in(1), in_or_none(g, 2), in_or_none(g, 3)); });
       });
   return c;
 }
@@ -241,24 +254,7 @@ Tensor lstm_hidden_impl(const Tensor& a, const Tensor& c, const Tensor* p_o) {
           }
         });
       },
-      [](GraphCtx& g) {
-        const Tensor a = g.in(0), cv = g.in(1);
-        const std::size_t H = cv.size(1);
-        const bool peep = g.num_inputs() == 3;
-        Tensor ao = slice(a, 1, 3 * H, 4 * H);
-        if (peep) ao = ao + g.in(2) * cv;
-        const Tensor o = sigmoid(ao), tc = tanh(cv);
-        const Tensor& dh = g.gout();
-        const Tensor dao = dh * tc * o * (1.0 - o);
-        const Tensor z = zeros({cv.size(0), 3 * H}, cv.dtype());
-        g.accumulate(0, concat({z, dao}, 1));
-        Tensor dc = dh * o * (1.0 - tc * tc);
-        if (peep) {
-          dc = dc + g.in(2) * dao;
-          g.accumulate(2, dao * cv);  // summed over the batch rows by the engine
-        }
-        g.accumulate(1, dc);
-      });
+      [](GraphCtx& g) { g.differentiate([&] { return lstm_hidden_composed(g.in(0), g.in(1), in_or_none(g, 2)); }); });
   return h;
 }
 
@@ -356,21 +352,7 @@ Tensor gru_cell(const Tensor& xp, const Tensor& hp, const Tensor& h, const Tenso
           }
         });
       },
-      [](GraphCtx& g) {
-        const Tensor xp = g.in(0), hp = g.in(1), h = g.in(2);
-        const std::size_t H = h.size(1);
-        auto blk = [H](const Tensor& t, std::size_t k) { return slice(t, 1, k * H, (k + 1) * H); };
-        const Tensor r = sigmoid(blk(xp, 0) + blk(hp, 0)), zg = sigmoid(blk(xp, 1) + blk(hp, 1));
-        const Tensor v = blk(hp, 2) + g.in(3);
-        const Tensor n = tanh(blk(xp, 2) + r * v);
-        const Tensor& d = g.gout();
-        const Tensor du = d * (1.0 - zg) * (1.0 - n * n);
-        const Tensor dar = du * v * r * (1.0 - r), daz = d * (h - n) * zg * (1.0 - zg);
-        g.accumulate(0, concat({dar, daz, du}, 1));
-        g.accumulate(1, concat({dar, daz, du * r}, 1));
-        g.accumulate(2, d * zg);
-        g.accumulate(3, du * r);  // summed over the batch rows by the engine
-      });
+      [](GraphCtx& g) { g.differentiate([&] { return gru_cell_composed(g.in(0), g.in(1), g.in(2), g.in(3)); }); });
   return out;
 }
 
@@ -455,16 +437,7 @@ Tensor rnn_cell(const Tensor& xp, const Tensor& h_prev, const Tensor& W, Activat
         });
       },
       [](GraphCtx& g) {
-        const Tensor h = g.out();
-        Tensor du;
-        switch (g.attrs<RNNCellAttrs>().f) {
-          case Activation::sigmoid: du = g.gout() * h * (1.0 - h); break;
-          case Activation::tanh: du = g.gout() * (1.0 - h * h); break;
-          case Activation::relu: du = g.gout() * kernels::constant_from(h, [](auto v) { return v > 0; }); break;
-        }
-        g.accumulate(0, du);
-        if (g.needs(1)) g.accumulate(1, matmul(du, transpose(g.in(2))));
-        if (g.needs(2)) g.accumulate(2, matmul(transpose(g.in(1)), du));
+        g.differentiate([&] { return rnn_cell_composed(g.in(0), g.in(1), g.in(2), g.attrs<RNNCellAttrs>().f); });
       });
   return h;
 }

@@ -158,11 +158,8 @@ Tensor max_impl(const Tensor& x, std::int64_t mask, bool keepdims) {
   });
   call.record(
       [](BackwardCtx& c) {
-        dispatch(c.dtype(), [&](auto z) {
-          using T = decltype(z);
-          T* gx = c.grad<T>(0);
-          const T* gy = c.gout<T>();
-          const std::int64_t* arg = c.attrs<MaxAttrs>().argmax;
+        const std::int64_t* arg = c.attrs<MaxAttrs>().argmax;
+        kernels::grad_pass(c, [&](auto* gx, auto* gy) {
           for (std::size_t j = 0, n = c.out_shape().numel(); j < n; ++j) gx[arg[j]] += gy[j];
         });
       },
@@ -220,10 +217,7 @@ Tensor sum_to(const Tensor& x, const Shape& shape) {
   });
   call.record(
       [](BackwardCtx& c) {
-        dispatch(c.dtype(), [&](auto z) {
-          using T = decltype(z);
-          T* gx = c.grad<T>(0);
-          const T* gy = c.gout<T>();
+        kernels::grad_pass(c, [&](auto* gx, auto* gy) {
           kernels::broadcast_index(c.in_shape(0), c.in_shape(0), c.out_shape(),
                                    [&](std::size_t i, std::size_t, std::size_t iy) { gx[i] += gy[iy]; });
         });

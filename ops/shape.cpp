@@ -131,10 +131,7 @@ Tensor permute_impl(OpCall& call, const Tensor& x, const std::size_t* axes) {
 // gx[permuted index] += gy: the adjoint of the forward gather.
 void permute_backward(BackwardCtx& c) {
   const auto& axes = c.attrs<PermuteAttrs>().axes;
-  dispatch(c.dtype(), [&](auto z) {
-    using T = decltype(z);
-    T* gx = c.grad<T>(0);
-    const T* gy = c.gout<T>();
+  kernels::grad_pass(c, [&](auto* gx, auto* gy) {
     permute_index(c.in_shape(0), axes.data(), [&](std::size_t i, std::size_t j) { gx[j] += gy[i]; });
   });
 }

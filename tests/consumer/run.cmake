@@ -11,7 +11,7 @@ foreach(internal ops/kernels.hpp ops/lanes.hpp ops/blas.hpp ops/products.hpp ops
     message(FATAL_ERROR "internal header installed: include/tapegrad/${internal}")
   endif()
 endforeach()
-foreach(public tapegrad.hpp autograd/tape.hpp autograd/op.hpp nn/reference_bptt.hpp)
+foreach(public tapegrad.hpp autograd/tape.hpp autograd/op.hpp check/gradcheck.hpp nn/reference_bptt.hpp)
   if(NOT EXISTS ${include_dir}/${public})
     message(FATAL_ERROR "public header missing from the install: include/tapegrad/${public}")
   endif()

@@ -48,6 +48,14 @@ TAPEGRAD_OP_ROWS(recurrent) {
   // One peephole tensor used for both p_i and p_f: the two gradient contributions add up.
   rows.push_back(row("lstm_cell").sample("p_i and p_f the same tensor").shapes({{2, 8}, {2, 2}, {2}})
       .fn([](const std::vector<Tensor>& x) { return lstm_cell(x[0], x[1], x[2], x[2]); }).second_order());
+  // A whole peephole step on recorded inputs (a and c_prev come from other ops): the create_graph backward
+  // of each fused op differentiates its composed form from its own inputs, and the gradients flow on.
+  rows.push_back(row("lstm_hidden").sample("lstm_hidden(a, lstm_cell(a, c)) on recorded a, c")
+      .shapes({{2, 12}, {2, 3}, {3}, {3}, {3}})
+      .fn([](const std::vector<Tensor>& x) {
+        const Tensor a = tanh(x[0]), c = lstm_cell(a, x[1] * x[1], x[2], x[3]);
+        return lstm_hidden(a, c, x[4]) * c;
+      }).second_order());
   return rows;
 }
 

@@ -1,4 +1,5 @@
-// Numerical gradient checking, as a public API: float64, central differences.
+// Numerical gradient checking, as a public API: float64, central differences. A client of the engine
+// (grad, Tape::Scope, creation functions), not part of it: nothing in autograd/ includes it.
 #pragma once
 
 #include <cstdint>

@@ -1,6 +1,7 @@
-#include "tapegrad/autograd/gradcheck.hpp"
+#include "tapegrad/check/gradcheck.hpp"
 
 #include <cmath>
+#include <numeric>
 #include <sstream>
 
 #include "tapegrad/autograd/tape.hpp"
@@ -22,11 +23,17 @@ std::string element_name(const Shape& s, std::size_t flat) {
   return os.str();
 }
 
-double weighted_sum(const Tensor& y, const std::vector<double>& w) {
-  const double* p = y.data<double>();
-  double acc = 0;
-  for (std::size_t i = 0; i < w.size(); ++i) acc += p[i] * w[i];
-  return acc;
+// One comparison of a with the expected n: within atol + rtol * |n|; the first failure's message is kept.
+void compare(GradcheckResult& r, double a, double n, double atol, double rtol, const std::string& where,
+             const char* a_name, const char* n_name) {
+  ++r.checks;
+  const double err = std::abs(a - n);
+  if (err <= atol + rtol * std::abs(n) || !r.ok) return;
+  std::ostringstream os;
+  os.precision(12);
+  os << where << ": " << a_name << " " << a << ", " << n_name << " " << n << " (|diff| " << err << ")";
+  r.ok = false;
+  r.message = os.str();
 }
 
 }  // namespace
@@ -64,24 +71,16 @@ GradcheckResult gradcheck(const Function& f, const std::vector<Tensor>& inputs, 
   // Numeric gradients: each evaluation on a scratch tape, cleared afterwards.
   Tape::Scope scope;
   auto loss = [&]() {
-    Tensor y = f(xs);
+    const Tensor y = f(xs);  // const: reading it must not count as a write (Tensor::version)
     if (y.numel() != w.size()) throw Error("gradcheck: f changed its output shape between evaluations");
-    const double l = weighted_sum(y, w);
+    const double l = std::inner_product(w.begin(), w.end(), y.data<double>(), 0.0);
     scope.tape().clear();
     return l;
   };
-  auto compare = [&](double a, double n, std::size_t k, const std::string& where) {
-    ++r.checks;
-    const double err = std::abs(a - n);
-    r.max_abs_error = std::max(r.max_abs_error, err);
-    if (!(err <= o.atol + o.rtol * std::abs(n)) && r.ok) {
-      r.ok = false;
-      std::ostringstream os;
-      os.precision(12);
-      os << "gradcheck: input " << k << " " << xs[k].shape().str() << " " << where << ": analytic " << a
-         << ", numeric " << n << " (|diff| " << err << ")";
-      r.message = os.str();
-    }
+  auto check = [&](double a, double n, std::size_t k, const std::string& where) {
+    r.max_abs_error = std::max(r.max_abs_error, std::abs(a - n));
+    compare(r, a, n, o.atol, o.rtol, "gradcheck: input " + std::to_string(k) + " " + xs[k].shape().str() + " " + where,
+            "analytic", "numeric");
   };
   for (std::size_t k = 0; k < xs.size(); ++k) {
     if (!xs[k].requires_grad()) continue;
@@ -96,7 +95,7 @@ GradcheckResult gradcheck(const Function& f, const std::vector<Tensor>& inputs, 
         p[j] = x0 - o.eps;
         const double lm = loss();
         p[j] = x0;
-        compare(g[j], (lp - lm) / (2 * o.eps), k, "element " + element_name(xs[k].shape(), j));
+        check(g[j], (lp - lm) / (2 * o.eps), k, "element " + element_name(xs[k].shape(), j));
       }
     } else {
       std::vector<double> x0(p, p + n), d(n);
@@ -110,7 +109,7 @@ GradcheckResult gradcheck(const Function& f, const std::vector<Tensor>& inputs, 
         for (std::size_t j = 0; j < n; ++j) p[j] = x0[j] - o.eps * d[j];
         const double lm = loss();
         std::copy(x0.begin(), x0.end(), p);
-        compare(dot, (lp - lm) / (2 * o.eps), k, "random direction " + std::to_string(t));
+        check(dot, (lp - lm) / (2 * o.eps), k, "random direction " + std::to_string(t));
       }
     }
   }
@@ -138,19 +137,11 @@ GradcheckResult gradgradcheck(const Function& f, const std::vector<Tensor>& inpu
       for (std::size_t k = 0; k < inputs.size(); ++k) {
         if (!inputs[k].requires_grad()) continue;
         const auto a = fast[k].to_vector(), b = graph[k].to_vector();
-        for (std::size_t j = 0; j < a.size(); ++j) {
-          ++total.checks;
-          const double err = std::abs(a[j] - b[j]);
-          if (!(err <= 1e-12 + 1e-10 * std::abs(a[j])) && total.ok) {
-            std::ostringstream os;
-            os.precision(12);
-            os << "gradgradcheck: input " << k << " " << inputs[k].shape().str() << " element "
-               << element_name(inputs[k].shape(), j) << ": create_graph backward gives " << b[j]
-               << ", the backward gives " << a[j];
-            total.ok = false;
-            total.message = os.str();
-          }
-        }
+        for (std::size_t j = 0; j < a.size(); ++j)
+          compare(total, b[j], a[j], 1e-12, 1e-10,
+                  "gradgradcheck: input " + std::to_string(k) + " " + inputs[k].shape().str() + " element " +
+                      element_name(inputs[k].shape(), j),
+                  "create_graph backward gives", "the backward gives");
       }
     }
   }
