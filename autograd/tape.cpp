@@ -61,7 +61,18 @@ void Tape::release() {
 }
 
 std::uint32_t Tape::new_slot(const Shape& shape, DType dtype, void* data) {
-  slots_.emplace_back() = {data ? data : arena_.allocate(shape.numel() * dtype_size(dtype)), nullptr, shape, dtype};
+  // Field by field: assigning a braced Slot builds a temporary and copies it (a memmove per op, a fifth
+  // of the recording cost).
+  detail::Slot& s = slots_.emplace_back();
+  s.data = data ? data : arena_.allocate(shape.numel() * dtype_size(dtype));
+  s.grad = nullptr;
+  s.shape = shape;
+  s.dtype = dtype;
+  s.requires_grad = false;
+  s.producer = -1;
+  s.leaf = nullptr;
+  s.view_of = detail::Slot::none;
+  s.grad_shared = s.keep_grad = false;
   return static_cast<std::uint32_t>(slots_.size() - 1);
 }
 
@@ -82,8 +93,17 @@ std::uint32_t Tape::slot_for(const Tensor& t) {
   if (!t.is_leaf()) return t.slot_index();
   detail::LeafImpl* leaf = t.leaf().get();
   if (leaf->tape == this && leaf->epoch == epoch_) return leaf->slot;
-  detail::Slot& s = slots_.emplace_back() = {leaf->data, nullptr, leaf->shape, leaf->dtype, leaf->requires_grad,
-                                             -1, leaf, leaf->version};
+  detail::Slot& s = slots_.emplace_back();  // field by field, as in new_slot
+  s.data = leaf->data;
+  s.grad = nullptr;
+  s.shape = leaf->shape;
+  s.dtype = leaf->dtype;
+  s.requires_grad = leaf->requires_grad;
+  s.producer = -1;
+  s.leaf = leaf;
+  s.version = leaf->version;
+  s.view_of = detail::Slot::none;
+  s.grad_shared = s.keep_grad = false;
   if (leaf->requires_grad) {
     if (!leaf->grad) leaf->grad = zeros(leaf->shape, leaf->dtype).leaf();
     s.grad = leaf->grad->data;
