@@ -31,6 +31,10 @@ struct Slot {
   std::size_t view_offset = 0;
   bool grad_shared = false;
   bool keep_grad = false;
+  void clear_grad() {
+    grad = nullptr;
+    grad_shared = false;
+  }
 };
 
 // A chunked bump allocator. reset() is O(1) and keeps the memory; after a step that overflowed the

@@ -132,13 +132,11 @@ void OpCall::record(BackwardFn backward, GraphBackwardFn graph_backward) {
 
 // ----- backward contexts -----
 
-void* BackwardCtx::grad_buffer(std::size_t i, bool* fresh) {
-  if (fresh) *fresh = false;
-  return slot_grad(node_.inputs()[i], fresh);
-}
+void* BackwardCtx::grad_buffer(std::size_t i, bool* fresh) { return slot_grad(node_.inputs()[i], fresh); }
 
 void* BackwardCtx::slot_grad(std::uint32_t id, bool* fresh) {
   auto& s = tape_.slot(id);
+  if (fresh) *fresh = false;
   if (!s.grad && s.view_of != detail::Slot::none && !s.keep_grad) {  // a view: its place in the viewed gradient
     s.grad = static_cast<char*>(slot_grad(s.view_of, nullptr)) + s.view_offset;
     s.grad_shared = true;
@@ -160,8 +158,7 @@ bool BackwardCtx::defer(std::size_t i, DeferredFn fn, const void* payload) {
 
 Tensor GraphCtx::in(std::size_t i) const {
   const std::uint32_t id = node_.inputs()[i];
-  const auto& s = tape_.slot(id);
-  if (s.leaf) return Tensor::from_leaf(tape_.leaf_of(id));
+  if (in_slot(i).leaf) return Tensor::from_leaf(tape_.leaf_of(id));
   return Tensor::from_slot(&tape_, id, tape_.epoch());
 }
 

@@ -41,9 +41,9 @@ class OpCall {
   bool recording() const { return recording_; }
   DType dtype() const { return dtype_; }
   Tensor output(const Shape& shape);  // values uninitialised; tape tensor if recording, else owned
-  // An output holding input i's values from element `offset` on (reshape, a run of leading rows): a view
-  // of them, no copy, when recording and input i is a value of this graph (nothing changes those until
-  // the graph ends); else a fresh output with the values copied. Backward still writes its own gradient.
+  // An output holding input i's values from element `offset` on (the same values reshaped, a run of
+  // rows): a view, no copy, when recording and input i is a value of this graph (nothing changes those
+  // until the graph ends), whose gradient is input i's at that place; else a copy.
   Tensor output_view(const Shape& shape, std::size_t i, std::size_t offset);
   // The op's attributes and saved values: a struct of its own, made here once per call and read back by
   // its backward as ctx.attrs<A>(). It lives in the tape's arena (per-thread scratch, reused, when not

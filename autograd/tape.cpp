@@ -61,8 +61,7 @@ void Tape::release() {
 }
 
 std::uint32_t Tape::new_slot(const Shape& shape, DType dtype, void* data) {
-  // Field by field: assigning a braced Slot builds a temporary and copies it (a memmove per op, a fifth
-  // of the recording cost).
+  // Field by field: assigning a braced Slot{...} builds and memmoves a temporary (a fifth of an op).
   detail::Slot& s = slots_.emplace_back();
   s.data = data ? data : arena_.allocate(shape.numel() * dtype_size(dtype));
   s.grad = nullptr;
@@ -93,17 +92,10 @@ std::uint32_t Tape::slot_for(const Tensor& t) {
   if (!t.is_leaf()) return t.slot_index();
   detail::LeafImpl* leaf = t.leaf().get();
   if (leaf->tape == this && leaf->epoch == epoch_) return leaf->slot;
-  detail::Slot& s = slots_.emplace_back();  // field by field, as in new_slot
-  s.data = leaf->data;
-  s.grad = nullptr;
-  s.shape = leaf->shape;
-  s.dtype = leaf->dtype;
+  detail::Slot& s = slots_[new_slot(leaf->shape, leaf->dtype, leaf->data)];
   s.requires_grad = leaf->requires_grad;
-  s.producer = -1;
   s.leaf = leaf;
   s.version = leaf->version;
-  s.view_of = detail::Slot::none;
-  s.grad_shared = s.keep_grad = false;
   if (leaf->requires_grad) {
     if (!leaf->grad) leaf->grad = zeros(leaf->shape, leaf->dtype).leaf();
     s.grad = leaf->grad->data;
@@ -149,14 +141,10 @@ struct Engine {
     for (const std::uint32_t id : tape.leaf_slots_) {
       const detail::Slot& s = tape.slots_[id];
       if (s.leaf->version == s.version) continue;
-      const char* first_op = "?";
-      for (const detail::Node& node : tape.nodes_) {
-        const std::uint32_t* in = node.inputs();
-        if (std::find(in, in + node.n_in, id) != in + node.n_in) {
-          first_op = node.op->name;
-          break;
-        }
-      }
+      const auto first = std::find_if(tape.nodes_.begin(), tape.nodes_.end(), [id](const detail::Node& n) {
+        return std::find(n.inputs(), n.inputs() + n.n_in, id) != n.inputs() + n.n_in;
+      });
+      const char* first_op = first == tape.nodes_.end() ? "?" : first->op->name;
       // The graph can never be swept now: release it, so the next forward starts a fresh one.
       const std::string what = std::string(who) + ": tensor " + (s.leaf->name.empty() ? "(unnamed)" : "'" + s.leaf->name + "'") +
                   " of shape " + s.shape.str() + " (" + dtype_name(s.dtype) + "), used by op '" + first_op +
@@ -205,10 +193,7 @@ struct Engine {
   static void begin_sweep(Tape& tape) {
     if (tape.swept_)
       for (std::size_t i = 0; i < tape.num_slots(); ++i)
-        if (!tape.slot(i).leaf) {
-          tape.slot(i).grad = nullptr;
-          tape.slot(i).grad_shared = false;
-        }
+        if (!tape.slot(i).leaf) tape.slot(i).clear_grad();
     tape.swept_ = true;
   }
   static void mark_swept(Tape& tape) { tape.swept_ = true; }
@@ -281,8 +266,7 @@ std::vector<Tensor> grad(const Tensor& root, const std::vector<Tensor>& xs, cons
     std::vector<void*> saved_leaf_grads(tape.num_slots());
     for (std::size_t i = 0; i < tape.num_slots(); ++i) {
       saved_leaf_grads[i] = tape.slot(i).grad;
-      tape.slot(i).grad = nullptr;  // leaves too: their grad() stays untouched
-      tape.slot(i).grad_shared = false;
+      tape.slot(i).clear_grad();  // leaves too: their grad() stays untouched
     }
     for (const std::int64_t w : where)  // a view asked for keeps a gradient of its own
       if (w >= 0) tape.slot(static_cast<std::size_t>(w)).keep_grad = true;
