@@ -69,7 +69,7 @@ int main(int argc, char** argv) {
                      "  --steps N (HRED)  --vsteps N (VHRED)  --hidden H  --batch B  --lr LR  --word-drop P  --warmup N\n"
                      "  --part hred|vhred|both  --hred-target ACC (0.95)");
   const bool quick = args.quick();
-  const long steps = args.integer("steps", quick ? 800 : 3000), vsteps = args.integer("vsteps", quick ? 800 : 3000);
+  const long steps = args.integer("steps", quick ? 1600 : 3000), vsteps = args.integer("vsteps", quick ? 1600 : 3000);
   const std::size_t hidden = args.integer("hidden", quick ? 48 : 64), batch = args.integer("batch", 32);
   const double lr = args.real("lr", 1e-2), word_drop = args.real("word-drop", 0.75);
   const long warmup = args.integer("warmup", vsteps / 2);
