@@ -7,13 +7,10 @@
 
 #include <algorithm>
 #include <string>
-#include <xtensor/xmath.hpp>
-#include <xtensor/xnoalias.hpp>
 
 #include "tapegrad/autograd/op.hpp"
 #include "tapegrad/ops/activation.hpp"
 #include "tapegrad/ops/elementwise.hpp"
-#include "tapegrad/ops/kernels.hpp"
 #include "tapegrad/ops/linalg.hpp"
 #include "tapegrad/ops/products.hpp"
 #include "tapegrad/ops/shape.hpp"
@@ -31,7 +28,6 @@ struct SavedGates {  // the gate values forward computed, in the arena, of the i
   const void* values;
 };
 
-using kernels::flat;
 
 // a must be (B, 4H) and s (B, H) (s: "c_prev" or "c"); peepholes (H); one dtype. Returns H.
 std::size_t check_lstm(const char* op, const Tensor& a, const Tensor& s, const char* s_name,
@@ -406,12 +402,11 @@ Tensor rnn_cell(const Tensor& xp, const Tensor& h_prev, const Tensor& W, Activat
     T* ph = h.data<T>();
     std::copy_n(data_of<T>(xp), B * H, ph);
     kernels::product(B, H, H, data_of<T>(h_prev), data_of<T>(W), ph, T(1));
-    auto v = flat(ph, B * H);
-    switch (f) {
-      case Activation::sigmoid: xt::noalias(v) = T(1) / (T(1) + xt::exp(-v)); break;
-      case Activation::tanh: xt::noalias(v) = xt::tanh(v); break;
-      case Activation::relu: xt::noalias(v) = xt::maximum(v, T(0)); break;
-    }
+    for_lanes<T>(B * H, [&](std::size_t j, auto x) {
+      using X = decltype(x);
+      const X u = ld<X>(ph + j);
+      st(ph + j, f == Activation::sigmoid ? simd::sigmoid(u) : f == Activation::tanh ? simd::tanh(u) : xsimd::max(u, X(0)));
+    });
   });
   call.record(
       [](BackwardCtx& c) {
