@@ -6,6 +6,7 @@
 #include "tapegrad/autograd/tensor.hpp"
 #include "tapegrad/autograd/tape.hpp"
 #include "tapegrad/autograd/op.hpp"
+#include "tapegrad/autograd/autobatch.hpp"
 #include "tapegrad/check/gradcheck.hpp"
 #include "tapegrad/ops/elementwise.hpp"
 #include "tapegrad/ops/activation.hpp"

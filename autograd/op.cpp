@@ -4,6 +4,7 @@
 #include <memory>
 #include <string>
 
+#include "tapegrad/autograd/autobatch.hpp"
 #include "tapegrad/autograd/leaf.hpp"
 
 namespace tapegrad {
@@ -39,6 +40,7 @@ OpCall::OpCall(const OpInfo& op, const std::vector<Tensor>& inputs) : op_(&op) {
 }
 
 void OpCall::init() {
+  if (autobatch::in_task()) autobatch::detail::count_eager(*op_);  // unbatched: counted by name
   bool any_grad = false;
   tape_ = &Tape::current();
   for (std::size_t k = 0; k < n_in_; ++k) {

@@ -88,6 +88,12 @@ class Tape {
     Tape* t = current_tape_;
     return t ? *t : init_current();
   }
+  // Makes t the calling thread's tape and returns the previous one (autobatch's task switches).
+  static Tape* exchange_current(Tape* t) {
+    Tape* previous = current_tape_;
+    current_tape_ = t;
+    return previous;
+  }
   class Scope {
    public:
     Scope();

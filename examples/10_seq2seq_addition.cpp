@@ -27,6 +27,7 @@
 #include <cstdio>
 #include <memory>
 #include <set>
+#include <chrono>
 #include <string>
 #include <vector>
 
@@ -39,7 +40,9 @@ int main(int argc, char** argv) {
   example::Args args(argc, argv,
                      std::string("10_seq2seq_addition: seq2seq learns addition from strings (baseline, reversed, reversed + peeky)\n"
                                  "  --digits D (numbers of up to D digits)  --train N  --test N  --epochs E  --hidden H  --embed E\n"
-                                 "  --batch B  --lr LR  --target ACC  --models LIST (default baseline,reversed,reversed+peeky)\n") +
+                                 "  --batch B  --lr LR  --target ACC  --models LIST (default baseline,reversed,reversed+peeky)\n"
+                                 "  --autobatch (also decode the held-out questions one per example, unpadded, eagerly and as\n"
+                                 "               autobatch::map: each stops at its own <eos>; report the speed-up)\n") +
                          example::training_usage());
   const bool quick = args.quick();
   const int digits = static_cast<int>(args.integer("digits", quick ? 2 : 3));
@@ -50,6 +53,7 @@ int main(int argc, char** argv) {
   const double lr = args.real("lr", quick ? 1e-2 : 5e-3);
   const double target = args.real("target", 0.9);
   const std::string only = args.str("models", "baseline,reversed,reversed+peeky");
+  const bool autobatch_too = args.flag("autobatch");
   const example::TrainingOptions training(args);
   const std::string out = args.out_dir();
   const std::uint64_t seed = args.seed();
@@ -156,10 +160,48 @@ int main(int argc, char** argv) {
             ".csv' using 1:($4) with linespoints lw 2 title '" + variants[v].name + "'";
   example::gnuplot(out + "/10_seq2seq_addition.gp", plot + "\n");
 
+  int rc_autobatch = 0;
+  if (autobatch_too) {
+    // Per-example greedy decoding of the held-out questions, without padding: each question is its own
+    // (T, 1) source and stops at its own <eos>, a value read at every step. Eagerly one after another, then
+    // as autobatch::map, where the steps of the questions still decoding batch together.
+    const nn::Seq2Seq& model = *models[best];
+    nn::GenerateOptions greedy;
+    greedy.max_length = test_data.max_answer_length() + 1;
+    auto decode = [&](std::size_t i) {
+      const std::vector<std::int64_t> ids = vocab.encode(test[i].question);
+      return vocab.decode(model.generate(Index(ids, {ids.size(), 1}), greedy).ids[0]);
+    };
+    NoGrad no_grad;
+    std::vector<std::string> eager(test.size());
+    const auto t0 = std::chrono::steady_clock::now();
+    for (std::size_t i = 0; i < test.size(); ++i) eager[i] = decode(i);
+    const auto t1 = std::chrono::steady_clock::now();
+    autobatch::reset_stats();
+    const std::vector<std::string> batched = autobatch::map(test.size(), decode);
+    const auto t2 = std::chrono::steady_clock::now();
+    const double te = std::chrono::duration<double>(t1 - t0).count(), tb = std::chrono::duration<double>(t2 - t1).count();
+    std::size_t same = 0, right = 0;
+    for (std::size_t i = 0; i < test.size(); ++i) {
+      same += eager[i] == batched[i];
+      right += batched[i] == test[i].answer;
+    }
+    std::printf("greedy decoding of %zu held-out questions one per example (%s): eager %.3f s, autobatched %.3f s "
+                "(speed-up %.2fx); %zu of %zu answers the same; exact match %.2f%%\n",
+                test.size(), variants[best].name, te, tb, te / tb, same, test.size(), 100.0 * right / test.size());
+    std::printf("%s", autobatch::stats().table().c_str());
+    rc_autobatch = example::report("10_seq2seq_addition (autobatched decoding)", "greedy decoding, one question per task",
+                                   "speed-up, same answers", "every answer the same",
+                                   example::fmt(te / tb, 3) + "x (" + example::fmt(tb, 3) + " s vs " + example::fmt(te, 3) +
+                                       " s), " + std::to_string(same) + " of " + std::to_string(test.size()) + " the same",
+                                   same == test.size());
+  }
+
   std::string achieved;
   for (std::size_t v = 0; v < variants.size(); ++v)
     achieved += std::string(v ? ", " : "") + variants[v].name + " " + example::fmt(100 * acc[v], 3) + "%";
   if (!all_finished) achieved += " (stopped by --max-steps)";
-  return example::report("10_seq2seq_addition", task, "held-out exact match (greedy)",
-                         "best >= " + example::fmt(100 * target, 3) + "%", achieved, all_finished && acc[best] >= target);
+  return rc_autobatch | example::report("10_seq2seq_addition", task, "held-out exact match (greedy)",
+                                        "best >= " + example::fmt(100 * target, 3) + "%", achieved,
+                                        all_finished && acc[best] >= target);
 }

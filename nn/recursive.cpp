@@ -1,13 +1,16 @@
 #include "tapegrad/nn/recursive.hpp"
 
+#include <algorithm>
 #include <cctype>
 #include <cstdint>
 #include <utility>
 
+#include "tapegrad/autograd/autobatch.hpp"
 #include "tapegrad/nn/init.hpp"
 #include "tapegrad/ops/activation.hpp"
 #include "tapegrad/ops/elementwise.hpp"
 #include "tapegrad/ops/linalg.hpp"
+#include "tapegrad/ops/recurrent.hpp"
 #include "tapegrad/ops/shape.hpp"
 
 namespace tapegrad::nn {
@@ -153,6 +156,25 @@ void Tree::validate(const char* who, std::size_t num_rows) const {
 
 namespace {
 
+// Calls node(i) for every node, children before parents. Eagerly in node order; inside an autobatch
+// task, level by level (leaves, then the nodes whose children are leaves, ...) with each level's nodes as
+// child tasks, so that the nodes of one height batch together across the tree and across the examples.
+template <class F> void for_each_level(const Tree& tree, F&& node) {
+  if (!autobatch::in_task()) {
+    for (std::size_t i = 0; i < tree.size(); ++i) node(i);
+    return;
+  }
+  std::vector<std::size_t> height(tree.size(), 0);
+  std::vector<std::vector<std::size_t>> levels(1);
+  for (std::size_t i = 0; i < tree.size(); ++i) {
+    const Tree::Node& n = tree.nodes[i];
+    if (n.leaf < 0) height[i] = 1 + std::max(height[std::size_t(n.left)], height[std::size_t(n.right)]);
+    if (height[i] >= levels.size()) levels.resize(height[i] + 1);
+    levels[height[i]].push_back(i);
+  }
+  for (const auto& level : levels) autobatch::fork(level.size(), [&](std::size_t k) { node(level[k]); });
+}
+
 // Checks the shapes and the tree, then composes every node's state as a (1, D) row.
 std::vector<Tensor> compose_rows(const Tensor& leaves, const Tree& tree, const Tensor& W, const Tensor& b,
                                  Tensor (*f)(const Tensor&)) {
@@ -167,13 +189,13 @@ std::vector<Tensor> compose_rows(const Tensor& leaves, const Tree& tree, const T
   tree.validate(who.c_str(), leaves.size(0));
   if (!f) f = tapegrad::tanh;
   std::vector<Tensor> rows(tree.size());
-  for (std::size_t i = 0; i < tree.size(); ++i) {
+  for_each_level(tree, [&](std::size_t i) {
     const Tree::Node& n = tree.nodes[i];
     if (n.leaf >= 0)
       rows[i] = slice(leaves, 0, std::size_t(n.leaf), std::size_t(n.leaf) + 1);
     else  // parent = f(concat(left, right) W + b)
       rows[i] = f(linear(concat({rows[std::size_t(n.left)], rows[std::size_t(n.right)]}, 1), W, b));
-  }
+  });
   return rows;
 }
 
@@ -206,5 +228,47 @@ Tensor RecursiveNN::operator()(const Tensor& leaves, const Tree& tree) const {
 std::vector<Tensor> RecursiveNN::nodes(const Tensor& leaves, const Tree& tree) const {
   return recursive_nodes(leaves, tree, W, b, f_);
 }
+
+// ---- Tree-LSTM ----
+
+TreeLSTM::TreeLSTM(std::size_t input_size, std::size_t hidden_size, Generator& gen, DType dtype) {
+  if (input_size == 0 || hidden_size == 0) throw Error("TreeLSTM: input and hidden sizes must be positive");
+  const std::size_t H = hidden_size;
+  W = register_parameter("W", init::glorot_uniform({input_size, 4 * H}, gen, dtype));
+  b_leaf = register_parameter("b_leaf", zeros({4 * H}, dtype));
+  U = register_parameter("U", init::glorot_uniform({2 * H, 5 * H}, gen, dtype));
+  std::vector<double> bias(5 * H, 0.0);
+  std::fill(bias.begin() + long(H), bias.begin() + long(2 * H), 1.0);  // f_l
+  std::fill(bias.begin() + long(4 * H), bias.end(), 1.0);              // f_r
+  b = register_parameter("b", from_values(bias, {5 * H}, dtype));
+}
+
+std::vector<Tensor> TreeLSTM::states(const Tensor& leaves, const Tree& tree, bool all) const {
+  const std::size_t H = hidden_size();
+  if (!leaves.defined() || leaves.rank() != 2 || leaves.size(1) != W.size(0))
+    throw Error("TreeLSTM: leaves must be (N, " + std::to_string(W.size(0)) + "), got " + shape_str(leaves));
+  tree.validate("TreeLSTM", leaves.size(0));
+  std::vector<Tensor> h(tree.size()), c(tree.size());
+  for_each_level(tree, [&](std::size_t i) {
+    const Tree::Node& n = tree.nodes[i];
+    if (n.leaf >= 0) {
+      const Tensor a = linear(slice(leaves, 0, std::size_t(n.leaf), std::size_t(n.leaf) + 1), W, b_leaf);  // (1, 4H)
+      c[i] = lstm_cell(a, zeros({1, H}, a.dtype()));
+      h[i] = lstm_hidden(a, c[i]);
+    } else {
+      const std::size_t l = std::size_t(n.left), r = std::size_t(n.right);
+      const Tensor a = linear(concat({h[l], h[r]}, 1), U, b);  // (1, 5H): i, f_l, u, o | f_r
+      const Tensor gates = slice(a, 1, 0, 4 * H);
+      c[i] = lstm_cell(gates, c[l]) + sigmoid(slice(a, 1, 4 * H, 5 * H)) * c[r];
+      h[i] = lstm_hidden(gates, c[i]);
+    }
+  });
+  if (!all) return {reshape(h.back(), {H})};
+  for (Tensor& t : h) t = reshape(t, {H});
+  return h;
+}
+
+Tensor TreeLSTM::operator()(const Tensor& leaves, const Tree& tree) const { return states(leaves, tree, false)[0]; }
+std::vector<Tensor> TreeLSTM::nodes(const Tensor& leaves, const Tree& tree) const { return states(leaves, tree, true); }
 
 }  // namespace tapegrad::nn

@@ -60,4 +60,27 @@ class RecursiveNN : public Module {
   Tensor (*f_)(const Tensor&);
 };
 
+// Binary Tree-LSTM (Tai, Socher & Manning 2015, the N-ary form with N = 2) over the same trees. A leaf
+// reads its row x of `leaves` and has no children (their states are zero); an inner node reads its
+// children's states only:
+//   leaf:   [i f u o] = x W + b_leaf                      W (D, 4H), b_leaf (4H)
+//           c = sigmoid(i) * tanh(u)  (+ sigmoid(f) * 0: the missing child's cell),  h = sigmoid(o) * tanh(c)
+//   inner:  [i f_l u o f_r] = [h_l h_r] U + b             U (2H, 5H), b (5H); one forget gate per child
+//           c = sigmoid(i) * tanh(u) + sigmoid(f_l) * c_l + sigmoid(f_r) * c_r,  h = sigmoid(o) * tanh(c)
+// Composed from the engine's ops: the first four blocks are an LSTM step's gates (i, f, g, o), so a node
+// is linear, the fused lstm_cell on the left child's cell, the right child's term, and lstm_hidden: few
+// ops per node, and it batches under autobatch::map like any per-example code (each height of the tree
+// a fork). Forget biases start at 1, the rest at 0.
+class TreeLSTM : public Module {
+ public:
+  TreeLSTM(std::size_t input_size, std::size_t hidden_size, Generator& gen, DType dtype = default_dtype());
+  Tensor operator()(const Tensor& leaves, const Tree& tree) const;  // the root's h (H)
+  std::vector<Tensor> nodes(const Tensor& leaves, const Tree& tree) const;  // every node's h (H), in node order
+  std::size_t hidden_size() const { return U.size(0) / 2; }
+  Tensor W, b_leaf, U, b;
+
+ private:
+  std::vector<Tensor> states(const Tensor& leaves, const Tree& tree, bool all) const;
+};
+
 }  // namespace tapegrad::nn

@@ -11,6 +11,7 @@
 #include <xtensor/xnoalias.hpp>
 
 #include "tapegrad/autograd/op.hpp"
+#include "tapegrad/ops/batching.hpp"
 #include "tapegrad/ops/elementwise.hpp"
 #include "tapegrad/ops/kernels.hpp"
 #include "tapegrad/ops/reduce.hpp"
@@ -24,6 +25,25 @@ TAPEGRAD_OP(op_softplus, "softplus", "activation");
 TAPEGRAD_OP(op_log_sigmoid, "log_sigmoid", "activation");
 TAPEGRAD_OP(op_softmax, "softmax", "activation");
 TAPEGRAD_OP(op_log_softmax, "log_softmax", "activation");
+
+// Batching rules (autograd/autobatch.hpp): the activations are elementwise; softmax's axis moves one on.
+namespace {
+using autobatch::Group;
+template <Tensor (*F)(const Tensor&)> Tensor unary_rule(const Group& g) { return F(g.in(0)); }
+std::size_t stacked_axis(const Group& g) {
+  const auto r = static_cast<std::int64_t>(batching::call_rank(g, 0));
+  return static_cast<std::size_t>(g.key(0) < 0 ? g.key(0) + r : g.key(0)) + 1;
+}
+TAPEGRAD_BATCH_RULE(sigmoid_rule, op_sigmoid, unary_rule<sigmoid>);
+TAPEGRAD_BATCH_RULE(tanh_rule, op_tanh, unary_rule<tanh>);
+TAPEGRAD_BATCH_RULE(relu_rule, op_relu, unary_rule<relu>);
+TAPEGRAD_BATCH_RULE(softplus_rule, op_softplus, unary_rule<softplus>);
+TAPEGRAD_BATCH_RULE(log_sigmoid_rule, op_log_sigmoid, unary_rule<log_sigmoid>);
+TAPEGRAD_BATCH_RULE(softmax_rule, op_softmax, [](const Group& g) { return softmax(g.in(0), static_cast<long>(stacked_axis(g))); });
+TAPEGRAD_BATCH_RULE(log_softmax_rule, op_log_softmax, [](const Group& g) {
+  return log_softmax(g.in(0), static_cast<long>(stacked_axis(g)));
+});
+}  // namespace
 
 namespace {
 
@@ -152,6 +172,7 @@ template <class T> void log_softmax_backward(T* gx, const T* gy, const T* y, con
 
 // d sigmoid(x) = y (1 - y) dx
 Tensor sigmoid(const Tensor& x) {
+  if (autobatch::in_task()) if (Tensor batched = autobatch::defer(sigmoid_rule, {&x}); batched.defined()) return batched;
   OpCall call(op_sigmoid, {&x});
   Tensor y = kernels::unary(call, x, [](auto& vx, auto& vy) {
     using T = typename std::decay_t<decltype(vy)>::value_type;
@@ -164,6 +185,7 @@ Tensor sigmoid(const Tensor& x) {
 
 // d tanh(x) = (1 - y^2) dx
 Tensor tanh(const Tensor& x) {
+  if (autobatch::in_task()) if (Tensor batched = autobatch::defer(tanh_rule, {&x}); batched.defined()) return batched;
   OpCall call(op_tanh, {&x});
   Tensor y = kernels::unary(call, x, [](auto& vx, auto& vy) { xt::noalias(vy) = xt::tanh(vx); });
   call.record([](BackwardCtx& c) { unary_grad(c, [](auto gy, auto, auto y) { return gy * (decltype(gy)(1) - y * y); }); },
@@ -173,6 +195,7 @@ Tensor tanh(const Tensor& x) {
 
 // d relu(x) = [x > 0] dx
 Tensor relu(const Tensor& x) {
+  if (autobatch::in_task()) if (Tensor batched = autobatch::defer(relu_rule, {&x}); batched.defined()) return batched;
   OpCall call(op_relu, {&x});
   Tensor y = kernels::unary(call, x, [](auto& vx, auto& vy) {
     using T = typename std::decay_t<decltype(vy)>::value_type;
@@ -188,6 +211,7 @@ Tensor relu(const Tensor& x) {
 
 // softplus(x) = max(x, 0) + log1p(e^-|x|);  d softplus(x) = sigmoid(x) dx
 Tensor softplus(const Tensor& x) {
+  if (autobatch::in_task()) if (Tensor batched = autobatch::defer(softplus_rule, {&x}); batched.defined()) return batched;
   OpCall call(op_softplus, {&x});
   Tensor y = kernels::unary(call, x, [](auto& vx, auto& vy) {
     using T = typename std::decay_t<decltype(vy)>::value_type;
@@ -206,6 +230,7 @@ Tensor softplus(const Tensor& x) {
 
 // log_sigmoid(x) = min(x, 0) - log1p(e^-|x|);  d log_sigmoid(x) = sigmoid(-x) dx
 Tensor log_sigmoid(const Tensor& x) {
+  if (autobatch::in_task()) if (Tensor batched = autobatch::defer(log_sigmoid_rule, {&x}); batched.defined()) return batched;
   OpCall call(op_log_sigmoid, {&x});
   Tensor y = kernels::unary(call, x, [](auto& vx, auto& vy) {
     using T = typename std::decay_t<decltype(vy)>::value_type;
@@ -224,6 +249,7 @@ Tensor log_sigmoid(const Tensor& x) {
 
 // d softmax(x) = y * (dy - sum_axis(dy * y))
 Tensor softmax(const Tensor& x, long axis) {
+  if (autobatch::in_task()) if (Tensor batched = autobatch::defer(softmax_rule, {&x}, {axis}); batched.defined()) return batched;
   const std::size_t ax = normalize_axis("softmax", axis, x.shape());
   OpCall call(op_softmax, {&x});
   call.attrs<AxisAttrs>().axis = ax;
@@ -249,6 +275,7 @@ Tensor softmax(const Tensor& x, long axis) {
 
 // d log_softmax(x) = dy - exp(y) * sum_axis(dy)
 Tensor log_softmax(const Tensor& x, long axis) {
+  if (autobatch::in_task()) if (Tensor batched = autobatch::defer(log_softmax_rule, {&x}, {axis}); batched.defined()) return batched;
   const std::size_t ax = normalize_axis("log_softmax", axis, x.shape());
   OpCall call(op_log_softmax, {&x});
   call.attrs<AxisAttrs>().axis = ax;

@@ -9,6 +9,7 @@
 #include <xtensor/xnoalias.hpp>
 
 #include "tapegrad/autograd/op.hpp"
+#include "tapegrad/ops/batching.hpp"
 #include "tapegrad/ops/kernels.hpp"
 
 namespace tapegrad {
@@ -28,6 +29,36 @@ TAPEGRAD_OP(op_sqrt, "sqrt", "elementwise");
 TAPEGRAD_OP(op_abs, "abs", "elementwise");
 TAPEGRAD_OP(op_clamp, "clamp", "elementwise");
 TAPEGRAD_OP(op_where, "where", "elementwise");
+
+// Batching rules (autograd/autobatch.hpp): an elementwise op on stacked inputs, each stacked input given
+// unit axes so that it broadcasts against the others as one call's did; shared inputs broadcast as is.
+namespace {
+using autobatch::Group;
+template <Tensor (*F)(const Tensor&)> Tensor unary_rule(const Group& g) { return F(g.in(0)); }
+template <Tensor (*F)(const Tensor&, const Tensor&)> Tensor binary_rule(const Group& g) {
+  const std::size_t r = batching::max_call_rank(g);
+  return F(batching::aligned(g, 0, r), batching::aligned(g, 1, r));
+}
+Tensor pow_tensor(const Tensor& a, const Tensor& b) { return pow(a, b); }
+TAPEGRAD_BATCH_RULE(add_rule, op_add, binary_rule<add>);
+TAPEGRAD_BATCH_RULE(sub_rule, op_sub, binary_rule<sub>);
+TAPEGRAD_BATCH_RULE(mul_rule, op_mul, binary_rule<mul>);
+TAPEGRAD_BATCH_RULE(div_rule, op_div, binary_rule<div>);
+TAPEGRAD_BATCH_RULE(pow_rule, op_pow, binary_rule<pow_tensor>);
+TAPEGRAD_BATCH_RULE(neg_rule, op_neg, unary_rule<neg>);
+TAPEGRAD_BATCH_RULE(exp_rule, op_exp, unary_rule<exp>);
+TAPEGRAD_BATCH_RULE(log_rule, op_log, unary_rule<log>);
+TAPEGRAD_BATCH_RULE(sqrt_rule, op_sqrt, unary_rule<sqrt>);
+TAPEGRAD_BATCH_RULE(abs_rule, op_abs, unary_rule<abs>);
+TAPEGRAD_BATCH_RULE(pow_scalar_rule, op_pow_scalar, [](const Group& g) { return pow(g.in(0), g.key_double(0)); });
+TAPEGRAD_BATCH_RULE(add_scalar_rule, op_add_scalar, [](const Group& g) { return add_scalar(g.in(0), g.key_double(0)); });
+TAPEGRAD_BATCH_RULE(mul_scalar_rule, op_mul_scalar, [](const Group& g) { return mul_scalar(g.in(0), g.key_double(0)); });
+TAPEGRAD_BATCH_RULE(clamp_rule, op_clamp, [](const Group& g) { return clamp(g.in(0), g.key_double(0), g.key_double(1)); });
+TAPEGRAD_BATCH_RULE(where_rule, op_where, [](const Group& g) {
+  const std::size_t r = batching::max_call_rank(g);
+  return where(batching::aligned(g, 0, r), batching::aligned(g, 1, r), batching::aligned(g, 2, r));
+});
+}  // namespace
 
 namespace {
 
@@ -108,6 +139,7 @@ struct RangeAttrs {
 
 // d(a+b) = da + db
 Tensor add(const Tensor& a, const Tensor& b) {
+  if (autobatch::in_task()) if (Tensor batched = autobatch::defer(add_rule, {&a, &b}); batched.defined()) return batched;
   OpCall call(op_add, {&a, &b});
   Tensor y = binary(call, a, b, [](auto u, auto v) { return u + v; });
   call.record(
@@ -127,6 +159,7 @@ Tensor add(const Tensor& a, const Tensor& b) {
 
 // d(a-b) = da - db
 Tensor sub(const Tensor& a, const Tensor& b) {
+  if (autobatch::in_task()) if (Tensor batched = autobatch::defer(sub_rule, {&a, &b}); batched.defined()) return batched;
   OpCall call(op_sub, {&a, &b});
   Tensor y = binary(call, a, b, [](auto u, auto v) { return u - v; });
   call.record(
@@ -151,6 +184,7 @@ Tensor sub(const Tensor& a, const Tensor& b) {
 
 // d(ab) = b da + a db
 Tensor mul(const Tensor& a, const Tensor& b) {
+  if (autobatch::in_task()) if (Tensor batched = autobatch::defer(mul_rule, {&a, &b}); batched.defined()) return batched;
   OpCall call(op_mul, {&a, &b});
   Tensor y = binary(call, a, b, [](auto u, auto v) { return u * v; });
   call.record(
@@ -175,6 +209,7 @@ Tensor mul(const Tensor& a, const Tensor& b) {
 
 // d(a/b) = da / b - (a / b^2) db
 Tensor div(const Tensor& a, const Tensor& b) {
+  if (autobatch::in_task()) if (Tensor batched = autobatch::defer(div_rule, {&a, &b}); batched.defined()) return batched;
   OpCall call(op_div, {&a, &b});
   Tensor y = binary(call, a, b, [](auto u, auto v) { return u / v; });
   call.record(
@@ -191,6 +226,7 @@ Tensor div(const Tensor& a, const Tensor& b) {
 
 // d(a^b) = b a^(b-1) da + a^b log(a) db
 Tensor pow(const Tensor& a, const Tensor& b) {
+  if (autobatch::in_task()) if (Tensor batched = autobatch::defer(pow_rule, {&a, &b}); batched.defined()) return batched;
   OpCall call(op_pow, {&a, &b});
   Tensor y = binary(call, a, b, [](auto u, auto v) { return std::pow(u, v); });
   call.record(
@@ -207,6 +243,7 @@ Tensor pow(const Tensor& a, const Tensor& b) {
 
 // d(x^p) = p x^(p-1) dx
 Tensor pow(const Tensor& x, double p) {
+  if (autobatch::in_task()) if (Tensor batched = autobatch::defer(pow_scalar_rule, {&x}, {autobatch::key_of(p)}); batched.defined()) return batched;
   OpCall call(op_pow_scalar, {&x});
   call.attrs<ScalarAttrs>().value = p;
   Tensor y = kernels::unary(call, x, [p](auto& vx, auto& vy) { xt::noalias(vy) = xt::pow(vx, p); });
@@ -227,6 +264,7 @@ Tensor pow(const Tensor& x, double p) {
 
 // d(x+s) = dx
 Tensor add_scalar(const Tensor& x, double s) {
+  if (autobatch::in_task()) if (Tensor batched = autobatch::defer(add_scalar_rule, {&x}, {autobatch::key_of(s)}); batched.defined()) return batched;
   OpCall call(op_add_scalar, {&x});
   Tensor y = kernels::unary(call, x, [s](auto& vx, auto& vy) {
     using T = typename std::decay_t<decltype(vy)>::value_type;
@@ -239,6 +277,7 @@ Tensor add_scalar(const Tensor& x, double s) {
 
 // d(sx) = s dx
 Tensor mul_scalar(const Tensor& x, double s) {
+  if (autobatch::in_task()) if (Tensor batched = autobatch::defer(mul_scalar_rule, {&x}, {autobatch::key_of(s)}); batched.defined()) return batched;
   OpCall call(op_mul_scalar, {&x});
   call.attrs<ScalarAttrs>().value = s;
   Tensor y = kernels::unary(call, x, [s](auto& vx, auto& vy) {
@@ -256,6 +295,7 @@ Tensor mul_scalar(const Tensor& x, double s) {
 
 // d(-x) = -dx
 Tensor neg(const Tensor& x) {
+  if (autobatch::in_task()) if (Tensor batched = autobatch::defer(neg_rule, {&x}); batched.defined()) return batched;
   OpCall call(op_neg, {&x});
   Tensor y = kernels::unary(call, x, [](auto& vx, auto& vy) { xt::noalias(vy) = -vx; });
   call.record([](BackwardCtx& c) { unary_grad(c, [](auto gy, auto, auto) { return -gy; }); },
@@ -265,6 +305,7 @@ Tensor neg(const Tensor& x) {
 
 // d(e^x) = e^x dx
 Tensor exp(const Tensor& x) {
+  if (autobatch::in_task()) if (Tensor batched = autobatch::defer(exp_rule, {&x}); batched.defined()) return batched;
   OpCall call(op_exp, {&x});
   Tensor y = kernels::unary(call, x, [](auto& vx, auto& vy) { xt::noalias(vy) = xt::exp(vx); });
   call.record([](BackwardCtx& c) { unary_grad(c, [](auto gy, auto, auto y) { return gy * y; }); },
@@ -274,6 +315,7 @@ Tensor exp(const Tensor& x) {
 
 // d(log x) = dx / x
 Tensor log(const Tensor& x) {
+  if (autobatch::in_task()) if (Tensor batched = autobatch::defer(log_rule, {&x}); batched.defined()) return batched;
   OpCall call(op_log, {&x});
   Tensor y = kernels::unary(call, x, [](auto& vx, auto& vy) { xt::noalias(vy) = xt::log(vx); });
   call.record([](BackwardCtx& c) { unary_grad(c, [](auto gy, auto x, auto) { return gy / x; }); },
@@ -283,6 +325,7 @@ Tensor log(const Tensor& x) {
 
 // d(sqrt x) = dx / (2 sqrt x)
 Tensor sqrt(const Tensor& x) {
+  if (autobatch::in_task()) if (Tensor batched = autobatch::defer(sqrt_rule, {&x}); batched.defined()) return batched;
   OpCall call(op_sqrt, {&x});
   Tensor y = kernels::unary(call, x, [](auto& vx, auto& vy) { xt::noalias(vy) = xt::sqrt(vx); });
   call.record([](BackwardCtx& c) { unary_grad(c, [](auto gy, auto, auto y) { return gy / (y + y); }); },
@@ -292,6 +335,7 @@ Tensor sqrt(const Tensor& x) {
 
 // d|x| = sign(x) dx (0 at 0)
 Tensor abs(const Tensor& x) {
+  if (autobatch::in_task()) if (Tensor batched = autobatch::defer(abs_rule, {&x}); batched.defined()) return batched;
   OpCall call(op_abs, {&x});
   Tensor y = kernels::unary(call, x, [](auto& vx, auto& vy) { xt::noalias(vy) = xt::abs(vx); });
   call.record(
@@ -309,6 +353,8 @@ Tensor abs(const Tensor& x) {
 
 // d clamp(x, lo, hi) = dx where lo < x < hi, else 0
 Tensor clamp(const Tensor& x, double lo, double hi) {
+  if (autobatch::in_task())
+    if (Tensor batched = autobatch::defer(clamp_rule, {&x}, {autobatch::key_of(lo), autobatch::key_of(hi)}); batched.defined()) return batched;
   if (!(lo <= hi)) throw Error("clamp: lo " + std::to_string(lo) + " exceeds hi " + std::to_string(hi) + " for input " + x.shape().str());
   OpCall call(op_clamp, {&x});
   call.attrs<RangeAttrs>() = {lo, hi};
@@ -333,6 +379,7 @@ Tensor clamp(const Tensor& x, double lo, double hi) {
 
 // where(m, a, b): da = dy where m, db = dy where not m; m is a constant.
 Tensor where(const Tensor& mask, const Tensor& a, const Tensor& b) {
+  if (autobatch::in_task()) if (Tensor batched = autobatch::defer(where_rule, {&mask, &a, &b}); batched.defined()) return batched;
   if (mask.requires_grad()) throw Error("where: the mask " + mask.shape().str() + " must be a constant (it is not differentiable)");
   OpCall call(op_where, {&a, &b, &mask});
   const Shape s = broadcast_shapes("where", broadcast_shapes("where", mask.shape(), a.shape()), b.shape());

@@ -7,11 +7,30 @@
 #include <string>
 
 #include "tapegrad/autograd/op.hpp"
+#include "tapegrad/ops/batching.hpp"
 #include "tapegrad/ops/shape.hpp"
 
 namespace tapegrad {
 
 TAPEGRAD_OP(op_embedding, "embedding", "index");
+
+// Batching rule (autograd/autobatch.hpp): one lookup of every call's ids in the shared table. The ids'
+// shape is in the key (calls of one group give outputs of one shape); the ids themselves are payload.
+namespace {
+using autobatch::Group;
+TAPEGRAD_BATCH_RULE(embedding_rule, op_embedding, [](const Group& g) {
+  if (!g.shared(0)) return Tensor();
+  std::vector<std::int64_t> all;
+  Shape s{g.size()};
+  for (std::size_t k = 0; k < g.num_keys(); ++k) s.push_back(static_cast<std::size_t>(g.key(k)));
+  all.reserve(s.numel());
+  for (std::size_t i = 0; i < g.size(); ++i) {
+    const Index& ids = *static_cast<const Index*>(g.payload(i));
+    all.insert(all.end(), ids.values.begin(), ids.values.end());
+  }
+  return embedding(g.in(0), Index(std::move(all), s));
+});
+}  // namespace
 
 namespace {
 struct EmbeddingAttrs {
@@ -36,6 +55,11 @@ Tensor embedding(const Tensor& weight, const Index& ids) {
     if (id < 0 || static_cast<std::uint64_t>(id) >= v)
       throw Error("embedding: id " + std::to_string(id) + " (position " + std::to_string(i) + ") is outside [0, V) with V = " +
                   std::to_string(v) + " (weight " + sw.str() + ", ids " + ids.shape.str() + ")");
+  }
+  if (autobatch::in_task() && ids.shape.numel() == ids.values.size()) {  // checked first: the batch trusts the ids
+    std::int64_t key[Shape::max_rank];
+    for (std::size_t k = 0; k < ids.shape.rank(); ++k) key[k] = static_cast<std::int64_t>(ids.shape[k]);
+    if (Tensor batched = autobatch::defer(embedding_rule, {&weight}, {key, ids.shape.rank()}, &ids); batched.defined()) return batched;
   }
 
   OpCall call(op_embedding, {&weight});

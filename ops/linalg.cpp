@@ -13,6 +13,7 @@
 #include <xsimd/xsimd.hpp>
 
 #include "tapegrad/autograd/op.hpp"
+#include "tapegrad/ops/batching.hpp"
 #include "tapegrad/ops/blas.hpp"
 #include "tapegrad/ops/lanes.hpp"
 #include "tapegrad/ops/products.hpp"
@@ -23,6 +24,24 @@ namespace tapegrad {
 TAPEGRAD_OP(op_matmul, "matmul", "linalg");
 TAPEGRAD_OP(op_addmm, "addmm", "linalg");
 TAPEGRAD_OP(op_linear, "linear", "linalg");
+
+// Batching rules (autograd/autobatch.hpp): with a shared weight, the calls' rows stacked make one product
+// with that weight (a GEMM in place of n thin ones); with both factors per-example, a batched product.
+namespace {
+using autobatch::Group;
+TAPEGRAD_BATCH_RULE(matmul_rule, op_matmul, [](const Group& g) {
+  if (batching::call_rank(g, 0) != 2 || batching::call_rank(g, 1) != 2 || g.shared(0)) return Tensor();
+  return matmul(g.in(0), g.in(1));  // (n,M,K)x(K,N) with a shared b; (n,M,K)x(n,K,N) batched
+});
+TAPEGRAD_BATCH_RULE(addmm_rule, op_addmm, [](const Group& g) {
+  if (g.shared(0) || g.shared(1) || !g.shared(2)) return Tensor();
+  return batching::split_rows(addmm(batching::merged_rows(g.in(0)), batching::merged_rows(g.in(1)), g.in(2)), g.size());
+});
+TAPEGRAD_BATCH_RULE(linear_rule, op_linear, [](const Group& g) {
+  if (g.shared(0) || !g.shared(1) || !g.shared(2)) return Tensor();
+  return linear(g.in(0), g.in(1), g.in(2));  // x seen as rows over all leading axes: one GEMM
+});
+}  // namespace
 
 namespace {
 
@@ -222,6 +241,7 @@ struct ProductAttrs {  // `batches` products of (m, k) x (k, n)
 
 // C = A B.  dA = dC B^T,  dB = A^T dC  (per batch; summed over the batch for a shared weight).
 Tensor matmul(const Tensor& a, const Tensor& b) {
+  if (autobatch::in_task()) if (Tensor batched = autobatch::defer(matmul_rule, {&a, &b}); batched.defined()) return batched;
   if (!a.defined() || !b.defined())
     throw Error(std::string("matmul: input ") + (a.defined() ? "1" : "0") + " is undefined");
   const Shape &sa = a.shape(), &sb = b.shape();
@@ -284,6 +304,7 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
 
 // Y = C + A B.  dC = dY,  dA = dY B^T,  dB = A^T dY.
 Tensor addmm(const Tensor& c, const Tensor& a, const Tensor& b) {
+  if (autobatch::in_task()) if (Tensor batched = autobatch::defer(addmm_rule, {&c, &a, &b}); batched.defined()) return batched;
   if (!c.defined() || !a.defined() || !b.defined())
     throw Error(std::string("addmm: input ") + (!c.defined() ? "0" : !a.defined() ? "1" : "2") + " is undefined");
   if (a.rank() != 2 || b.rank() != 2 || c.rank() != 2 || a.size(1) != b.size(0) || c.size(0) != a.size(0) ||
@@ -323,6 +344,7 @@ Tensor addmm(const Tensor& c, const Tensor& a, const Tensor& b) {
 // y = x W + b, x seen as (rows, I). Forward: each row of y = b, then y += x W (beta 1). Backward:
 // dx += dy W^T, dW += x^T dy (as matmul's), db += the column sums of dy.
 Tensor linear(const Tensor& x, const Tensor& W, const Tensor& b) {
+  if (autobatch::in_task()) if (Tensor batched = autobatch::defer(linear_rule, {&x, &W, &b}); batched.defined()) return batched;
   if (!x.defined() || !W.defined() || !b.defined())
     throw Error(std::string("linear: input ") + (!x.defined() ? "x" : !W.defined() ? "W" : "b") + " is undefined");
   if (W.rank() != 2 || x.rank() < 1 || x.size(-1) != W.size(0) || b.rank() != 1 || b.size(0) != W.size(1))

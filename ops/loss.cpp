@@ -11,6 +11,9 @@
 #include <xtensor/xnoalias.hpp>
 
 #include "tapegrad/autograd/op.hpp"
+#include "tapegrad/ops/batching.hpp"
+#include "tapegrad/ops/reduce.hpp"
+#include "tapegrad/ops/shape.hpp"
 #include "tapegrad/ops/activation.hpp"
 #include "tapegrad/ops/elementwise.hpp"
 #include "tapegrad/ops/kernels.hpp"
@@ -20,6 +23,41 @@ namespace tapegrad {
 TAPEGRAD_OP(op_mse_loss, "mse_loss", "loss");
 TAPEGRAD_OP(op_softmax_cross_entropy, "softmax_cross_entropy", "loss");
 TAPEGRAD_OP(op_bce_with_logits, "binary_cross_entropy_with_logits", "loss");
+
+// Batching rules (autograd/autobatch.hpp): each call's loss is its own reduction, so the batched form
+// keeps the per-element (per-row) terms of all calls and reduces each call's part: (n,) losses.
+namespace {
+using autobatch::Group;
+std::vector<long> call_axes(const Group& g) {  // every axis of one call, in the stack
+  std::vector<long> axes;
+  for (long a = 1; a <= static_cast<long>(batching::call_rank(g, 0)); ++a) axes.push_back(a);
+  return axes;
+}
+TAPEGRAD_BATCH_RULE(mse_loss_rule, op_mse_loss, [](const Group& g) {
+  if (g.shared(0) || g.shared(1)) return Tensor();
+  const Tensor r = g.in(0) - g.in(1);
+  const std::size_t per_call = g.in(0).numel() / g.size();
+  const auto reduction = static_cast<Reduction>(g.key(0));
+  const double k = reduction == Reduction::mean ? 1.0 / static_cast<double>(per_call) : reduction == Reduction::sum ? 1.0 : 0.5;
+  return mul_scalar(sum(r * r, call_axes(g)), k);
+});
+TAPEGRAD_BATCH_RULE(cross_entropy_rule, op_softmax_cross_entropy, [](const Group& g) {
+  if (g.shared(0)) return Tensor();  // the same logits with other targets: left to run alone
+  const Shape& s = g.in(0).shape();  // (n, N, C)
+  const std::size_t n = s[0], N = s[1], C = s[2];
+  std::vector<std::int64_t> picked(n * N);  // row r's target, as a position in the flattened log-probabilities
+  for (std::size_t i = 0; i < n; ++i) {
+    const Index& t = *static_cast<const Index*>(g.payload(i));
+    for (std::size_t r = 0; r < N; ++r) picked[i * N + r] = static_cast<std::int64_t>((i * N + r) * C) + t.values[r];
+  }
+  const Tensor logp = reshape(log_softmax(g.in(0), -1), {n * N * C});
+  return neg(mean(reshape(index_select(logp, 0, picked), {n, N}), {1}));
+});
+TAPEGRAD_BATCH_RULE(bce_rule, op_bce_with_logits, [](const Group& g) {
+  if (g.shared(0) || g.shared(1)) return Tensor();
+  return mean(softplus(g.in(0)) - g.in(0) * g.in(1), call_axes(g));  // max(x,0) + log1p(e^-|x|) = softplus(x)
+});
+}  // namespace
 
 namespace {
 
@@ -53,6 +91,7 @@ struct CrossEntropyAttrs {
 
 // L = k sum (y - d)^2, k = 1/n, 1 or 1/2;  dL/dy = 2k (y - d) = -dL/dd
 Tensor mse_loss(const Tensor& y, const Tensor& d, Reduction reduction) {
+  if (autobatch::in_task()) if (Tensor batched = autobatch::defer(mse_loss_rule, {&y, &d}, {static_cast<std::int64_t>(reduction)}); batched.defined()) return batched;
   require_same_shape("mse_loss", "prediction", y, "target", d);
   const double k = reduction_scale(reduction, y.numel(), y.shape());
   OpCall call(op_mse_loss, {&y, &d});
@@ -111,6 +150,8 @@ Tensor softmax_cross_entropy(const Tensor& logits, const Index& targets) {
                   " is out of range [0, " + std::to_string(C) + ") for logits of shape " + s.str() + ", targets " +
                   targets.shape.str());
   }
+  // Checked first: the batched form trusts every call's targets.
+  if (autobatch::in_task()) if (Tensor batched = autobatch::defer(cross_entropy_rule, {&logits}, {}, &targets); batched.defined()) return batched;
   OpCall call(op_softmax_cross_entropy, {&logits});
   Tensor out = call.output(Shape{});
   dispatch(call.dtype(), [&](auto z) {
@@ -162,6 +203,7 @@ Tensor softmax_cross_entropy(const Tensor& logits, const Index& targets) {
 
 // L = mean(max(x, 0) - x t + log1p(e^-|x|));  dL/dx = (sigmoid(x) - t) / n, dL/dt = -x / n
 Tensor binary_cross_entropy_with_logits(const Tensor& logits, const Tensor& targets) {
+  if (autobatch::in_task()) if (Tensor batched = autobatch::defer(bce_rule, {&logits, &targets}); batched.defined()) return batched;
   const char* op = "binary_cross_entropy_with_logits";
   require_same_shape(op, "logits", logits, "targets", targets);
   if (logits.numel() == 0) throw Error(std::string(op) + ": mean over an empty input of shape " + logits.shape().str());

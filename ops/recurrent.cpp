@@ -9,6 +9,7 @@
 #include <string>
 
 #include "tapegrad/autograd/op.hpp"
+#include "tapegrad/ops/batching.hpp"
 #include "tapegrad/ops/activation.hpp"
 #include "tapegrad/ops/elementwise.hpp"
 #include "tapegrad/ops/linalg.hpp"
@@ -21,6 +22,37 @@ namespace tapegrad {
 TAPEGRAD_OP(op_lstm_cell, "lstm_cell", "recurrent");
 TAPEGRAD_OP(op_lstm_hidden, "lstm_hidden", "recurrent");
 TAPEGRAD_OP(op_gru_cell, "gru_cell", "recurrent");
+
+// Batching rules (autograd/autobatch.hpp): the fused cells work row by row, so the calls' rows stacked,
+// (n B, ...), make one call; the weights and peepholes must be shared.
+namespace {
+using autobatch::Group;
+bool rows_then_shared(const Group& g, std::size_t stacked) {
+  for (std::size_t j = 0; j < g.num_inputs(); ++j)
+    if (g.shared(j) != (j >= stacked) || (j < stacked && g.in(j).rank() != 3)) return false;
+  return true;
+}
+std::vector<Tensor> rows_and_shared(const Group& g, std::size_t stacked) {
+  std::vector<Tensor> in;
+  for (std::size_t j = 0; j < g.num_inputs(); ++j) in.push_back(j < stacked ? batching::merged_rows(g.in(j)) : g.in(j));
+  return in;
+}
+TAPEGRAD_BATCH_RULE(lstm_cell_rule, op_lstm_cell, [](const Group& g) {
+  if (!rows_then_shared(g, 2)) return Tensor();
+  const auto in = rows_and_shared(g, 2);
+  return batching::split_rows(in.size() == 4 ? lstm_cell(in[0], in[1], in[2], in[3]) : lstm_cell(in[0], in[1]), g.size());
+});
+TAPEGRAD_BATCH_RULE(lstm_hidden_rule, op_lstm_hidden, [](const Group& g) {
+  if (!rows_then_shared(g, 2)) return Tensor();
+  const auto in = rows_and_shared(g, 2);
+  return batching::split_rows(in.size() == 3 ? lstm_hidden(in[0], in[1], in[2]) : lstm_hidden(in[0], in[1]), g.size());
+});
+TAPEGRAD_BATCH_RULE(gru_cell_rule, op_gru_cell, [](const Group& g) {
+  if (!rows_then_shared(g, 3)) return Tensor();
+  const auto in = rows_and_shared(g, 3);
+  return batching::split_rows(gru_cell(in[0], in[1], in[2], in[3]), g.size());
+});
+}  // namespace
 
 namespace {
 
@@ -99,6 +131,10 @@ Tensor gru_cell_composed(const Tensor& xp, const Tensor& hp, const Tensor& h, co
 namespace {
 
 Tensor lstm_cell_impl(const Tensor& a, const Tensor& c_prev, const Tensor* p_i, const Tensor* p_f) {
+  if (autobatch::in_task())
+    if (Tensor batched = p_i ? autobatch::defer(lstm_cell_rule, {&a, &c_prev, p_i, p_f}) : autobatch::defer(lstm_cell_rule, {&a, &c_prev});
+        batched.defined())
+      return batched;
   const std::size_t H = p_i ? check_lstm("lstm_cell", a, c_prev, "c_prev", {{"p_i", p_i}, {"p_f", p_f}})
                             : check_lstm("lstm_cell", a, c_prev, "c_prev", {});
   const std::size_t B = a.size(0);
@@ -192,6 +228,10 @@ Tensor lstm_cell(const Tensor& a, const Tensor& c_prev, const Tensor& p_i, const
 namespace {
 
 Tensor lstm_hidden_impl(const Tensor& a, const Tensor& c, const Tensor* p_o) {
+  if (autobatch::in_task())
+    if (Tensor batched = p_o ? autobatch::defer(lstm_hidden_rule, {&a, &c, p_o}) : autobatch::defer(lstm_hidden_rule, {&a, &c});
+        batched.defined())
+      return batched;
   const std::size_t H = p_o ? check_lstm("lstm_hidden", a, c, "c", {{"p_o", p_o}}) : check_lstm("lstm_hidden", a, c, "c", {});
   const std::size_t B = a.size(0);
   OpCall call = p_o ? OpCall(op_lstm_hidden, {&a, &c, p_o}) : OpCall(op_lstm_hidden, {&a, &c});
@@ -266,6 +306,7 @@ Tensor lstm_hidden(const Tensor& a, const Tensor& c, const Tensor& p_o) { return
 //   dh = dh' z;  db_hn = sum_rows du r.
 
 Tensor gru_cell(const Tensor& xp, const Tensor& hp, const Tensor& h, const Tensor& b_hn) {
+  if (autobatch::in_task()) if (Tensor batched = autobatch::defer(gru_cell_rule, {&xp, &hp, &h, &b_hn}); batched.defined()) return batched;
   if (!xp.defined() || xp.rank() != 2 || xp.size(1) % 3 != 0 || xp.size(1) == 0)
     throw Error("gru_cell: input projection xp must be (B, 3H), got " + shape_str(xp));
   const std::size_t B = xp.size(0), H = xp.size(1) / 3;
@@ -358,6 +399,13 @@ Tensor gru_cell(const Tensor& xp, const Tensor& hp, const Tensor& h, const Tenso
 // thin product into a leaf, as matmul's).
 
 TAPEGRAD_OP(op_rnn_cell, "rnn_cell", "recurrent");
+namespace {
+TAPEGRAD_BATCH_RULE(rnn_cell_rule, op_rnn_cell, [](const autobatch::Group& g) {
+  if (!rows_then_shared(g, 2)) return Tensor();
+  const auto in = rows_and_shared(g, 2);
+  return batching::split_rows(rnn_cell(in[0], in[1], in[2], static_cast<Activation>(g.key(0))), g.size());
+});
+}  // namespace
 
 namespace {
 
@@ -384,6 +432,7 @@ template <class T> void times_derivative(Activation f, const T* __restrict dh, c
 }  // namespace
 
 Tensor rnn_cell(const Tensor& xp, const Tensor& h_prev, const Tensor& W, Activation f) {
+  if (autobatch::in_task()) if (Tensor batched = autobatch::defer(rnn_cell_rule, {&xp, &h_prev, &W}, {static_cast<std::int64_t>(f)}); batched.defined()) return batched;
   if (!W.defined() || W.rank() != 2 || W.size(0) != W.size(1))
     throw Error("rnn_cell: W must be square (H, H), got " + shape_str(W));
   const std::size_t H = W.size(0);

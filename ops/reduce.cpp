@@ -10,6 +10,7 @@
 #include <string>
 
 #include "tapegrad/autograd/op.hpp"
+#include "tapegrad/ops/batching.hpp"
 #include "tapegrad/ops/elementwise.hpp"
 #include "tapegrad/ops/kernels.hpp"
 #include "tapegrad/ops/shape.hpp"
@@ -20,6 +21,42 @@ TAPEGRAD_OP(op_sum, "sum", "reduce");
 TAPEGRAD_OP(op_mean, "mean", "reduce");
 TAPEGRAD_OP(op_max, "max", "reduce");
 TAPEGRAD_OP(op_sum_to, "sum_to", "reduce");
+
+// Batching rules (autograd/autobatch.hpp): a reduction of one call is the same reduction over the stack's
+// axes after the leading one. Key: {all axes?, keepdims, axis...}.
+namespace {
+using autobatch::Group;
+std::vector<long> stacked_axes(const Group& g) {
+  const auto r = static_cast<long>(batching::call_rank(g, 0));
+  std::vector<long> axes;
+  if (g.key(0)) {
+    for (long a = 1; a <= r; ++a) axes.push_back(a);
+  } else {
+    for (std::size_t k = 2; k < g.num_keys(); ++k) axes.push_back((g.key(k) < 0 ? g.key(k) + r : g.key(k)) + 1);
+  }
+  return axes;
+}
+TAPEGRAD_BATCH_RULE(sum_rule, op_sum, [](const Group& g) { return sum(g.in(0), stacked_axes(g), g.key(1) != 0); });
+TAPEGRAD_BATCH_RULE(mean_rule, op_mean, [](const Group& g) { return mean(g.in(0), stacked_axes(g), g.key(1) != 0); });
+TAPEGRAD_BATCH_RULE(max_rule, op_max, [](const Group& g) {
+  const Tensor& x = g.in(0);
+  if (g.key(0)) return max(reshape(x, {x.shape()[0], x.numel() / std::max<std::size_t>(x.shape()[0], 1)}), 1, false);
+  return max(x, stacked_axes(g)[0], g.key(1) != 0);
+});
+// The key of a reduction over `axes` (all of them when `all`).
+Tensor defer_reduce(const autobatch::Rule& rule, const Tensor& x, bool all, const std::vector<long>& axes,
+                                       bool keepdims) {
+  std::int64_t key[2 + Shape::max_rank];
+  key[0] = all;
+  key[1] = keepdims;
+  std::size_t n = 2;
+  for (long a : axes) {
+    if (n == 2 + Shape::max_rank) return Tensor();  // more axes than any tensor has: the op reports it
+    key[n++] = a;
+  }
+  return autobatch::defer(rule, {&x}, {key, n});
+}
+}  // namespace
 
 namespace {
 
@@ -180,26 +217,38 @@ Tensor max_impl(const Tensor& x, std::int64_t mask, bool keepdims) {
 }  // namespace
 
 // sum(x) = sum of all elements. d = broadcast_to(dy, x.shape)
-Tensor sum(const Tensor& x) { return sum_impl(op_sum, x, all_axes(x.rank()), false, false); }
+Tensor sum(const Tensor& x) {
+  if (autobatch::in_task()) if (Tensor batched = defer_reduce(sum_rule, x, true, {}, false); batched.defined()) return batched;
+  return sum_impl(op_sum, x, all_axes(x.rank()), false, false);
+}
 
 // sum(x, axes): sum over axes (an empty list reduces nothing). d = broadcast_to(reshape(dy, keepdims shape), x.shape)
 Tensor sum(const Tensor& x, const std::vector<long>& axes, bool keepdims) {
+  if (autobatch::in_task()) if (Tensor batched = defer_reduce(sum_rule, x, false, axes, keepdims); batched.defined()) return batched;
   return sum_impl(op_sum, x, axes_mask("sum", axes, x.shape()), keepdims, false);
 }
 
 // mean(x) = sum(x) / n. d = broadcast_to(dy, x.shape) / n
-Tensor mean(const Tensor& x) { return sum_impl(op_mean, x, all_axes(x.rank()), false, true); }
+Tensor mean(const Tensor& x) {
+  if (autobatch::in_task()) if (Tensor batched = defer_reduce(mean_rule, x, true, {}, false); batched.defined()) return batched;
+  return sum_impl(op_mean, x, all_axes(x.rank()), false, true);
+}
 
 // mean(x, axes) = sum(x, axes) / n, n the number of elements reduced into each output. d = spread(dy) / n
 Tensor mean(const Tensor& x, const std::vector<long>& axes, bool keepdims) {
+  if (autobatch::in_task()) if (Tensor batched = defer_reduce(mean_rule, x, false, axes, keepdims); batched.defined()) return batched;
   return sum_impl(op_mean, x, axes_mask("mean", axes, x.shape()), keepdims, true);
 }
 
 // max(x) = largest element. d = dy at the first maximum, 0 elsewhere
-Tensor max(const Tensor& x) { return max_impl(x, all_axes(x.rank()), false); }
+Tensor max(const Tensor& x) {
+  if (autobatch::in_task()) if (Tensor batched = defer_reduce(max_rule, x, true, {}, false); batched.defined()) return batched;
+  return max_impl(x, all_axes(x.rank()), false);
+}
 
 // max(x, a) = largest along axis a. d = dy at the first maximum of each row along a, 0 elsewhere
 Tensor max(const Tensor& x, long axis, bool keepdims) {
+  if (autobatch::in_task()) if (Tensor batched = defer_reduce(max_rule, x, false, {axis}, keepdims); batched.defined()) return batched;
   return max_impl(x, axes_mask("max", {axis}, x.shape()), keepdims);
 }
 

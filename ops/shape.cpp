@@ -8,6 +8,7 @@
 #include <string>
 
 #include "tapegrad/autograd/op.hpp"
+#include "tapegrad/ops/batching.hpp"
 #include "tapegrad/ops/kernels.hpp"
 #include "tapegrad/ops/reduce.hpp"
 
@@ -17,12 +18,108 @@ TAPEGRAD_OP(op_reshape, "reshape", "shape");
 TAPEGRAD_OP(op_transpose, "transpose", "shape");
 TAPEGRAD_OP(op_permute, "permute", "shape");
 TAPEGRAD_OP(op_slice, "slice", "shape");
+TAPEGRAD_OP(op_select, "select", "shape");
 TAPEGRAD_OP(op_pad, "pad", "shape");
 TAPEGRAD_OP(op_index_select, "index_select", "shape");
 TAPEGRAD_OP(op_index_add, "index_add", "shape");
 TAPEGRAD_OP(op_concat, "concat", "shape");
 TAPEGRAD_OP(op_flip, "flip", "shape");
 TAPEGRAD_OP(op_broadcast_to, "broadcast_to", "shape");
+
+// Batching rules (autograd/autobatch.hpp): each call's value is row i of the stacked input, so an op along
+// axis a of one call is the same op along axis a + 1 of the stack. Keys hold the axis as the call gave it
+// (calls batch only with equal keys and equal input shapes, so equal keys mean equal axes).
+namespace {
+using autobatch::Group;
+std::size_t stacked_axis(const Group& g, std::int64_t axis) {
+  const auto r = static_cast<std::int64_t>(batching::call_rank(g, 0));
+  return static_cast<std::size_t>(axis < 0 ? axis + r : axis) + 1;
+}
+// A view (a recorded value, an axis with nothing before it) costs one node and copies nothing: inside a
+// task it runs in place rather than wait for a batch, which would cost a round through the scheduler
+// and a batched op besides (not counted as unbatched).
+bool view_in_task(const OpInfo& op, const Tensor& x, long axis) {
+  if (!x.defined() || x.is_leaf() || !detail::grad_mode) return false;
+  const Shape& s = x.shape();
+  const long r = static_cast<long>(s.rank());
+  if (axis < -r || axis >= r) return false;  // the op reports it
+  for (long d = 0; d < (axis < 0 ? axis + r : axis); ++d)
+    if (s[static_cast<std::size_t>(d)] != 1) return false;
+  autobatch::detail::run_in_place(op);
+  return true;
+}
+TAPEGRAD_BATCH_RULE(reshape_rule, op_reshape, [](const Group& g) {
+  Shape s{g.size()};
+  for (std::size_t k = 0; k < g.num_keys(); ++k) s.push_back(static_cast<std::size_t>(g.key(k)));
+  return reshape(g.in(0), s);
+});
+TAPEGRAD_BATCH_RULE(transpose_rule, op_transpose, [](const Group& g) { return transpose(g.in(0)); });
+// slice and select: the start is payload, so calls that take rows at different places still batch (a
+// tree's leaves, each a row of one shared word matrix): one index_select of every call's rows on a
+// leading axis; equal starts slice the stack directly.
+Tensor gather_runs(const Group& g, std::size_t len) {
+  const std::size_t n = g.size();
+  std::size_t first = 0;
+  bool equal = true;
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::size_t start = *static_cast<const std::size_t*>(g.payload(i));
+    equal = equal && (i == 0 || start == first);
+    if (i == 0) first = start;
+  }
+  const Tensor& x = g.in(0);
+  const std::size_t axis = g.shared(0) ? stacked_axis(g, g.key(0)) - 1 : stacked_axis(g, g.key(0));
+  if (equal && !g.shared(0)) return slice(x, static_cast<long>(axis), first, first + len);
+  // Rows of a leading axis only: of the shared value itself, or of each call's value in the stack.
+  if (axis != (g.shared(0) ? 0u : 1u)) return Tensor();
+  const std::size_t rows = g.shared(0) ? 0 : x.shape()[1];  // rows of one call (stacked)
+  std::vector<std::int64_t> idx;
+  idx.reserve(n * len);
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::size_t start = *static_cast<const std::size_t*>(g.payload(i));
+    for (std::size_t k = 0; k < len; ++k) idx.push_back(static_cast<std::int64_t>(i * rows + start + k));
+  }
+  const Tensor picked = index_select(g.shared(0) ? x : batching::merged_rows(x), 0, idx);  // (n len, ...)
+  return batching::split_rows(picked, n);
+}
+TAPEGRAD_BATCH_RULE(slice_rule, op_slice, [](const Group& g) { return gather_runs(g, static_cast<std::size_t>(g.key(1))); });
+TAPEGRAD_BATCH_RULE(select_rule, op_select, [](const Group& g) {
+  const Tensor runs = gather_runs(g, 1);  // (n, 1, ...) at the selected axis
+  if (!runs.defined()) return runs;
+  Shape s;  // without the axis of size 1 the runs have in place of the selected one
+  const std::size_t axis = stacked_axis(g, g.key(0));
+  for (std::size_t d = 0; d < runs.rank(); ++d)
+    if (d != axis) s.push_back(runs.shape()[d]);
+  return reshape(runs, s);
+});
+TAPEGRAD_BATCH_RULE(pad_rule, op_pad, [](const Group& g) {
+  return pad(g.in(0), static_cast<long>(stacked_axis(g, g.key(0))), static_cast<std::size_t>(g.key(1)),
+             static_cast<std::size_t>(g.key(2)));
+});
+TAPEGRAD_BATCH_RULE(flip_rule, op_flip, [](const Group& g) { return flip(g.in(0), static_cast<long>(stacked_axis(g, g.key(0)))); });
+// concat: when nothing comes before the axis in a call's inputs ((1, a) and (1, b) on axis 1: a tree's
+// children), the calls' pieces one after another, x_0 y_0 x_1 y_1 ..., already are the stacked result:
+// one concat, no gathering. Otherwise the stacked inputs are concatenated on the axis after the stack's.
+TAPEGRAD_BATCH_RULE(concat_rule, op_concat, [](const Group& g) {
+  if (!batching::all_stacked(g)) return Tensor();  // a shared piece would have to be repeated n times
+  const std::size_t axis = stacked_axis(g, g.key(0)) - 1;  // in a call
+  const Shape& s0 = g.call_input(0, 0).shape();
+  bool leading = true;
+  for (std::size_t d = 0; d < axis; ++d) leading = leading && s0[d] == 1;
+  if (leading) {
+    std::vector<Tensor> pieces;
+    pieces.reserve(g.size() * g.num_inputs());
+    Shape out{g.size()};
+    for (std::size_t i = 0; i < g.size(); ++i)
+      for (std::size_t j = 0; j < g.num_inputs(); ++j) pieces.push_back(g.call_input(i, j));
+    const Tensor y = concat(pieces, static_cast<long>(axis));
+    for (std::size_t d = 0; d < s0.rank(); ++d) out.push_back(d == axis ? y.shape()[d] / g.size() : s0[d]);
+    return reshape(y, out);
+  }
+  std::vector<Tensor> xs;
+  for (std::size_t j = 0; j < g.num_inputs(); ++j) xs.push_back(g.in(j));
+  return concat(xs, static_cast<long>(axis + 1));
+});
+}  // namespace
 
 namespace {
 
@@ -136,10 +233,26 @@ void permute_backward(BackwardCtx& c) {
   });
 }
 
+// slice's and select's backward: dy added into rows [start, stop) of axis a of dx.
+void slice_backward(BackwardCtx& c) {
+  const SliceAttrs& s = c.attrs<SliceAttrs>();
+  const AroundAxis v = around(c.in_shape(0), s.axis);
+  const std::size_t len = s.stop - s.start;
+  dispatch(c.dtype(), [&](auto z) {
+    using T = decltype(z);
+    copy_rows<T, true>(c.grad<T>(0), v.size, s.start, c.gout<T>(), len, 0, len, v.outer, v.inner);
+  });
+}
+
 }  // namespace
 
 // reshape(x, s): same values, new shape. d = reshape(dy, x.shape)
 Tensor reshape(const Tensor& x, const Shape& shape) {
+  if (autobatch::in_task() && !view_in_task(op_reshape, x, 0)) {
+    std::int64_t key[Shape::max_rank];
+    for (std::size_t k = 0; k < shape.rank(); ++k) key[k] = static_cast<std::int64_t>(shape[k]);
+    if (Tensor batched = autobatch::defer(reshape_rule, {&x}, {key, shape.rank()}); batched.defined()) return batched;
+  }
   if (shape.checked_numel("reshape") != x.numel())
     throw Error("reshape: cannot reshape " + x.shape().str() + " (" + std::to_string(x.numel()) + " elements) to " +
                 shape.str() + " (" + std::to_string(shape.numel()) + " elements)");
@@ -158,6 +271,7 @@ Tensor reshape(const Tensor& x, const Shape& shape) {
 
 // transpose(x): swaps the last two axes. d = transpose(dy)
 Tensor transpose(const Tensor& x) {
+  if (autobatch::in_task()) if (Tensor batched = autobatch::defer(transpose_rule, {&x}); batched.defined()) return batched;
   const std::size_t r = x.rank();
   if (r < 2) throw Error("transpose: needs rank >= 2 to swap the last two axes, got " + x.shape().str());
   std::size_t axes[Shape::max_rank];
@@ -194,6 +308,9 @@ Tensor permute(const Tensor& x, const std::vector<std::size_t>& axes) {
 
 // slice(x, a, s, e) = x[..., s:e, ...] on axis a. d = pad(dy, a, s, n - e)
 Tensor slice(const Tensor& x, long axis, std::size_t start, std::size_t stop) {
+  if (autobatch::in_task() && start <= stop && !view_in_task(op_slice, x, axis))
+    if (Tensor batched = autobatch::defer(slice_rule, {&x}, {axis, std::int64_t(stop - start)}, &start); batched.defined())
+      return batched;
   if (x.rank() == 0) throw Error("slice: cannot slice a rank-0 tensor " + x.shape().str());
   const std::size_t a = normalize_axis("slice", axis, x.shape());
   if (!(start <= stop && stop <= x.shape()[a]))
@@ -214,26 +331,52 @@ Tensor slice(const Tensor& x, long axis, std::size_t start, std::size_t stop) {
                           stop - start, v.outer, v.inner);
     });
   }
-  call.record(
-      [](BackwardCtx& c) {
-        const SliceAttrs& s = c.attrs<SliceAttrs>();
-        const AroundAxis v = around(c.in_shape(0), s.axis);
-        const std::size_t len = s.stop - s.start;
-        dispatch(c.dtype(), [&](auto z) {
-          using T = decltype(z);
-          copy_rows<T, true>(c.grad<T>(0), v.size, s.start, c.gout<T>(), len, 0, len, v.outer, v.inner);
-        });
-      },
-      [](GraphCtx& g) {
-        const SliceAttrs& s = g.attrs<SliceAttrs>();
-        const std::size_t n = g.in_shape(0)[s.axis];
-        g.accumulate(0, pad(g.gout(), static_cast<long>(s.axis), s.start, n - s.stop));
-      });
+  call.record(slice_backward, [](GraphCtx& g) {
+    const SliceAttrs& s = g.attrs<SliceAttrs>();
+    const std::size_t n = g.in_shape(0)[s.axis];
+    g.accumulate(0, pad(g.gout(), static_cast<long>(s.axis), s.start, n - s.stop));
+  });
+  return y;
+}
+
+// select(x, a, i) = x[..., i, ...], axis a removed: a slice of one without its axis. A view when the run
+// is contiguous (a leading axis: one example's row of a batched value). d = dy into row i of dx.
+Tensor select(const Tensor& x, long axis, std::size_t index) {
+  if (autobatch::in_task() && !view_in_task(op_select, x, axis)) if (Tensor batched = autobatch::defer(select_rule, {&x}, {axis}, &index); batched.defined()) return batched;
+  if (!x.defined()) throw Error("select: input is undefined");
+  if (x.rank() == 0) throw Error("select: cannot select from a rank-0 tensor " + x.shape().str());
+  const std::size_t a = normalize_axis("select", axis, x.shape());
+  if (index >= x.shape()[a])
+    throw Error("select: index " + std::to_string(index) + " is outside axis " + std::to_string(a) + " of size " +
+                std::to_string(x.shape()[a]) + " of input " + x.shape().str());
+  OpCall call(op_select, {&x});
+  call.attrs<SliceAttrs>() = {a, index, index + 1};
+  Shape out;
+  for (std::size_t d = 0; d < x.rank(); ++d)
+    if (d != a) out.push_back(x.shape()[d]);
+  const AroundAxis v = around(x.shape(), a);
+  Tensor y;
+  if (v.outer == 1) {
+    y = call.output_view(out, 0, index * v.inner);
+  } else {
+    y = call.output(out);
+    dispatch(call.dtype(), [&](auto z) {
+      using T = decltype(z);
+      copy_rows<T, false>(y.data<T>(), 1, 0, static_cast<const T*>(x.raw_data()), v.size, index, 1, v.outer, v.inner);
+    });
+  }
+  call.record(slice_backward, [](GraphCtx& g) {
+    const SliceAttrs& s = g.attrs<SliceAttrs>();
+    const Shape& in = g.in_shape(0);
+    g.accumulate(0, pad(reshape(g.gout(), with_axis(in, s.axis, 1)), static_cast<long>(s.axis), s.start, in[s.axis] - s.stop));
+  });
   return y;
 }
 
 // pad(x, a, b, e): b zeros before and e after on axis a. d = slice(dy, a, b, b + n)
 Tensor pad(const Tensor& x, long axis, std::size_t before, std::size_t after) {
+  if (autobatch::in_task())
+    if (Tensor batched = autobatch::defer(pad_rule, {&x}, {axis, std::int64_t(before), std::int64_t(after)}); batched.defined()) return batched;
   if (x.rank() == 0) throw Error("pad: cannot pad a rank-0 tensor " + x.shape().str());
   const std::size_t a = normalize_axis("pad", axis, x.shape());
   // The padded size must not wrap (a wrapped size made a short buffer that the copy overran).
@@ -383,6 +526,7 @@ Tensor index_add(const Tensor& src, long axis, const std::vector<std::int64_t>& 
 
 // concat(xs, a): the inputs one after another along axis a. d x_k = slice(dy, a, off_k, off_k + n_k)
 Tensor concat(const std::vector<Tensor>& xs, long axis) {
+  if (autobatch::in_task() && !xs.empty()) if (Tensor batched = autobatch::defer(concat_rule, xs, {axis}); batched.defined()) return batched;
   if (xs.empty()) throw Error("concat: needs at least one tensor");
   for (std::size_t k = 0; k < xs.size(); ++k)
     if (!xs[k].defined()) throw Error("concat: input " + std::to_string(k) + " is undefined");
@@ -504,6 +648,7 @@ Tensor stack(const std::vector<Tensor>& xs, long axis) {
 
 // flip(x, a): reverses axis a. d = flip(dy, a)
 Tensor flip(const Tensor& x, long axis) {
+  if (autobatch::in_task()) if (Tensor batched = autobatch::defer(flip_rule, {&x}, {axis}); batched.defined()) return batched;
   if (x.rank() == 0) throw Error("flip: cannot flip a rank-0 tensor " + x.shape().str());
   const std::size_t a = normalize_axis("flip", axis, x.shape());
   OpCall call(op_flip, {&x});
@@ -557,3 +702,44 @@ Tensor broadcast_to(const Tensor& x, const Shape& shape) {
 }
 
 }  // namespace tapegrad
+
+// ----- autobatch's hooks: per-example values stacked, and one example's row -----
+
+namespace tapegrad::autobatch::detail {
+
+// Consecutive rows [start, start + n) of one recorded value of shape (N, ...one call's shape) are already
+// the stack: a view of them. Anything else is copied together (concat, whose backward hands each call its
+// gradient).
+Tensor stack_rows(const std::vector<const Tensor*>& xs) {
+  const Tensor& x0 = *xs[0];
+  const Shape& s = x0.shape();
+  const std::size_t n = xs.size(), bytes = s.numel() * dtype_size(x0.dtype());
+  if (!x0.is_leaf() && bytes && x0.slot().view_of != tapegrad::detail::Slot::none) {
+    Tape* tape = x0.tape();
+    const std::uint32_t base = x0.slot().view_of;
+    const tapegrad::detail::Slot& b = tape->slot(base);
+    bool rows = b.shape.rank() == s.rank() + 1 && b.dtype == x0.dtype() && x0.slot().view_offset % bytes == 0;
+    for (std::size_t d = 0; rows && d < s.rank(); ++d) rows = b.shape[d + 1] == s[d];
+    const std::size_t start = rows ? x0.slot().view_offset / bytes : 0;
+    for (std::size_t i = 1; rows && i < n; ++i) {
+      const Tensor& x = *xs[i];
+      rows = !x.is_leaf() && x.tape() == tape && x.epoch() == x0.epoch() && x.slot().view_of == base &&
+             x.slot().view_offset == (start + i) * bytes && x.shape() == s;
+    }
+    if (rows) {
+      const Tensor whole = Tensor::from_slot(tape, base, x0.epoch());
+      return start == 0 && n == b.shape[0] ? whole : slice(whole, 0, start, start + n);
+    }
+  }
+  std::vector<Tensor> parts;
+  parts.reserve(n);
+  for (const Tensor* x : xs) parts.push_back(*x);
+  if (s.rank() == 0) return stack(parts, 0);
+  Shape out{n};
+  for (std::size_t d : s) out.push_back(d);
+  return reshape(concat(parts, 0), out);
+}
+
+Tensor row_of(const Tensor& stacked, std::size_t i) { return select(stacked, 0, i); }
+
+}  // namespace tapegrad::autobatch::detail

@@ -13,6 +13,7 @@ Tensor reshape(const Tensor& x, const Shape& shape);
 Tensor transpose(const Tensor& x);  // swaps the last two axes
 Tensor permute(const Tensor& x, const std::vector<std::size_t>& axes);
 Tensor slice(const Tensor& x, long axis, std::size_t start, std::size_t stop);  // [start, stop), step 1
+Tensor select(const Tensor& x, long axis, std::size_t index);  // x[..., index, ...]: axis removed
 Tensor pad(const Tensor& x, long axis, std::size_t before, std::size_t after);  // zeros around, on one axis
 Tensor index_select(const Tensor& x, long axis, const std::vector<std::int64_t>& indices);
 // The adjoint of index_select: a tensor with `size` entries on `axis`, src's entries added at indices.

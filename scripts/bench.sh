@@ -12,6 +12,8 @@
 #   scripts/bench.sh rnn                      # RNN training steps: engine, hand BPTT, LibTorch (when
 #                                             # CMake finds it: binary bench_rnn_torch, else bench_nn),
 #                                             # section "rnn"
+#   scripts/bench.sh autobatch                # autobatching: per-example code eager against autobatch::map
+#                                             # (bench/nn/bench_autobatch.cpp), section "autobatch"
 #   scripts/bench.sh rnn-profile              # callgrind of the fixed-iteration RNN steps (engine and
 #                                             # hand), annotations in $BUILD_DIR/results, no doc section
 #
@@ -24,7 +26,7 @@
 set -euo pipefail
 
 MODE="${1:-tables}"
-case "$MODE" in tables | profile | rnn | rnn-profile) ;; *) echo "usage: $0 [profile | rnn | rnn-profile]" >&2; exit 2 ;; esac
+case "$MODE" in tables | profile | rnn | rnn-profile | autobatch) ;; *) echo "usage: $0 [profile | rnn | rnn-profile | autobatch]" >&2; exit 2 ;; esac
 
 # The invocation as given (the settings the caller chose), for the doc.
 INVOCATION="scripts/bench.sh${1:+ $1}"
@@ -44,8 +46,13 @@ REPORT=bench/support/bench_report.py
 if [[ "$MODE" == profile ]]; then
   SECTION="${SECTION:-profile}"
   BENCHES=(bench_autograd)
+elif [[ "$MODE" == autobatch ]]; then
+  SECTION="${SECTION:-autobatch}"
+  BENCHES=(bench_nn)
+  BENCH_FILTER="${BENCH_FILTER:-^BM_ab_}"
 elif [[ "$MODE" == rnn || "$MODE" == rnn-profile ]]; then
   SECTION="${SECTION:-rnn}"
+  [[ "$MODE" == rnn ]] && BENCH_FILTER="${BENCH_FILTER:-^BM_(binadd|elman|lstm|gru)_}"  # bench_nn holds autobatch's too
   BENCHES_GIVEN="${BENCHES:-}"
   read -r -a BENCHES <<<"${BENCHES:-bench_nn}"
 else

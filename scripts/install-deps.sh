@@ -3,7 +3,7 @@
 # machine lacks. Run as root (or with sudo). Packages already present are not touched.
 set -euo pipefail
 pkgs=(build-essential cmake libxtensor-dev libxtensor-blas-dev libxsimd-dev libopenblas-dev
-      libboost-test-dev libbenchmark-dev graphviz gnuplot-nox libzip-dev pkgconf python3-numpy
+      libboost-test-dev libboost-context-dev libbenchmark-dev graphviz gnuplot-nox libzip-dev pkgconf python3-numpy
       libopenmpi-dev openmpi-bin)  # Open MPI: tapegrad::dist (optional; its tests run under mpirun)
 # scripts/test.sh --fuzz also needs clang and its libFuzzer/sanitizer runtimes (install-deps.sh --fuzz).
 [[ "${1:-}" == "--fuzz" ]] && pkgs+=(clang libclang-rt-14-dev)

@@ -23,6 +23,9 @@ mkdir -p "$out"
 summary="$out/summary.md"
 results=()
 start=$(date +%s)
+# Extra flags per example: 06 also trains with its trees as autobatch::map, 10 also decodes one question
+# per task; both report the speed-up.
+declare -A extra=([06_recursive_nn]="--autobatch" [10_seq2seq_addition]="--autobatch")
 for exe in build/examples/[0-9][0-9]_*; do
   [ -x "$exe" ] || continue
   name=$(basename "$exe")
@@ -30,7 +33,7 @@ for exe in build/examples/[0-9][0-9]_*; do
   echo "=== $name"
   t0=$(date +%s)
   set +e
-  "$exe" $mode --out "$out" 2>&1 | tee "$out/$name.log"
+  "$exe" $mode ${extra[$name]:-} --out "$out" 2>&1 | tee "$out/$name.log"
   set -e
   t1=$(date +%s)
   # Every RESULT line is a row (07 adds a gradient-flow row before its main one); the time is the example's.

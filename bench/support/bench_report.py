@@ -186,9 +186,11 @@ def tables(args):
 
     rnn_lines, rnn_shown = rnn_tables(medians, cvs, errors, us, cv, fmt)
     lines += rnn_lines
+    ab_lines, ab_shown = autobatch_tables(medians, errors, us, cv, fmt)
+    lines += ab_lines
 
     shown = set(labels) | {"BM_matmul_engine", "BM_matmul_cblas", "BM_matmul_row_engine", "BM_matmul_row_cblas"}
-    shown |= rnn_shown
+    shown |= rnn_shown | ab_shown
     for n in sorted(n for n in errors if n.split("/")[0] not in shown):
         lines.append(f"- ERROR in {n}: {errors[n]}")
     write_section(args.doc, args.section, lines)
@@ -392,6 +394,82 @@ def rnn_tables(medians, cvs, errors, us, cv, fmt):
 # ---------------------------------------------------------------------------------------------------
 # Instruction counts of the chain (callgrind), grouped by where in the engine they are spent. Patterns
 # are tried in order on callgrind_annotate's function names; the first match wins.
+# ---------------------------------------------------------------------------------------------------
+# Autobatching (bench_nn: bench/nn/bench_autobatch.cpp): the same per-example code eagerly and as
+# autobatch::map. Targets of issue 17.
+AB_WORKLOADS = [("treenn", "recursive net", 2.0), ("treelstm", "Tree-LSTM", 2.5), ("tagger", "BiLSTM tagger", 2.0),
+                ("greedy", "greedy decoding, per-example stopping (NoGrad)", None)]
+
+
+def autobatch_tables(medians, errors, us, cv, fmt):
+    names = [n for n in list(medians) + list(errors) if n.startswith("BM_ab_")]
+    if not names:
+        return [], set()
+    shown = {n.split("/")[0] for n in names}
+    rate = medians.get("BM_ab_gemm_rate", {}).get("gflops")
+
+    def ms(n):
+        return us(medians[n]) / 1e3 if n in medians else None
+
+    def cell(n):
+        if n in errors:
+            return "ERROR"
+        v = ms(n)
+        return fmt(v) if v is not None else "-"
+
+    lines = [
+        "### Autobatching (`bench/nn/bench_autobatch.cpp`)",
+        "",
+        "One iteration = one minibatch of 64 examples: forward, backward, zero_grad (greedy: decoding only), float32, "
+        "one thread. eager: the per-example code in a loop on one tape; batched: the same code as `autobatch::map`. "
+        "Trees of 5-40 leaves (rows of a (1000, D) word matrix), sentences of 5-40 tokens, vocabulary 1000. Floor: the "
+        "workload's GEMM FLOPs (forward + backward) at the single-core sgemm rate measured in the same run"
+        + (f" ({rate:.0f} GFLOP/s, 512^3)" if rate else "") + ". Speed-up = eager / batched (medians).",
+        "",
+        "| workload | D | eager (ms) | batched (ms) | speed-up | target | met | batched / floor | batches | calls / batch | unbatched | cv e / b |",
+        "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    for key, title, target in AB_WORKLOADS:
+        for d in (32, 64, 128):
+            e, b = f"BM_ab_{key}_eager/{d}", f"BM_ab_{key}_batched/{d}"
+            if e not in medians and b not in medians and e not in errors and b not in errors:
+                continue
+            te, tb = ms(e), ms(b)
+            sp = te / tb if te and tb else None
+            mb = medians.get(b, {})
+            gf = mb.get("gflop", 0)
+            floor = gf / rate * 1e3 if rate and gf else None
+            batches, calls = mb.get("batches", 0), mb.get("calls", 0)
+            met = "-" if target is None or sp is None else ("yes" if sp >= target else "**no**")
+            lines.append(
+                f"| {title} | {d} | {cell(e)} | {cell(b)} | {f'**{sp:.2f}x**' if sp else '-'} | "
+                f"{f'>= {target}x' if target and d == 128 else ('(reported)' if target else '-')} | "
+                f"{met if d == 128 else '-'} | {f'{tb / floor:.2f}' if floor and tb else '-'} | {batches:.0f} | "
+                f"{(calls / batches if batches else 0):.1f} | {mb.get('unbatched', 0):.0f} | {cv(e)} / {cv(b)} |")
+    lines.append("")
+    eq = []
+    for shape, bound in [("20/32/32/64", 1.25), ("20/32/128/256", 1.10)]:
+        b, h = f"BM_ab_lstm_equal_batched/{shape}", f"BM_ab_lstm_equal_engine_batch/{shape}"
+        tb, th = ms(b), ms(h)
+        if tb is None and th is None:
+            continue
+        r = tb / th if tb and th else None
+        eq.append(f"| T/B/I/H {shape} | {cell(b)} | {cell(h)} | {f'**{r:.2f}**' if r else '-'} | <= {bound} | "
+                  f"{'-' if r is None else ('yes' if r <= bound else '**no**')} |")
+    if eq:
+        lines += ["32 equal-length LSTM sequences written per example (batched) against the engine's own hand-batched "
+                  "B = 32 code (`nn::run` over (T, B, I)), forward + backward:", "",
+                  "| shape | per example, batched (ms) | engine batch (ms) | ratio | target | met |",
+                  "|---|---:|---:|---:|---:|---|", *eq, ""]
+    se, sb = ms("BM_ab_single_eager/128"), ms("BM_ab_single_batched/128")
+    if se and sb:
+        lines += [f"One tree alone (D = 128): map over one example / eager = **{sb / se:.2f}** (target <= 1.2: "
+                  f"{'yes' if sb / se <= 1.2 else '**no**'}); a map of one runs its call in place.", ""]
+    for n in sorted(x for x in errors if x.startswith("BM_ab_")):
+        lines.append(f"- ERROR in {n}: {errors[n]}")
+    return lines, shown
+
+
 CATEGORIES = [
     ("handle checks: Tensor::slot() and Tape::current() behind shape()/dtype()/raw_data()/data()",
      r"Tensor::slot|Tape::current|Tensor::shape|Tensor::dtype|Tensor::raw_data|Tensor::data<|Tensor::requires_grad"),

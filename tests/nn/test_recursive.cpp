@@ -126,4 +126,69 @@ BOOST_AUTO_TEST_CASE(bad_trees_and_shapes_are_errors) {
   expect_error([&] { m(zeros({2, 5}, DType::f64), ok); }, {"RecursiveNN", "W (6, 3)", "leaves (2, 5)"});
 }
 
+// Tree-LSTM against the paper's formulas in plain double arithmetic (no engine op) on ((0 1) 2).
+BOOST_AUTO_TEST_CASE(tree_lstm_by_hand) {
+  Generator gen(31);
+  const std::size_t D = 3, H = 2;
+  nn::TreeLSTM m(D, H, gen, DType::f64);
+  // Non-trivial biases, so that every block's bias matters.
+  m.b_leaf = parameter(randn({4 * H}, gen, 0.5, DType::f64));
+  m.b = parameter(randn({5 * H}, gen, 0.5, DType::f64));
+  const Tensor leaves = randn({3, D}, gen, 1.0, DType::f64);
+  const Tree t = Tree::parse("((0 1) 2)");
+  auto v = [](const Tensor& x) { return x.to_vector(); };
+  const auto W = v(m.W), bl = v(m.b_leaf), U = v(m.U), b = v(m.b), X = v(leaves);
+  auto sig = [](double z) { return 1 / (1 + std::exp(-z)); };
+  struct St {
+    std::vector<double> h, c;
+  };
+  auto leaf = [&](std::size_t r) {  // gates [i f u o] = x W + b_leaf; c = s(i) tanh(u); h = s(o) tanh(c)
+    St st{std::vector<double>(H), std::vector<double>(H)};
+    for (std::size_t k = 0; k < H; ++k) {
+      double g[4];
+      for (std::size_t q = 0; q < 4; ++q) {
+        g[q] = bl[q * H + k];
+        for (std::size_t d = 0; d < D; ++d) g[q] += X[r * D + d] * W[d * 4 * H + q * H + k];
+      }
+      st.c[k] = sig(g[0]) * std::tanh(g[2]);
+      st.h[k] = sig(g[3]) * std::tanh(st.c[k]);
+    }
+    return st;
+  };
+  auto inner = [&](const St& l, const St& r) {  // [i f_l u o f_r] = [h_l h_r] U + b
+    St st{std::vector<double>(H), std::vector<double>(H)};
+    for (std::size_t k = 0; k < H; ++k) {
+      double g[5];
+      for (std::size_t q = 0; q < 5; ++q) {
+        g[q] = b[q * H + k];
+        for (std::size_t d = 0; d < 2 * H; ++d) g[q] += (d < H ? l.h[d] : r.h[d - H]) * U[d * 5 * H + q * H + k];
+      }
+      st.c[k] = sig(g[0]) * std::tanh(g[2]) + sig(g[1]) * l.c[k] + sig(g[4]) * r.c[k];
+      st.h[k] = sig(g[3]) * std::tanh(st.c[k]);
+    }
+    return st;
+  };
+  const St root = inner(inner(leaf(0), leaf(1)), leaf(2));
+  const auto got = m(leaves, t).to_vector();
+  for (std::size_t k = 0; k < H; ++k) BOOST_TEST(got[k] == root.h[k], boost::test_tools::tolerance(1e-13));
+}
+
+BOOST_AUTO_TEST_CASE(tree_lstm_gradcheck_and_bad_input) {
+  Generator gen(32);
+  nn::TreeLSTM m(3, 2, gen, DType::f64);
+  const Tree t = Tree::parse("((0 (1 2)) (3 0))");
+  Tensor leaves = parameter(randn({4, 3}, gen, 1.0, DType::f64));
+  auto f = [&](const std::vector<Tensor>& in) {
+    m.W = in[1], m.U = in[2], m.b = in[3], m.b_leaf = in[4];  // the members are what the forward reads
+    const auto nodes = m.nodes(in[0], t);
+    Tensor s = sum(nodes.back() * nodes.back());
+    for (const Tensor& n : nodes) s = s + sum(n);
+    return s;
+  };
+  GradcheckResult r = gradcheck(f, {leaves, m.W, m.U, m.b, m.b_leaf});
+  BOOST_TEST(r.ok, r.message);
+  expect_error([&] { m(randn({4, 5}, gen, 1.0, DType::f64), t); }, {"TreeLSTM", "(4, 5)"});
+  expect_error([&] { m(leaves, Tree::parse("(0 9)")); }, {"TreeLSTM"});
+}
+
 BOOST_AUTO_TEST_SUITE_END()

@@ -43,6 +43,18 @@ TAPEGRAD_OP_ROWS(shape) {
     push_plain_and_squared(rows, row("slice").sample(tag).shapes({r.s})
         .fn([r](const std::vector<Tensor>& x) { return slice(x[0], r.axis, r.a, r.b); }).second_order());
   }
+  // select = x[..., i, ...] without the axis: a view on a leading axis, a copy elsewhere; a view of a
+  // recorded value used beside the value itself (autobatch's per-example rows).
+  for (const Range& r : std::vector<Range>{{{4, 3}, 0, 2, 0}, {{2, 3, 4}, 1, 1, 0}, {{2, 5}, -1, 4, 0}, {{3}, 0, 0, 0}, {{1, 4}, -2, 0, 0}}) {
+    const std::string tag = r.s.str() + " axis " + std::to_string(r.axis) + " index " + std::to_string(r.a);
+    push_plain_and_squared(rows, row("select").sample(tag).shapes({r.s})
+        .fn([r](const std::vector<Tensor>& x) { return select(x[0], r.axis, r.a); }).second_order());
+  }
+  rows.push_back(row("select").sample("rows of a recorded value, each twice, and the value itself")
+      .shapes({{3, 2, 2}}).fn([](const std::vector<Tensor>& x) {
+        const Tensor y = x[0] * 3.0;
+        return select(y, 0, 0) * select(y, 0, 2) + select(y, 0, 0) + sum(y * y, {0});
+      }).second_order());
   // Of a recorded value, reshape and leading-axis slices are views (no copy; their gradient is written into
   // the viewed value's): overlapping views, a view of a view, a view used twice, and the value used beside them.
   rows.push_back(row("slice").sample("views of a recorded value: overlapping rows, and the value itself")

@@ -195,3 +195,107 @@ BOOST_AUTO_TEST_CASE(gradcheck_catches_a_wrong_gradient) {
   BOOST_TEST(!r.ok);
   BOOST_TEST(r.message.find("input 0") != std::string::npos);
 }
+
+// ----- autobatching (autograd/autobatch.hpp): every row, three examples, batched against eager -----
+
+namespace {
+
+double max_abs(const Tensor& t) {
+  double m = 0;
+  for (double v : t.to_vector()) m = std::max(m, std::abs(v));
+  return m;
+}
+
+// Largest |a - b| over the larger of the two tensors' largest magnitudes (0 when both are zero).
+double relative_difference(const Tensor& a, const Tensor& b) {
+  if (a.shape() != b.shape()) return INFINITY;
+  const auto va = a.to_vector(), vb = b.to_vector();
+  double d = 0;
+  for (std::size_t i = 0; i < va.size(); ++i) d = std::max(d, std::abs(va[i] - vb[i]));
+  const double scale = std::max(max_abs(a), max_abs(b));
+  return d == 0 ? 0 : d / scale;
+}
+
+}  // namespace
+
+// Values and gradients of three examples run as autobatch::map equal the same examples run one after
+// another (float64, relative difference <= 1e-12): with every input per-example; input 0 per-example and
+// the others shared (the same parameter in every example, as a weight is); the last input shared; every
+// input shared (what differs per call is then only what the op takes besides tensors: ids). Rows with
+// second derivatives also take the first derivative with create_graph through the batched graph. Every
+// op with a batching rule must form a batch in some row: a new rule cannot go unchecked, and a new op
+// gets this check with its first row.
+BOOST_AUTO_TEST_CASE(autobatched_rows_equal_eager_rows) {
+  constexpr std::size_t E = 3;
+  std::set<std::string> batched;
+  std::size_t compared = 0;
+  for (const auto& row : op_table()) {
+    BOOST_TEST_CONTEXT("op " << row.op << " / " << row.sample) {
+      Generator gen(std::hash<std::string>{}(row.op + row.sample + "autobatch") & 0xffffffff);
+      std::vector<std::vector<Tensor>> ex(E);
+      for (auto& xs : ex) xs = sample_inputs(row, gen);
+      const std::size_t n_in = ex[0].size();
+      for (int mode = 0; mode < 4; ++mode) {
+        if ((mode == 1 || mode == 2) && n_in < 2) continue;  // the same as mode 0 or 3
+        if (mode == 2 && n_in == 2) continue;                // the same as mode 1
+        const char* config = mode == 0 ? " (per-example)" : mode == 1 ? " (input 0 per-example)" : mode == 2 ? " (last shared)" : " (all shared)";
+        auto is_shared = [&](std::size_t k) { return mode == 3 || (mode == 1 && k > 0) || (mode == 2 && k + 1 == n_in); };
+        std::vector<Tensor> leaves;  // every distinct leaf that wants a gradient
+        for (std::size_t e = 0; e < E; ++e)
+          for (std::size_t k = 0; k < n_in; ++k)
+            if ((!is_shared(k) || e == 0) && ex[e][k].requires_grad()) leaves.push_back(ex[e][k]);
+        // Example e's inputs: input k of example 0 when shared; per-example inputs enter as values of the
+        // graph (x * 1, exact), so that they are not taken for parameters.
+        auto example = [&](std::size_t e) {
+          std::vector<Tensor> xs(ex[e].size());
+          for (std::size_t k = 0; k < xs.size(); ++k)
+            xs[k] = is_shared(k) ? ex[0][k] : ex[e][k] * 1.0;
+          return row.fn(xs);
+        };
+        auto loss_and_grads = [&](const std::vector<Tensor>& ys, bool create_graph) {
+          Generator wg(7);
+          Tensor loss;
+          for (const Tensor& y : ys) {
+            const Tensor term = sum(y * randn(y.shape(), wg, 1.0, DType::f64));
+            loss = loss.defined() ? loss + term : term;
+          }
+          std::vector<Tensor> gs;
+          if (!leaves.empty() && loss.requires_grad()) gs = grad(loss, leaves, {Tensor(), false, create_graph});
+          for (Tensor& g : gs) g = g.detach();
+          return gs;
+        };
+        std::vector<Tensor> eager(E);
+        for (std::size_t e = 0; e < E; ++e) eager[e] = example(e);
+        std::vector<Tensor> eager_values(E);
+        for (std::size_t e = 0; e < E; ++e) eager_values[e] = eager[e].detach();
+        const auto eager_grads = loss_and_grads(eager, false);
+        autobatch::reset_stats();
+        const auto batched_ys = autobatch::map(E, example);
+        for (const auto& [name, s] : autobatch::stats().ops)
+          if (s.batches) batched.insert(name);
+        for (std::size_t e = 0; e < E; ++e) {
+          const double d = relative_difference(eager_values[e], batched_ys[e]);
+          BOOST_TEST(d <= 1e-12, "example " << e << " value differs by " << d << config);
+        }
+        const auto batched_grads = loss_and_grads(batched_ys, false);
+        BOOST_TEST(batched_grads.size() == eager_grads.size());
+        for (std::size_t k = 0; k < std::min(batched_grads.size(), eager_grads.size()); ++k) {
+          const double d = relative_difference(eager_grads[k], batched_grads[k]);
+          BOOST_TEST(d <= 1e-12, "gradient of leaf " << k << " differs by " << d << config);
+          ++compared;
+        }
+        if (row.second_order) {
+          const auto graph_grads = loss_and_grads(autobatch::map(E, example), true);
+          for (std::size_t k = 0; k < std::min(graph_grads.size(), eager_grads.size()); ++k) {
+            const double d = relative_difference(eager_grads[k], graph_grads[k]);
+            BOOST_TEST(d <= 1e-12, "create_graph gradient of leaf " << k << " differs by " << d << config);
+          }
+        }
+        Tape::current().clear();
+      }
+    }
+  }
+  for (const autobatch::Rule* rule : autobatch::rules())
+    BOOST_TEST(batched.count(rule->op->name) == 1u, "op " << rule->op->name << " has a batching rule but no row formed a batch");
+  BOOST_TEST_MESSAGE("autobatch: " << compared << " gradients compared; " << batched.size() << " ops formed batches");
+}
