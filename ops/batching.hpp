@@ -11,6 +11,14 @@ namespace tapegrad::batching {
 
 using autobatch::Group;
 
+// x with another shape. Off the tape (NoGrad) a batch is an owned tensor that no user holds: the new
+// shape shares its buffer instead of copying it (reshape copies owned tensors, which users may write).
+inline Tensor reshaped(const Tensor& x, const Shape& s) {
+  if (!x.is_leaf() || x.requires_grad()) return reshape(x, s);
+  if (s.numel() != x.numel()) return reshape(x, s);  // reshape reports it
+  return adopt(x.leaf(), x.raw_data(), s, x.dtype());
+}
+
 // One call's rank of input j (a stacked input has one axis more).
 inline std::size_t call_rank(const Group& g, std::size_t j) { return g.in(j).rank() - (g.shared(j) ? 0 : 1); }
 
@@ -29,21 +37,21 @@ inline Tensor aligned(const Group& g, std::size_t j, std::size_t rank) {
   Shape s{x.shape()[0]};
   for (std::size_t k = call_rank(g, j); k < rank; ++k) s.push_back(1);
   for (std::size_t k = 1; k < x.rank(); ++k) s.push_back(x.shape()[k]);
-  return reshape(x, s);
+  return reshaped(x, s);
 }
 
 // (n, r, ...) seen as (n r, ...): the rows of all calls one after another (a view).
 inline Tensor merged_rows(const Tensor& x) {
   Shape s{x.shape()[0] * x.shape()[1]};
   for (std::size_t k = 2; k < x.rank(); ++k) s.push_back(x.shape()[k]);
-  return reshape(x, s);
+  return reshaped(x, s);
 }
 
 // (n r, ...) back to (n, r, ...).
 inline Tensor split_rows(const Tensor& x, std::size_t n) {
   Shape s{n, x.shape()[0] / n};
   for (std::size_t k = 1; k < x.rank(); ++k) s.push_back(x.shape()[k]);
-  return reshape(x, s);
+  return reshaped(x, s);
 }
 
 // True when every input is stacked (no shared input).

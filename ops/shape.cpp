@@ -7,6 +7,7 @@
 #include <cstring>
 #include <string>
 
+#include "tapegrad/autograd/leaf.hpp"
 #include "tapegrad/autograd/op.hpp"
 #include "tapegrad/ops/batching.hpp"
 #include "tapegrad/ops/kernels.hpp"
@@ -35,11 +36,13 @@ std::size_t stacked_axis(const Group& g, std::int64_t axis) {
   const auto r = static_cast<std::int64_t>(batching::call_rank(g, 0));
   return static_cast<std::size_t>(axis < 0 ? axis + r : axis) + 1;
 }
-// A view (a recorded value, an axis with nothing before it) costs one node and copies nothing: inside a
-// task it runs in place rather than wait for a batch, which would cost a round through the scheduler
-// and a batched op besides (not counted as unbatched).
+// A view (an axis with nothing before it) costs one node and copies nothing: inside a task it runs in
+// place rather than wait for a batch, which would cost a round through the scheduler and a batched op
+// besides (not counted as unbatched).
 bool view_in_task(const OpInfo& op, const Tensor& x, long axis) {
-  if (!x.defined() || x.is_leaf() || !detail::grad_mode) return false;
+  // A parameter's rows are batched (one index_select of a tree's leaves); any other value's contiguous run
+  // is a view, or off the tape a copy of one run: cheaper in place than through the scheduler.
+  if (!x.defined() || (x.is_leaf() && x.requires_grad())) return false;
   const Shape& s = x.shape();
   const long r = static_cast<long>(s.rank());
   if (axis < -r || axis >= r) return false;  // the op reports it
@@ -51,7 +54,7 @@ bool view_in_task(const OpInfo& op, const Tensor& x, long axis) {
 TAPEGRAD_BATCH_RULE(reshape_rule, op_reshape, [](const Group& g) {
   Shape s{g.size()};
   for (std::size_t k = 0; k < g.num_keys(); ++k) s.push_back(static_cast<std::size_t>(g.key(k)));
-  return reshape(g.in(0), s);
+  return batching::reshaped(g.in(0), s);
 });
 TAPEGRAD_BATCH_RULE(transpose_rule, op_transpose, [](const Group& g) { return transpose(g.in(0)); });
 // slice and select: the start is payload, so calls that take rows at different places still batch (a
@@ -89,7 +92,7 @@ TAPEGRAD_BATCH_RULE(select_rule, op_select, [](const Group& g) {
   const std::size_t axis = stacked_axis(g, g.key(0));
   for (std::size_t d = 0; d < runs.rank(); ++d)
     if (d != axis) s.push_back(runs.shape()[d]);
-  return reshape(runs, s);
+  return batching::reshaped(runs, s);
 });
 TAPEGRAD_BATCH_RULE(pad_rule, op_pad, [](const Group& g) {
   return pad(g.in(0), static_cast<long>(stacked_axis(g, g.key(0))), static_cast<std::size_t>(g.key(1)),
@@ -731,15 +734,34 @@ Tensor stack_rows(const std::vector<const Tensor*>& xs) {
       return start == 0 && n == b.shape[0] ? whole : slice(whole, 0, start, start + n);
     }
   }
+  // Off the tape: consecutive rows of one batch (row_of shares the batch's buffer) are that batch.
+  Shape out{n};
+  for (std::size_t d : s) out.push_back(d);
+  if (x0.is_leaf() && x0.leaf()->owner && !x0.requires_grad() && bytes) {
+    const auto& owner = x0.leaf()->owner;
+    const char* first = static_cast<const char*>(x0.raw_data());
+    bool rows = true;
+    for (std::size_t i = 1; rows && i < n; ++i) {
+      const Tensor& x = *xs[i];
+      rows = x.is_leaf() && x.leaf()->owner == owner && !x.requires_grad() && x.dtype() == x0.dtype() &&
+             x.shape() == s && static_cast<const char*>(x.raw_data()) == first + i * bytes;
+    }
+    if (rows) return adopt(owner, const_cast<char*>(first), out, x0.dtype());
+  }
   std::vector<Tensor> parts;
   parts.reserve(n);
   for (const Tensor* x : xs) parts.push_back(*x);
   if (s.rank() == 0) return stack(parts, 0);
-  Shape out{n};
-  for (std::size_t d : s) out.push_back(d);
-  return reshape(concat(parts, 0), out);
+  return batching::reshaped(concat(parts, 0), out);
 }
 
-Tensor row_of(const Tensor& stacked, std::size_t i) { return select(stacked, 0, i); }
+// A recorded batch: a select node (a view whose gradient is the batch's row). A batch off the tape
+// (NoGrad): the row shares the batch's buffer, which nothing else can reach (no copy, no node).
+Tensor row_of(const Tensor& stacked, std::size_t i) {
+  if (!stacked.is_leaf()) return select(stacked, 0, i);
+  const Shape row(stacked.shape().begin() + 1, stacked.shape().end());
+  const std::size_t bytes = row.numel() * dtype_size(stacked.dtype());
+  return adopt(stacked.leaf(), static_cast<char*>(stacked.raw_data()) + i * bytes, row, stacked.dtype());
+}
 
 }  // namespace tapegrad::autobatch::detail

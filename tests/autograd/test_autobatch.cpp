@@ -147,6 +147,29 @@ BOOST_AUTO_TEST_CASE(value_reads_and_per_example_stopping) {
   BOOST_TEST(autobatch::stats().ops.at("linear").largest > 1u);
 }
 
+// Off the tape (NoGrad: decoding) batches are owned tensors and rows share their buffers: the values are
+// still the eager ones, for sequences of mixed lengths through an LSTM, a linear layer and a softmax.
+BOOST_AUTO_TEST_CASE(no_grad_maps_equal_eager) {
+  Generator gen(22);
+  nn::LSTMCell cell(3, 4, gen, false, nn::Init::glorot, 0.01, DType::f64);
+  nn::Linear out(4, 5, gen, true, DType::f64);
+  std::vector<Tensor> xs;
+  for (int i = 0; i < 9; ++i) xs.push_back(randn({1 + gen.below(7), 1, 3}, gen, 1.0, DType::f64));
+  auto run = [&](std::size_t i) {
+    nn::State s = cell.initial_state(1);
+    for (std::size_t t = 0; t < xs[i].size(0); ++t) s = cell.step(select(xs[i], 0, t), s);
+    return softmax(out(s.h), -1);
+  };
+  NoGrad off;
+  std::vector<Tensor> eager;
+  for (std::size_t i = 0; i < xs.size(); ++i) eager.push_back(run(i));
+  autobatch::reset_stats();
+  const auto batched = autobatch::map(xs.size(), run);
+  for (std::size_t i = 0; i < xs.size(); ++i) BOOST_TEST(rel_diff(eager[i], batched[i]) <= 1e-12);
+  BOOST_TEST(autobatch::stats().ops.at("lstm_cell").largest == xs.size());
+  BOOST_TEST(!batched[0].requires_grad());
+}
+
 // An op with no batching rule runs in its task and is counted under its name; so is a call that found
 // no partner.
 BOOST_AUTO_TEST_CASE(ops_without_a_rule_are_counted) {
