@@ -9,6 +9,7 @@
 #include "tapegrad/nn/init.hpp"
 #include "tapegrad/ops/activation.hpp"
 #include "tapegrad/ops/elementwise.hpp"
+#include "tapegrad/ops/index.hpp"
 #include "tapegrad/ops/linalg.hpp"
 #include "tapegrad/ops/recurrent.hpp"
 #include "tapegrad/ops/shape.hpp"
@@ -156,21 +157,35 @@ void Tree::validate(const char* who, std::size_t num_rows) const {
 
 namespace {
 
-// Calls node(i) for every node, children before parents. Eagerly in node order; inside an autobatch
-// task, level by level (leaves, then the nodes whose children are leaves, ...) with each level's nodes as
-// child tasks, so that the nodes of one height batch together across the tree and across the examples.
-template <class F> void for_each_level(const Tree& tree, F&& node) {
+// The leaves' rows of `leaves`, in leaf order (one lookup for the whole tree), and the node of each.
+Tensor leaf_rows(const Tensor& leaves, const Tree& tree, std::vector<std::size_t>& leaf_nodes) {
+  std::vector<std::int64_t> ids;
+  for (std::size_t i = 0; i < tree.size(); ++i)
+    if (tree.nodes[i].leaf >= 0) {
+      ids.push_back(tree.nodes[i].leaf);
+      leaf_nodes.push_back(i);
+    }
+  return embedding(leaves, Index(ids));  // (leaves, D)
+}
+
+// Calls node(i) for every inner node, children before parents. Eagerly in node order; inside an
+// autobatch task, level by level (the nodes whose children are leaves, then their parents, ...) with each
+// level's nodes as child tasks, so that the nodes of one height batch together across the tree and
+// across the examples (DyNet's depth-based agenda, here written by the module).
+template <class F> void for_each_inner_level(const Tree& tree, F&& node) {
   if (!autobatch::in_task()) {
-    for (std::size_t i = 0; i < tree.size(); ++i) node(i);
+    for (std::size_t i = 0; i < tree.size(); ++i)
+      if (tree.nodes[i].leaf < 0) node(i);
     return;
   }
   std::vector<std::size_t> height(tree.size(), 0);
-  std::vector<std::vector<std::size_t>> levels(1);
+  std::vector<std::vector<std::size_t>> levels;
   for (std::size_t i = 0; i < tree.size(); ++i) {
     const Tree::Node& n = tree.nodes[i];
-    if (n.leaf < 0) height[i] = 1 + std::max(height[std::size_t(n.left)], height[std::size_t(n.right)]);
-    if (height[i] >= levels.size()) levels.resize(height[i] + 1);
-    levels[height[i]].push_back(i);
+    if (n.leaf >= 0) continue;
+    height[i] = 1 + std::max(height[std::size_t(n.left)], height[std::size_t(n.right)]);
+    if (height[i] > levels.size()) levels.resize(height[i]);
+    levels[height[i] - 1].push_back(i);
   }
   for (const auto& level : levels) autobatch::fork(level.size(), [&](std::size_t k) { node(level[k]); });
 }
@@ -189,12 +204,12 @@ std::vector<Tensor> compose_rows(const Tensor& leaves, const Tree& tree, const T
   tree.validate(who.c_str(), leaves.size(0));
   if (!f) f = tapegrad::tanh;
   std::vector<Tensor> rows(tree.size());
-  for_each_level(tree, [&](std::size_t i) {
+  std::vector<std::size_t> leaf_nodes;
+  const Tensor L = leaf_rows(leaves, tree, leaf_nodes);
+  for (std::size_t k = 0; k < leaf_nodes.size(); ++k) rows[leaf_nodes[k]] = slice(L, 0, k, k + 1);
+  for_each_inner_level(tree, [&](std::size_t i) {  // parent = f(concat(left, right) W + b)
     const Tree::Node& n = tree.nodes[i];
-    if (n.leaf >= 0)
-      rows[i] = slice(leaves, 0, std::size_t(n.leaf), std::size_t(n.leaf) + 1);
-    else  // parent = f(concat(left, right) W + b)
-      rows[i] = f(linear(concat({rows[std::size_t(n.left)], rows[std::size_t(n.right)]}, 1), W, b));
+    rows[i] = f(linear(concat({rows[std::size_t(n.left)], rows[std::size_t(n.right)]}, 1), W, b));
   });
   return rows;
 }
@@ -249,19 +264,22 @@ std::vector<Tensor> TreeLSTM::states(const Tensor& leaves, const Tree& tree, boo
     throw Error("TreeLSTM: leaves must be (N, " + std::to_string(W.size(0)) + "), got " + shape_str(leaves));
   tree.validate("TreeLSTM", leaves.size(0));
   std::vector<Tensor> h(tree.size()), c(tree.size());
-  for_each_level(tree, [&](std::size_t i) {
+  // Every leaf of the tree at once: (leaves, 4H) gates, then each leaf's row (views).
+  std::vector<std::size_t> leaf_nodes;
+  const Tensor a_leaf = linear(leaf_rows(leaves, tree, leaf_nodes), W, b_leaf);
+  const Tensor c_leaf = lstm_cell(a_leaf, zeros({leaf_nodes.size(), H}, a_leaf.dtype()));
+  const Tensor h_leaf = lstm_hidden(a_leaf, c_leaf);
+  for (std::size_t k = 0; k < leaf_nodes.size(); ++k) {
+    c[leaf_nodes[k]] = slice(c_leaf, 0, k, k + 1);
+    h[leaf_nodes[k]] = slice(h_leaf, 0, k, k + 1);
+  }
+  for_each_inner_level(tree, [&](std::size_t i) {
     const Tree::Node& n = tree.nodes[i];
-    if (n.leaf >= 0) {
-      const Tensor a = linear(slice(leaves, 0, std::size_t(n.leaf), std::size_t(n.leaf) + 1), W, b_leaf);  // (1, 4H)
-      c[i] = lstm_cell(a, zeros({1, H}, a.dtype()));
-      h[i] = lstm_hidden(a, c[i]);
-    } else {
-      const std::size_t l = std::size_t(n.left), r = std::size_t(n.right);
-      const Tensor a = linear(concat({h[l], h[r]}, 1), U, b);  // (1, 5H): i, f_l, u, o | f_r
-      const Tensor gates = slice(a, 1, 0, 4 * H);
-      c[i] = lstm_cell(gates, c[l]) + sigmoid(slice(a, 1, 4 * H, 5 * H)) * c[r];
-      h[i] = lstm_hidden(gates, c[i]);
-    }
+    const std::size_t l = std::size_t(n.left), r = std::size_t(n.right);
+    const Tensor a = linear(concat({h[l], h[r]}, 1), U, b);  // (1, 5H): i, f_l, u, o | f_r
+    const Tensor gates = slice(a, 1, 0, 4 * H);
+    c[i] = lstm_cell(gates, c[l]) + sigmoid(slice(a, 1, 4 * H, 5 * H)) * c[r];
+    h[i] = lstm_hidden(gates, c[i]);
   });
   if (!all) return {reshape(h.back(), {H})};
   for (Tensor& t : h) t = reshape(t, {H});
