@@ -57,6 +57,16 @@ TAPEGRAD_BATCH_RULE(reshape_rule, op_reshape, [](const Group& g) {
   return batching::reshaped(g.in(0), s);
 });
 TAPEGRAD_BATCH_RULE(transpose_rule, op_transpose, [](const Group& g) { return transpose(g.in(0)); });
+TAPEGRAD_BATCH_RULE(permute_rule, op_permute, [](const Group& g) {
+  std::vector<std::size_t> axes{0};  // the stack's axis stays first
+  for (std::size_t k = 0; k < g.num_keys(); ++k) axes.push_back(static_cast<std::size_t>(g.key(k)) + 1);
+  return permute(g.in(0), axes);
+});
+TAPEGRAD_BATCH_RULE(broadcast_to_rule, op_broadcast_to, [](const Group& g) {
+  Shape s{g.size()};
+  for (std::size_t k = 0; k < g.num_keys(); ++k) s.push_back(static_cast<std::size_t>(g.key(k)));
+  return broadcast_to(batching::aligned(g, 0, g.num_keys()), s);
+});
 // slice and select: the start is payload, so calls that take rows at different places still batch (a
 // tree's leaves, each a row of one shared word matrix): one index_select of every call's rows on a
 // leading axis; equal starts slice the stack directly.
@@ -84,6 +94,23 @@ Tensor gather_runs(const Group& g, std::size_t len) {
   const Tensor picked = index_select(g.shared(0) ? x : batching::merged_rows(x), 0, idx);  // (n len, ...)
   return batching::split_rows(picked, n);
 }
+// index_select: the indices are payload. Equal indices select on the stack; otherwise, on a leading
+// axis, every call's rows are picked by one index_select (of the shared value, or of the calls' rows).
+TAPEGRAD_BATCH_RULE(index_select_rule, op_index_select, [](const Group& g) {
+  using Ids = std::vector<std::int64_t>;
+  const Ids& first = *static_cast<const Ids*>(g.payload(0));
+  bool equal = true;
+  for (std::size_t i = 1; equal && i < g.size(); ++i) equal = *static_cast<const Ids*>(g.payload(i)) == first;
+  const std::size_t axis = stacked_axis(g, g.key(0));  // in the stack
+  if (equal && !g.shared(0)) return index_select(g.in(0), static_cast<long>(axis), first);
+  if (axis != 1) return Tensor();
+  const Tensor& x = g.in(0);
+  const std::int64_t rows = g.shared(0) ? 0 : static_cast<std::int64_t>(x.shape()[1]);
+  Ids all;
+  for (std::size_t i = 0; i < g.size(); ++i)
+    for (std::int64_t v : *static_cast<const Ids*>(g.payload(i))) all.push_back(static_cast<std::int64_t>(i) * rows + v);
+  return batching::split_rows(index_select(g.shared(0) ? x : batching::merged_rows(x), 0, all), g.size());
+});
 TAPEGRAD_BATCH_RULE(slice_rule, op_slice, [](const Group& g) { return gather_runs(g, static_cast<std::size_t>(g.key(1))); });
 TAPEGRAD_BATCH_RULE(select_rule, op_select, [](const Group& g) {
   const Tensor runs = gather_runs(g, 1);  // (n, 1, ...) at the selected axis
@@ -289,6 +316,11 @@ Tensor transpose(const Tensor& x) {
 
 // permute(x, p): y axis k = x axis p[k]. d = permute(dy, inverse(p))
 Tensor permute(const Tensor& x, const std::vector<std::size_t>& axes) {
+  if (autobatch::in_task() && axes.size() <= Shape::max_rank) {
+    std::int64_t key[Shape::max_rank];
+    for (std::size_t k = 0; k < axes.size(); ++k) key[k] = static_cast<std::int64_t>(axes[k]);
+    if (Tensor batched = autobatch::defer(permute_rule, {&x}, {key, axes.size()}); batched.defined()) return batched;
+  }
   const std::size_t r = x.rank();
   bool ok = axes.size() == r;
   std::array<bool, Shape::max_rank> seen{};
@@ -465,6 +497,10 @@ Tensor index_select(const Tensor& x, long axis, const std::vector<std::int64_t>&
   if (x.rank() == 0) throw Error("index_select: cannot index a rank-0 tensor " + x.shape().str());
   const std::size_t a = normalize_axis("index_select", axis, x.shape());
   check_indices("index_select", indices, a, x.shape()[a], x.shape());
+  if (autobatch::in_task())  // checked first: the batch trusts the indices
+    if (Tensor batched = autobatch::defer(index_select_rule, {&x}, {axis, std::int64_t(indices.size())}, &indices);
+        batched.defined())
+      return batched;
   OpCall call(op_index_select, {&x});
   save_indices(call, a, indices);
   const std::size_t n = indices.size();
@@ -682,6 +718,11 @@ Tensor flip(const Tensor& x, long axis) {
 
 // broadcast_to(x, s): d = sum_to(dy, x.shape)
 Tensor broadcast_to(const Tensor& x, const Shape& shape) {
+  if (autobatch::in_task()) {
+    std::int64_t key[Shape::max_rank];
+    for (std::size_t k = 0; k < shape.rank(); ++k) key[k] = static_cast<std::int64_t>(shape[k]);
+    if (Tensor batched = autobatch::defer(broadcast_to_rule, {&x}, {key, shape.rank()}); batched.defined()) return batched;
+  }
   shape.checked_numel("broadcast_to");
   const Shape b = broadcast_shapes("broadcast_to", x.shape(), shape);
   if (b != shape) throw Error("broadcast_to: input " + x.shape().str() + " does not broadcast to " + shape.str());
