@@ -16,6 +16,7 @@
 #include "tapegrad/ops/loss.hpp"
 #include "tapegrad/ops/conv.hpp"
 #include "tapegrad/ops/recurrent.hpp"
+#include "tapegrad/ops/norm.hpp"
 #include "tapegrad/ops/blas_info.hpp"
 #include "tapegrad/nn/module.hpp"
 #include "tapegrad/nn/init.hpp"
