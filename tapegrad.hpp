@@ -30,6 +30,7 @@
 #include "tapegrad/nn/tokenizer.hpp"
 #include "tapegrad/nn/attention.hpp"
 #include "tapegrad/nn/seq2seq.hpp"
+#include "tapegrad/nn/transformer.hpp"
 #include "tapegrad/nn/hred.hpp"
 #include "tapegrad/nn/vae.hpp"
 #include "tapegrad/nn/gradient_flow.hpp"
