@@ -127,6 +127,17 @@ void check_token_ids(const char* who, const Index& ids, std::size_t vocab) {
 
 // ---- TorchLinear, LayerNorm, positions ------------------------------------------------------------------
 
+Tensor TransposedWeight::operator()(const Tensor& W, std::size_t begin, std::size_t end) const {
+  const auto rows = [&] { return begin == 0 && end == W.size(0) ? W : slice(W, 0, begin, end); };
+  if (grad_enabled()) return transpose(rows());
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (!t_.defined() || data_ != W.raw_data() || version_ != W.version()) {
+    t_ = transpose(rows());
+    data_ = W.raw_data(), version_ = W.version();
+  }
+  return t_;
+}
+
 TorchLinear::TorchLinear(std::size_t in, std::size_t out, Generator& gen, DType dtype) {
   weight = register_parameter("weight", init::glorot_uniform({out, in}, gen, dtype));
   bias = register_parameter("bias", zeros({out}, dtype));
@@ -136,7 +147,7 @@ Tensor TorchLinear::operator()(const Tensor& x) const {
   if (!x.defined() || x.rank() < 1 || x.size(-1) != weight.size(1))
     throw Error("TorchLinear: input " + shape_str(x) + " does not end in " + num(weight.size(1)) + " features (weight " +
                 weight.shape().str() + ")");
-  return linear(x, transpose(weight), bias);
+  return linear(x, weight_t_(weight, 0, weight.size(0)), bias);
 }
 
 LayerNorm::LayerNorm(std::size_t dim, double eps_, DType dtype) : eps(eps_) {
@@ -178,9 +189,8 @@ MultiheadAttention::MultiheadAttention(std::size_t E, std::size_t H, Generator& 
 
 Tensor MultiheadAttention::project(const Tensor& x, std::size_t block) const {
   const std::size_t E = embed_dim;
-  // A leading-axis slice of the weight is a view; its transpose is the one copy.
-  return linear(x, transpose(slice(in_proj_weight, 0, block * E, (block + 1) * E)),
-                slice(in_proj_bias, 0, block * E, (block + 1) * E));
+  // A leading-axis slice of the weight is a view; its transpose is the one copy (none when decoding).
+  return linear(x, block_t_[block](in_proj_weight, block * E, (block + 1) * E), slice(in_proj_bias, 0, block * E, (block + 1) * E));
 }
 
 AttentionResult MultiheadAttention::operator()(const Tensor& query, const Tensor& key, const Tensor& value,

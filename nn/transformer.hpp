@@ -26,6 +26,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -35,6 +36,20 @@
 
 namespace tapegrad::nn {
 
+// Rows [begin, end) of a parameter W, transposed: recorded while grad mode is on (the gradient reaches W);
+// under NoGrad a copy kept until W's version changes (an optimiser step, load_state_dict), so that greedy
+// decoding does not transpose every weight at every step. Thread-safe.
+class TransposedWeight {
+ public:
+  Tensor operator()(const Tensor& W, std::size_t begin, std::size_t end) const;
+
+ private:
+  mutable std::mutex mutex_;
+  mutable Tensor t_;
+  mutable const void* data_ = nullptr;
+  mutable std::uint64_t version_ = 0;
+};
+
 // y = x weight^T + bias over the last axis, weight (out, in) as torch.nn.Linear keeps it (nn::Linear keeps
 // W (in, out)); parameter names "weight" and "bias", so state dicts map one to one.
 class TorchLinear : public Module {
@@ -42,6 +57,9 @@ class TorchLinear : public Module {
   TorchLinear(std::size_t in, std::size_t out, Generator& gen, DType dtype = default_dtype());
   Tensor operator()(const Tensor& x) const;
   Tensor weight, bias;
+
+ private:
+  TransposedWeight weight_t_;
 };
 
 // Layer norm over the last axis (ops/norm.hpp's layer_norm), weight 1 and bias 0 to start.
@@ -92,6 +110,9 @@ class MultiheadAttention : public Module {
   TorchLinear out_proj;
   std::size_t embed_dim, num_heads;
   double dropout;
+
+ private:
+  TransposedWeight block_t_[3];
 };
 
 struct TransformerLayerConfig {

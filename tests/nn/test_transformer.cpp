@@ -342,6 +342,32 @@ BOOST_AUTO_TEST_CASE(dropout_needs_a_generator_and_is_seeded) {
   expect_error([&] { model.train(); model.generate(src, 3); }, {"Transformer::generate", "eval()"});
 }
 
+// Under NoGrad the transposed weights are kept between calls; a changed weight (an optimiser step, a load)
+// is seen at the next call, and a recorded call still sends gradients to the weights.
+BOOST_AUTO_TEST_CASE(transposed_weights_follow_updates) {
+  Generator g(43);
+  MultiheadAttention mha(4, 2, g, 0.0, DType::f64);
+  randomize(mha, g);
+  const Tensor x = randn({2, 3, 4}, g, 1.0, DType::f64);
+  Tensor before;
+  {
+    NoGrad no_grad;
+    before = mha(x, x, x).out;
+    BOOST_TEST(max_abs_diff(mha(x, x, x).out, to_xt(before)) == 0.0);  // from the kept copies
+  }
+  nn::SGD opt(mha.parameters(), 0.5);
+  backward(sum(mha(x, x, x).out * mha(x, x, x).out));
+  BOOST_TEST(mha.in_proj_weight.grad().defined());
+  opt.step();
+  const auto recorded = to_xt(mha(x, x, x).out);  // the updated weights, transposed afresh on the tape
+  NoGrad no_grad;
+  const Tensor after = mha(x, x, x).out;
+  BOOST_TEST(max_abs_diff(after, recorded) < 1e-15);
+  BOOST_TEST(max_abs_diff(after, to_xt(before)) > 1e-3);
+  load_state_dict(mha, state_dict(mha));  // a load bumps the versions too: still the same values
+  BOOST_TEST(max_abs_diff(mha(x, x, x).out, recorded) < 1e-15);
+}
+
 // ---- interchange ------------------------------------------------------------------------------------
 
 BOOST_AUTO_TEST_CASE(state_dict_round_trip_and_names) {
