@@ -152,14 +152,16 @@ int main(int argc, char** argv) {
   std::printf("  %-30s -> %s (%s)\n", test[shown].question.c_str(), out_text.c_str(), out_text == test[shown].answer ? "ok" : "wrong");
   const std::vector<std::string> src = nn::utf8_chars(test[shown].question), outs = nn::utf8_chars(out_text);
   const Tensor& w = g.cross_attention;  // (1, heads, T_out, S)
-  const std::size_t T = std::min<std::size_t>(w.size(2), outs.size() + 1), S = std::min(src.size(), w.size(3));
+  // Columns: the source's characters and the <eos> the model appends to it.
+  const std::size_t T = std::min<std::size_t>(w.size(2), outs.size() + 1), S = std::min(src.size() + 1, w.size(3));
   const auto label = [](std::string ch) {
     if (ch == " ") ch = "␣";
     if (ch == "\"" || ch == "\\") ch = "\\" + ch;
     return ch;
   };
   std::string xt, yt, title = test[shown].question;
-  for (std::size_t s = 0; s < S; ++s) xt += std::string(s ? ", " : "") + "\"" + label(src[s]) + "\" " + std::to_string(s);
+  for (std::size_t s = 0; s < S; ++s)
+    xt += std::string(s ? ", " : "") + "\"" + (s < src.size() ? label(src[s]) : std::string("eos")) + "\" " + std::to_string(s);
   for (std::size_t t = 0; t < T; ++t)
     yt += std::string(t ? ", " : "") + "\"" + (t < outs.size() ? label(outs[t]) : std::string("eos")) + "\" " + std::to_string(t);
   for (char& ch : title)

@@ -82,20 +82,33 @@ Keep keep_of(const AttentionMasks& m, std::size_t B, std::size_t Tq, std::size_t
   return k;
 }
 
-// (T, B) source mask, 1 = real, to a (B, T) key-padding mask, nonzero = padding.
-Tensor padding_from_source_mask(const Tensor& src_mask, std::size_t S, std::size_t B, DType dtype) {
-  if (!src_mask.defined()) return Tensor();
-  if (src_mask.shape() != Shape{S, B})
-    throw Error("Transformer: source mask " + src_mask.shape().str() + " must be (S, B) = " + Shape{S, B}.str());
-  const auto m = src_mask.to_vector();
-  std::vector<double> pad(B * S);
+// The encoder's input: the source batch-major with <eos> after each sequence's last real token, and its
+// key-padding mask (undefined when nothing is padded). Without the <eos>, no encoder position could tell
+// that it ends its sequence (padding keys are never attended), and "the last digit of the year" would have
+// to be found from absolute positions alone; fairseq's sources end the same way.
+struct SourceBatch {
+  Index ids;  // (B, S + 1)
+  Tensor pad; // (B, S + 1), nonzero = padding
+};
+SourceBatch source_batch(const Index& src, const Tensor& src_mask, DType dtype) {
+  const std::size_t S = src.shape[0], B = src.shape[1], S1 = S + 1;
+  std::vector<double> m;
+  if (src_mask.defined()) {
+    if (src_mask.shape() != Shape{S, B})
+      throw Error("Transformer: source mask " + src_mask.shape().str() + " must be (S, B) = " + Shape{S, B}.str());
+    m = src_mask.to_vector();
+  }
+  std::vector<std::int64_t> ids(B * S1, Tokenizer::pad_id);
+  std::vector<double> pad(B * S1, 1.0);
   bool any = false;
-  for (std::size_t s = 0; s < S; ++s)
-    for (std::size_t b = 0; b < B; ++b) {
-      pad[b * S + s] = m[s * B + b] == 0.0 ? 1.0 : 0.0;
-      any |= m[s * B + b] == 0.0;
-    }
-  return any ? from_values(pad, {B, S}, dtype) : Tensor();
+  for (std::size_t b = 0; b < B; ++b) {
+    std::size_t k = 0;
+    for (std::size_t s = 0; s < S; ++s)
+      if (m.empty() || m[s * B + b] != 0.0) ids[b * S1 + k] = src.values[s * B + b], pad[b * S1 + k++] = 0.0;
+    ids[b * S1 + k] = Tokenizer::eos_id, pad[b * S1 + k++] = 0.0;
+    any |= k < S1;
+  }
+  return {Index(std::move(ids), {B, S1}), any ? from_values(pad, {B, S1}, dtype) : Tensor()};
 }
 
 // dst's values := src's (same shape; converted to dst's dtype), in place: the parameter stays the same leaf.
@@ -434,8 +447,9 @@ Transformer::Transformer(const TransformerConfig& c, Generator& gen, DType dtype
       encoder(layer_config(c), c.num_encoder_layers, true, gen, dtype),
       decoder(layer_config(c), c.num_decoder_layers, true, gen, dtype),
       generator(c.d_model, std::max<std::size_t>(c.tgt_vocab, 1), gen, dtype) {
-  if (c.src_vocab == 0 || c.tgt_vocab == 0)
-    throw Error("Transformer: vocabularies must not be empty (src " + num(c.src_vocab) + ", tgt " + num(c.tgt_vocab) + ")");
+  if (c.src_vocab <= std::size_t(Tokenizer::eos_id) || c.tgt_vocab <= std::size_t(Tokenizer::eos_id))
+    throw Error("Transformer: vocabularies must hold the special tokens <pad> <unk> <bos> <eos> (ids 0-3), got src " +
+                num(c.src_vocab) + ", tgt " + num(c.tgt_vocab));
   // N(0, 1/E): the sqrt(E) scale of the embeddings then brings them to unit size beside the positions.
   for (Tensor* w : {&src_embed.weight, &tgt_embed.weight})
     copy_values(*w, init::normal(w->shape(), 1.0 / std::sqrt(double(c.d_model)), gen, dtype));
@@ -448,9 +462,8 @@ Transformer::Transformer(const TransformerConfig& c, Generator& gen, DType dtype
 
 Tensor Transformer::encode(const Index& src, const Tensor& src_mask, Generator* gen) const {
   check_token_ids("Transformer::encode", src, config.src_vocab);
-  const std::size_t S = src.shape[0], B = src.shape[1];
-  const Tensor pad = padding_from_source_mask(src_mask, S, B, src_embed.weight.dtype());
-  return encoder(add_positions(src_embed(batch_major(src))), pad, gen);
+  const SourceBatch sb = source_batch(src, src_mask, src_embed.weight.dtype());
+  return encoder(add_positions(src_embed(sb.ids)), sb.pad, gen);
 }
 
 Tensor Transformer::loss(const Index& src, const Index& tgt, const Tensor& src_mask, Generator* gen) const {
@@ -458,9 +471,9 @@ Tensor Transformer::loss(const Index& src, const Index& tgt, const Tensor& src_m
   if (tgt.shape[0] < 2) throw Error("Transformer::loss: target ids " + tgt.shape.str() + " need <bos> and one target (T >= 2)");
   if (tgt.shape[1] != src.shape[1])
     throw Error("Transformer::loss: source ids " + src.shape.str() + " and target ids " + tgt.shape.str() + " differ in batch");
-  const std::size_t S = src.shape[0], T = tgt.shape[0] - 1, B = tgt.shape[1], V = config.tgt_vocab;
+  const std::size_t T = tgt.shape[0] - 1, B = tgt.shape[1], V = config.tgt_vocab;
   const Tensor memory = encode(src, src_mask, gen);
-  const Tensor pad = padding_from_source_mask(src_mask, S, B, memory.dtype());
+  const Tensor pad = source_batch(src, src_mask, memory.dtype()).pad;
   const Index bt = batch_major(tgt);  // (B, T + 1)
   std::vector<std::int64_t> in(B * T), keep, targets;
   for (std::size_t b = 0; b < B; ++b)
@@ -484,9 +497,9 @@ TransformerGenerated Transformer::generate(const Index& src, std::size_t max_len
   if (max_length == 0) throw Error("Transformer::generate: max_length must be at least 1");
   if (training()) throw Error("Transformer::generate: call eval() first (dropout is on in training mode)");
   NoGrad no_grad;
-  const std::size_t S = src.shape.rank() == 2 ? src.shape[0] : 0, B = src.shape.rank() == 2 ? src.shape[1] : 0;
+  const std::size_t B = src.shape.rank() == 2 ? src.shape[1] : 0;
   const Tensor memory = encode(src, src_mask);
-  const Tensor pad = padding_from_source_mask(src_mask, S, B, memory.dtype());
+  const Tensor pad = source_batch(src, src_mask, memory.dtype()).pad;
   TransformerGenerated g;
   g.ids.resize(B);
   std::vector<bool> done(B, false);

@@ -202,7 +202,10 @@ struct TransformerGenerated {
 // Seq2seq: token embeddings (scaled by sqrt(E)) plus positions, the encoder and decoder stacks (each with
 // a final norm, as torch.nn.Transformer), and a linear layer to the target vocabulary. Token ids are
 // time-major (T, B) with source masks (S, B), 1 = real token, as nn/data.hpp's batches (nn::Seq2Seq's
-// convention); they are turned into batch-major activations and a key-padding mask inside.
+// convention); they are turned into batch-major activations and a key-padding mask inside, and each source
+// gets <eos> after its last real token (so the encoder's memory has S + 1 positions): with padding keys
+// masked, nothing else tells a position that it ends its sequence. Vocabularies hold nn::Tokenizer's
+// special tokens (ids 0-3).
 class Transformer : public Module {
  public:
   Transformer(const TransformerConfig& config, Generator& gen, DType dtype = default_dtype());

@@ -320,9 +320,10 @@ BOOST_AUTO_TEST_CASE(greedy_with_cache_equals_recomputing) {
   BOOST_TEST(a.ids == b.ids);
   BOOST_TEST(a.cross_attention.shape() == b.cross_attention.shape());
   BOOST_TEST(max_abs_diff(a.cross_attention, to_xt(b.cross_attention)) < 1e-12);
-  // Padding of the second source gets no attention.
+  // The memory is the source and its <eos> (S + 1 positions); the second source's padding gets no attention.
+  BOOST_TEST(a.cross_attention.size(3) == 5u);
   const std::size_t T = a.cross_attention.size(2);
-  for (std::size_t t = 0; t < T; ++t) BOOST_TEST(a.cross_attention.at({1, 0, t, 3}) == 0.0);
+  for (std::size_t t = 0; t < T; ++t) BOOST_TEST(a.cross_attention.at({1, 0, t, 4}) == 0.0);
 }
 
 // Dropout: a training step needs a Generator; eval() turns it off; a seeded Generator repeats the loss.
@@ -439,7 +440,9 @@ BOOST_AUTO_TEST_CASE(bad_inputs_name_the_module_and_shapes) {
   expect_error([&] { dec.step(zeros({2, 2, 6}, DType::f64), zeros({2, 3, 6}, DType::f64), cache); },
                {"TransformerDecoderLayer::step", "(2, 2, 6)", "(B, 1, E)"});
   TransformerConfig tc;
-  tc.src_vocab = 5, tc.tgt_vocab = 5, tc.d_model = 4, tc.nhead = 2;
+  tc.src_vocab = 3, tc.tgt_vocab = 5, tc.d_model = 4, tc.nhead = 2;
+  expect_error([&] { Transformer(tc, g, DType::f64); }, {"Transformer", "special tokens", "src 3"});
+  tc.src_vocab = 5;
   Transformer model(tc, g, DType::f64);
   expect_error([&] { model.loss(Index({1, 9}, {2, 1}), Index({2, 3}, {2, 1})); }, {"Transformer::encode", "id 9", "[0, 5)"});
   expect_error([&] { model.loss(Index({1, 2}, {2, 1}), Index({2}, {1, 1})); }, {"Transformer::loss", "(1, 1)", "T >= 2"});
