@@ -46,7 +46,7 @@ double exact_match(const nn::Transformer& model, const nn::BatchIterator& data) 
 int main(int argc, char** argv) {
   example::Args args(argc, argv,
                      std::string("16_transformer_dates: a Transformer normalises dates to YYYY-MM-DD (example 11's task)\n"
-                                 "  --train N  --test N  --epochs E  --d-model E  --heads H  --layers N  --ff F  --dropout P\n"
+                                 "  --train N  --test N  --epochs E  --d-model E  --heads H  --layers N (--enc-layers N --dec-layers N)  --ff F  --dropout P\n"
                                  "  --batch B  --lr LR  --warmup STEPS  --decay F (lr factor per epoch)  --eval-every STEPS\n"
                                  "  --pre-norm  --target ACC\n") +
                          example::training_usage());
@@ -55,6 +55,7 @@ int main(int argc, char** argv) {
   const long epochs = args.integer("epochs", quick ? 12 : 10);
   const std::size_t d_model = args.integer("d-model", 64), heads = args.integer("heads", 4);
   const std::size_t layers = args.integer("layers", 1), ff = args.integer("ff", 256);
+  const std::size_t enc_layers = args.integer("enc-layers", long(layers)), dec_layers = args.integer("dec-layers", long(layers));
   const double dropout_p = args.real("dropout", 0.0);
   const std::size_t batch = args.integer("batch", 64);
   const double lr = args.real("lr", 3e-3), decay = args.real("decay", 0.8);
@@ -86,11 +87,11 @@ int main(int argc, char** argv) {
               vocab.size());
   std::printf("  %zu+%zu layers (%s), d_model %zu, %zu heads, feed-forward %zu, dropout %g, Adam lr %g (warm-up %zu steps, x %g per "
               "epoch), batch %zu, %ld epochs\n",
-              layers, layers, pre_norm ? "pre-norm" : "post-norm", d_model, heads, ff, dropout_p, lr, warmup, decay, batch, epochs);
+              enc_layers, dec_layers, pre_norm ? "pre-norm" : "post-norm", d_model, heads, ff, dropout_p, lr, warmup, decay, batch, epochs);
 
   nn::TransformerConfig c;
   c.src_vocab = c.tgt_vocab = vocab.size();
-  c.d_model = d_model, c.nhead = heads, c.num_encoder_layers = c.num_decoder_layers = layers;
+  c.d_model = d_model, c.nhead = heads, c.num_encoder_layers = enc_layers, c.num_decoder_layers = dec_layers;
   c.dim_feedforward = ff, c.dropout = dropout_p, c.norm_first = pre_norm;
   nn::Transformer model(c, gen);
   std::printf("  %zu parameters\n", model.num_parameters());

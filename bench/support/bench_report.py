@@ -225,7 +225,7 @@ def transformer_tables(medians, cvs, errors, us, cv, fmt):
         f"Forward + backward of one post-norm `TransformerEncoderLayer` (ReLU, dropout 0), B = {B}, T = {T}, E = {E}, "
         f"{H} heads, FF = {F}, float32, one thread; x needs its gradient. FLOPs = those of its GEMMs "
         f"({flop / 1e9:.2f} GFLOP a step); floor = FLOPs at the single-core sgemm rate of "
-        f"`{rn.split('/', 1)[1] if rn else '?'}` measured in the same run ({rate:.1f} GFLOP/s). gemms = the layer's own "
+        f"{'x'.join(rn.split('/')[1:4]) if rn else '?'} (M x N x K) measured in the same run ({rate:.1f} GFLOP/s). gemms = the layer's own "
         "GEMMs alone (cblas, per-head products as B x heads small GEMMs)." + ("" if t else
         " **LibTorch was not available for this run** (the optional target `bench_transformer_torch` was not built)."),
         "",
@@ -244,6 +244,11 @@ def transformer_tables(medians, cvs, errors, us, cv, fmt):
         lines.append(f"| engine / floor <= 1.5 | {q:.2f} | {'yes' if q <= 1.5 else 'no'} |")
     lines.append(f"| engine / LibTorch <= 1.0 | {f'{ms(e) / ms(t):.2f}' if t else 'LibTorch not installed'} | "
                  f"{('yes' if ms(e) <= ms(t) else 'no') if t else 'not measured'} |")
+    def decode(kind, n):
+        for name, b in medians.items():
+            if name.split("/")[:2] == [f"BM_transformer_decode_{kind}", str(n)]:
+                return name, b
+        return None, None
     dec = sorted({int(n.split("/")[1]) for n in medians if n.startswith("BM_transformer_decode_cached/")})
     if dec:
         lines += ["", "Greedy decoding (E = 256, 8 heads, FF = 1024, 1 encoder and 2 decoder layers, B = 1, source of 32): "
@@ -251,10 +256,9 @@ def transformer_tables(medians, cvs, errors, us, cv, fmt):
                   "whole prefix at each step (recompute); the same tokens (checked before timing).", "",
                   "| tokens | cached ms | recompute ms | recompute / cached | cv cached / recompute |", "|---:|---:|---:|---:|---:|"]
         for n in dec:
-            c, rc = f"BM_transformer_decode_cached/{n}", f"BM_transformer_decode_recompute/{n}"
-            if c in medians and rc in medians:
-                lines.append(f"| {n} | {fmt(ms(medians[c]))} | {fmt(ms(medians[rc]))} | "
-                             f"**{ms(medians[rc]) / ms(medians[c]):.1f}** | {cv(c)} / {cv(rc)} |")
+            (c, bc), (rc, br) = decode("cached", n), decode("recompute", n)
+            if bc and br:
+                lines.append(f"| {n} | {fmt(ms(bc))} | {fmt(ms(br))} | **{ms(br) / ms(bc):.1f}** | {cv(c)} / {cv(rc)} |")
     lines.append("")
     return lines, shown
 
