@@ -14,6 +14,10 @@
 #                                             # section "rnn"
 #   scripts/bench.sh autobatch                # autobatching: per-example code eager against autobatch::map
 #                                             # (bench/nn/bench_autobatch.cpp), section "autobatch"
+#   scripts/bench.sh transformer              # the Transformer encoder layer against its GEMM floor and
+#                                             # LibTorch (binary bench_transformer_torch when CMake finds
+#                                             # it, else bench_nn), cached against recomputed decoding,
+#                                             # section "transformer"
 #   scripts/bench.sh rnn-profile              # callgrind of the fixed-iteration RNN steps (engine and
 #                                             # hand), annotations in $BUILD_DIR/results, no doc section
 #
@@ -26,7 +30,7 @@
 set -euo pipefail
 
 MODE="${1:-tables}"
-case "$MODE" in tables | profile | rnn | rnn-profile | autobatch) ;; *) echo "usage: $0 [profile | rnn | rnn-profile | autobatch]" >&2; exit 2 ;; esac
+case "$MODE" in tables | profile | rnn | rnn-profile | autobatch | transformer) ;; *) echo "usage: $0 [profile | rnn | rnn-profile | autobatch | transformer]" >&2; exit 2 ;; esac
 
 # The invocation as given (the settings the caller chose), for the doc.
 INVOCATION="scripts/bench.sh${1:+ $1}"
@@ -55,6 +59,11 @@ elif [[ "$MODE" == rnn || "$MODE" == rnn-profile ]]; then
   [[ "$MODE" == rnn ]] && BENCH_FILTER="${BENCH_FILTER:-^BM_(binadd|elman|lstm|gru)_}"  # bench_nn holds autobatch's too
   BENCHES_GIVEN="${BENCHES:-}"
   read -r -a BENCHES <<<"${BENCHES:-bench_nn}"
+elif [[ "$MODE" == transformer ]]; then
+  SECTION="${SECTION:-transformer}"
+  BENCHES_GIVEN="${BENCHES:-}"
+  read -r -a BENCHES <<<"${BENCHES:-bench_nn}"
+  BENCH_FILTER="${BENCH_FILTER:-^BM_transformer_}"
 else
   SECTION="${SECTION:-default}"
   read -r -a BENCHES <<<"${BENCHES:-bench_autograd bench_ops}"
@@ -66,6 +75,10 @@ cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release -DTAPEGRAD_BUILD_BENCH=ON 
 if [[ "$MODE" == rnn ]] && [[ -z "${BENCHES_GIVEN:-}" ]] &&
   [[ "$(cmake --build "$BUILD_DIR" --target help)" == *bench_rnn_torch* ]]; then
   BENCHES=(bench_rnn_torch)  # LibTorch found: the binary with all three implementations
+fi
+if [[ "$MODE" == transformer ]] && [[ -z "${BENCHES_GIVEN:-}" ]] &&
+  [[ "$(cmake --build "$BUILD_DIR" --target help)" == *bench_transformer_torch* ]]; then
+  BENCHES=(bench_transformer_torch)  # LibTorch found: engine, GEMMs and LibTorch in one binary
 fi
 cmake --build "$BUILD_DIR" -j "$JOBS" --target "${BENCHES[@]}"
 
@@ -144,7 +157,7 @@ JSONS=()
 COMMANDS=()
 for b in "${BENCHES[@]}"; do
   json="$OUT_DIR/$SECTION-$b.json"
-  cmd="OPENBLAS_NUM_THREADS=1${OPENBLAS_CORETYPE:+ OPENBLAS_CORETYPE=$OPENBLAS_CORETYPE}$([[ "$MODE" == rnn ]] && echo " OMP_NUM_THREADS=1" || true) $BUILD_DIR/bench/$b ${ARGS[*]} --benchmark_out=$json"
+  cmd="OPENBLAS_NUM_THREADS=1${OPENBLAS_CORETYPE:+ OPENBLAS_CORETYPE=$OPENBLAS_CORETYPE}$([[ "$MODE" == rnn || "$MODE" == transformer ]] && echo " OMP_NUM_THREADS=1" || true) $BUILD_DIR/bench/$b ${ARGS[*]} --benchmark_out=$json"
   echo "== $cmd"
   "$BUILD_DIR/bench/$b" "${ARGS[@]}" --benchmark_out="$json"
   JSONS+=("$json")

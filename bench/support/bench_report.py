@@ -189,11 +189,80 @@ def tables(args):
     ab_lines, ab_shown = autobatch_tables(medians, errors, us, cv, fmt)
     lines += ab_lines
 
+    tf_lines, tf_shown = transformer_tables(medians, cvs, errors, us, cv, fmt)
+    lines += tf_lines
+
     shown = set(labels) | {"BM_matmul_engine", "BM_matmul_cblas", "BM_matmul_row_engine", "BM_matmul_row_cblas"}
-    shown |= rnn_shown | ab_shown
+    shown |= rnn_shown | ab_shown | tf_shown
     for n in sorted(n for n in errors if n.split("/")[0] not in shown):
         lines.append(f"- ERROR in {n}: {errors[n]}")
     write_section(args.doc, args.section, lines)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The Transformer (bench_nn / bench_transformer_torch: bench/nn/bench_transformer.cpp): the encoder layer
+# against its GEMM floor and LibTorch, and greedy decoding with cached keys and values against recomputing.
+def transformer_tables(medians, cvs, errors, us, cv, fmt):
+    shown = {"BM_transformer_encoder_layer_engine", "BM_transformer_encoder_layer_gemms", "BM_transformer_sgemm_rate",
+             "BM_transformer_encoder_layer_torch", "BM_transformer_decode_cached", "BM_transformer_decode_recompute"}
+    def find(base):
+        for n, b in medians.items():
+            if n.split("/")[0] == base:
+                return n, b
+        return None, None
+    en, e = find("BM_transformer_encoder_layer_engine")
+    if not e:
+        return [], shown
+    _, g = find("BM_transformer_encoder_layer_gemms")
+    rn, r = find("BM_transformer_sgemm_rate")
+    tn, t = find("BM_transformer_encoder_layer_torch")
+    B, T, E, H, F = en.split("/")[1:6]
+    flop = e.get("flop", 0)
+    rate = r.get("GFLOPs", 0) if r else 0  # the counter is a rate: GFLOP/s
+    floor_ms = flop / (rate * 1e9) * 1e3 if rate else None
+    ms = lambda b: us(b) / 1e3
+    lines = [
+        "### Transformer encoder layer (`bench/nn/bench_transformer.cpp`, LibTorch: `bench_transformer_torch.cpp`)",
+        "",
+        f"Forward + backward of one post-norm `TransformerEncoderLayer` (ReLU, dropout 0), B = {B}, T = {T}, E = {E}, "
+        f"{H} heads, FF = {F}, float32, one thread; x needs its gradient. FLOPs = those of its GEMMs "
+        f"({flop / 1e9:.2f} GFLOP a step); floor = FLOPs at the single-core sgemm rate of "
+        f"{'x'.join(rn.split('/')[1:4]) if rn else '?'} (M x N x K) measured in the same run ({rate:.1f} GFLOP/s). gemms = the layer's own "
+        "GEMMs alone (cblas, per-head products as B x heads small GEMMs)." + ("" if t else
+        " **LibTorch was not available for this run** (the optional target `bench_transformer_torch` was not built)."),
+        "",
+        "| engine ms | gemms ms | floor ms | torch ms | engine / floor | engine / gemms | engine / torch | engine GFLOP/s | cv engine / gemms / torch |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        f"| {fmt(ms(e))} | {fmt(ms(g)) if g else '-'} | {fmt(floor_ms) if floor_ms else '-'} | {fmt(ms(t)) if t else '-'} | "
+        f"**{ms(e) / floor_ms:.2f}** | {ms(e) / ms(g):.2f} | {f'**{ms(e) / ms(t):.2f}**' if t else '-'} | "
+        f"{e.get('GFLOPs', 0):.1f} | {cv(en)} / {cv(find('BM_transformer_encoder_layer_gemms')[0])} / {cv(tn) if tn else '-'} |"
+        if floor_ms and g else f"| {fmt(ms(e))} | - | - | - | - | - | - | - | - |",
+        "",
+        "| target (issue 20) | this run | met |",
+        "|---|---|---|",
+    ]
+    if floor_ms:
+        q = ms(e) / floor_ms
+        lines.append(f"| engine / floor <= 1.5 | {q:.2f} | {'yes' if q <= 1.5 else 'no'} |")
+    lines.append(f"| engine / LibTorch <= 1.0 | {f'{ms(e) / ms(t):.2f}' if t else 'LibTorch not installed'} | "
+                 f"{('yes' if ms(e) <= ms(t) else 'no') if t else 'not measured'} |")
+    def decode(kind, n):
+        for name, b in medians.items():
+            if name.split("/")[:2] == [f"BM_transformer_decode_{kind}", str(n)]:
+                return name, b
+        return None, None
+    dec = sorted({int(n.split("/")[1]) for n in medians if n.startswith("BM_transformer_decode_cached/")})
+    if dec:
+        lines += ["", "Greedy decoding (E = 256, 8 heads, FF = 1024, 1 encoder and 2 decoder layers, B = 1, source of 32): "
+                  "keys and values of earlier positions kept per layer (cached) against rerunning the decoder over the "
+                  "whole prefix at each step (recompute); the same tokens (checked before timing).", "",
+                  "| tokens | cached ms | recompute ms | recompute / cached | cv cached / recompute |", "|---:|---:|---:|---:|---:|"]
+        for n in dec:
+            (c, bc), (rc, br) = decode("cached", n), decode("recompute", n)
+            if bc and br:
+                lines.append(f"| {n} | {fmt(ms(bc))} | {fmt(ms(br))} | **{ms(br) / ms(bc):.1f}** | {cv(c)} / {cv(rc)} |")
+    lines.append("")
+    return lines, shown
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@
 
 #include <tapegrad/tapegrad.hpp>
 
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <string>
@@ -77,6 +78,34 @@ struct TrainingOptions {
     }
     return c;
   }
+};
+
+// The first evaluation at or above a target: the step it came after and the seconds since this object was
+// made (training and the evaluations so far). Wrap the evaluation in it; tell it each step.
+class FirstReach {
+ public:
+  explicit FirstReach(double target) : target_(target) {}
+  void at_step(std::size_t step) { step_now_ = step; }
+  double operator()(double metric) {
+    if (seconds_ < 0 && metric >= target_) {
+      step_ = step_now_;
+      seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+    }
+    return metric;
+  }
+  bool reached() const { return seconds_ >= 0; }
+  // "reached 99% after 1200 steps, 14.2 s" or "99% not reached".
+  std::string str() const {
+    char buf[128];
+    if (!reached()) std::snprintf(buf, sizeof buf, "%g%% not reached", 100 * target_);
+    else std::snprintf(buf, sizeof buf, "reached %g%% after %zu steps, %.1f s", 100 * target_, step_, seconds_);
+    return buf;
+  }
+
+ private:
+  double target_, seconds_ = -1;
+  std::size_t step_ = 0, step_now_ = 0;
+  std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
 };
 
 // What a stopped run prints instead of pretending it finished.
