@@ -473,7 +473,7 @@ void count_eager(const OpInfo& op) {
 }  // namespace detail
 
 namespace {
-Tensor defer_impl(const Rule& rule, const Tensor* const* inputs, std::size_t count, Key key, const void* payload) {
+Tensor defer_impl(const Rule& rule, const Tensor* const* inputs, std::size_t count, const Key& key, const void* payload) {
   detail::Task& t = *detail::current_task;
   if (t.how == detail::Resume::cancel) throw Cancelled{};
   const detail::Scheduler& sched = *detail::t_scheduler;
@@ -499,11 +499,11 @@ Tensor defer_impl(const Rule& rule, const Tensor* const* inputs, std::size_t cou
 }
 }  // namespace
 
-Tensor defer(const Rule& rule, std::initializer_list<const Tensor*> inputs, Key key, const void* payload) {
+Tensor defer(const Rule& rule, std::initializer_list<const Tensor*> inputs, const Key& key, const void* payload) {
   return defer_impl(rule, inputs.begin(), inputs.size(), key, payload);
 }
 
-Tensor defer(const Rule& rule, const std::vector<Tensor>& inputs, Key key, const void* payload) {
+Tensor defer(const Rule& rule, const std::vector<Tensor>& inputs, const Key& key, const void* payload) {
   thread_local std::vector<const Tensor*> ptrs;  // reused: the call is copied before the task suspends
   ptrs.resize(inputs.size());
   for (std::size_t j = 0; j < inputs.size(); ++j) ptrs[j] = &inputs[j];

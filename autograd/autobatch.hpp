@@ -133,15 +133,15 @@ struct Rule {
 // at most 2 + Shape::max_rank words (a reduction's flags and axes).
 struct Key {
   static constexpr std::size_t capacity = 2 + Shape::max_rank;
-  std::int64_t words[capacity] = {};
+  std::int64_t words[capacity];  // the first `size` are set
   std::size_t size = 0;
   Key() = default;
   Key(std::initializer_list<std::int64_t> l) : Key(l.begin(), l.size()) {}
   Key(const std::int64_t* w, std::size_t n);  // throws past capacity
 };
 
-Tensor defer(const Rule& rule, std::initializer_list<const Tensor*> inputs, Key key = {}, const void* payload = nullptr);
-Tensor defer(const Rule& rule, const std::vector<Tensor>& inputs, Key key = {}, const void* payload = nullptr);
+Tensor defer(const Rule& rule, std::initializer_list<const Tensor*> inputs, const Key& key = {}, const void* payload = nullptr);
+Tensor defer(const Rule& rule, const std::vector<Tensor>& inputs, const Key& key = {}, const void* payload = nullptr);
 std::int64_t key_of(double v);  // a double's bits, as a key word
 
 // Every op that has a rule (the op table checks that each of them forms batches).
@@ -157,6 +157,9 @@ struct RuleRegistrar {
   static const ::tapegrad::autobatch::detail::RuleRegistrar var##_registrar { &var }
 
 namespace detail {
+// An op's call into defer, kept out of the op's own code: the eager path (every op, every time) then
+// compiles as if autobatching did not exist, but for the one test of in_task().
+template <class F> [[gnu::noinline, gnu::cold]] Tensor out_of_line(F&& f) { return f(); }
 // Called by OpCall for every op that runs eagerly inside a task: counts it as alone or without a rule.
 void count_eager(const OpInfo& op);
 // An op about to run in its task by choice (a view: cheaper than a batch): not counted.

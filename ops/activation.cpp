@@ -172,7 +172,7 @@ template <class T> void log_softmax_backward(T* gx, const T* gy, const T* y, con
 
 // d sigmoid(x) = y (1 - y) dx
 Tensor sigmoid(const Tensor& x) {
-  if (autobatch::in_task()) if (Tensor batched = autobatch::defer(sigmoid_rule, {&x}); batched.defined()) return batched;
+  if (autobatch::in_task()) if (Tensor batched = autobatch::detail::out_of_line([&] { return autobatch::defer(sigmoid_rule, {&x}); }); batched.defined()) return batched;
   OpCall call(op_sigmoid, {&x});
   Tensor y = kernels::unary(call, x, [](auto& vx, auto& vy) {
     using T = typename std::decay_t<decltype(vy)>::value_type;
@@ -185,7 +185,7 @@ Tensor sigmoid(const Tensor& x) {
 
 // d tanh(x) = (1 - y^2) dx
 Tensor tanh(const Tensor& x) {
-  if (autobatch::in_task()) if (Tensor batched = autobatch::defer(tanh_rule, {&x}); batched.defined()) return batched;
+  if (autobatch::in_task()) if (Tensor batched = autobatch::detail::out_of_line([&] { return autobatch::defer(tanh_rule, {&x}); }); batched.defined()) return batched;
   OpCall call(op_tanh, {&x});
   Tensor y = kernels::unary(call, x, [](auto& vx, auto& vy) { xt::noalias(vy) = xt::tanh(vx); });
   call.record([](BackwardCtx& c) { unary_grad(c, [](auto gy, auto, auto y) { return gy * (decltype(gy)(1) - y * y); }); },
@@ -195,7 +195,7 @@ Tensor tanh(const Tensor& x) {
 
 // d relu(x) = [x > 0] dx
 Tensor relu(const Tensor& x) {
-  if (autobatch::in_task()) if (Tensor batched = autobatch::defer(relu_rule, {&x}); batched.defined()) return batched;
+  if (autobatch::in_task()) if (Tensor batched = autobatch::detail::out_of_line([&] { return autobatch::defer(relu_rule, {&x}); }); batched.defined()) return batched;
   OpCall call(op_relu, {&x});
   Tensor y = kernels::unary(call, x, [](auto& vx, auto& vy) {
     using T = typename std::decay_t<decltype(vy)>::value_type;
@@ -211,7 +211,7 @@ Tensor relu(const Tensor& x) {
 
 // softplus(x) = max(x, 0) + log1p(e^-|x|);  d softplus(x) = sigmoid(x) dx
 Tensor softplus(const Tensor& x) {
-  if (autobatch::in_task()) if (Tensor batched = autobatch::defer(softplus_rule, {&x}); batched.defined()) return batched;
+  if (autobatch::in_task()) if (Tensor batched = autobatch::detail::out_of_line([&] { return autobatch::defer(softplus_rule, {&x}); }); batched.defined()) return batched;
   OpCall call(op_softplus, {&x});
   Tensor y = kernels::unary(call, x, [](auto& vx, auto& vy) {
     using T = typename std::decay_t<decltype(vy)>::value_type;
@@ -230,7 +230,7 @@ Tensor softplus(const Tensor& x) {
 
 // log_sigmoid(x) = min(x, 0) - log1p(e^-|x|);  d log_sigmoid(x) = sigmoid(-x) dx
 Tensor log_sigmoid(const Tensor& x) {
-  if (autobatch::in_task()) if (Tensor batched = autobatch::defer(log_sigmoid_rule, {&x}); batched.defined()) return batched;
+  if (autobatch::in_task()) if (Tensor batched = autobatch::detail::out_of_line([&] { return autobatch::defer(log_sigmoid_rule, {&x}); }); batched.defined()) return batched;
   OpCall call(op_log_sigmoid, {&x});
   Tensor y = kernels::unary(call, x, [](auto& vx, auto& vy) {
     using T = typename std::decay_t<decltype(vy)>::value_type;
@@ -249,7 +249,7 @@ Tensor log_sigmoid(const Tensor& x) {
 
 // d softmax(x) = y * (dy - sum_axis(dy * y))
 Tensor softmax(const Tensor& x, long axis) {
-  if (autobatch::in_task()) if (Tensor batched = autobatch::defer(softmax_rule, {&x}, {axis}); batched.defined()) return batched;
+  if (autobatch::in_task()) if (Tensor batched = autobatch::detail::out_of_line([&] { return autobatch::defer(softmax_rule, {&x}, {axis}); }); batched.defined()) return batched;
   const std::size_t ax = normalize_axis("softmax", axis, x.shape());
   OpCall call(op_softmax, {&x});
   call.attrs<AxisAttrs>().axis = ax;
@@ -275,7 +275,7 @@ Tensor softmax(const Tensor& x, long axis) {
 
 // d log_softmax(x) = dy - exp(y) * sum_axis(dy)
 Tensor log_softmax(const Tensor& x, long axis) {
-  if (autobatch::in_task()) if (Tensor batched = autobatch::defer(log_softmax_rule, {&x}, {axis}); batched.defined()) return batched;
+  if (autobatch::in_task()) if (Tensor batched = autobatch::detail::out_of_line([&] { return autobatch::defer(log_softmax_rule, {&x}, {axis}); }); batched.defined()) return batched;
   const std::size_t ax = normalize_axis("log_softmax", axis, x.shape());
   OpCall call(op_log_softmax, {&x});
   call.attrs<AxisAttrs>().axis = ax;

@@ -139,7 +139,7 @@ struct RangeAttrs {
 
 // d(a+b) = da + db
 Tensor add(const Tensor& a, const Tensor& b) {
-  if (autobatch::in_task()) if (Tensor batched = autobatch::defer(add_rule, {&a, &b}); batched.defined()) return batched;
+  if (autobatch::in_task()) if (Tensor batched = autobatch::detail::out_of_line([&] { return autobatch::defer(add_rule, {&a, &b}); }); batched.defined()) return batched;
   OpCall call(op_add, {&a, &b});
   Tensor y = binary(call, a, b, [](auto u, auto v) { return u + v; });
   call.record(
@@ -159,7 +159,7 @@ Tensor add(const Tensor& a, const Tensor& b) {
 
 // d(a-b) = da - db
 Tensor sub(const Tensor& a, const Tensor& b) {
-  if (autobatch::in_task()) if (Tensor batched = autobatch::defer(sub_rule, {&a, &b}); batched.defined()) return batched;
+  if (autobatch::in_task()) if (Tensor batched = autobatch::detail::out_of_line([&] { return autobatch::defer(sub_rule, {&a, &b}); }); batched.defined()) return batched;
   OpCall call(op_sub, {&a, &b});
   Tensor y = binary(call, a, b, [](auto u, auto v) { return u - v; });
   call.record(
@@ -184,7 +184,7 @@ Tensor sub(const Tensor& a, const Tensor& b) {
 
 // d(ab) = b da + a db
 Tensor mul(const Tensor& a, const Tensor& b) {
-  if (autobatch::in_task()) if (Tensor batched = autobatch::defer(mul_rule, {&a, &b}); batched.defined()) return batched;
+  if (autobatch::in_task()) if (Tensor batched = autobatch::detail::out_of_line([&] { return autobatch::defer(mul_rule, {&a, &b}); }); batched.defined()) return batched;
   OpCall call(op_mul, {&a, &b});
   Tensor y = binary(call, a, b, [](auto u, auto v) { return u * v; });
   call.record(
@@ -209,7 +209,7 @@ Tensor mul(const Tensor& a, const Tensor& b) {
 
 // d(a/b) = da / b - (a / b^2) db
 Tensor div(const Tensor& a, const Tensor& b) {
-  if (autobatch::in_task()) if (Tensor batched = autobatch::defer(div_rule, {&a, &b}); batched.defined()) return batched;
+  if (autobatch::in_task()) if (Tensor batched = autobatch::detail::out_of_line([&] { return autobatch::defer(div_rule, {&a, &b}); }); batched.defined()) return batched;
   OpCall call(op_div, {&a, &b});
   Tensor y = binary(call, a, b, [](auto u, auto v) { return u / v; });
   call.record(
@@ -226,7 +226,7 @@ Tensor div(const Tensor& a, const Tensor& b) {
 
 // d(a^b) = b a^(b-1) da + a^b log(a) db
 Tensor pow(const Tensor& a, const Tensor& b) {
-  if (autobatch::in_task()) if (Tensor batched = autobatch::defer(pow_rule, {&a, &b}); batched.defined()) return batched;
+  if (autobatch::in_task()) if (Tensor batched = autobatch::detail::out_of_line([&] { return autobatch::defer(pow_rule, {&a, &b}); }); batched.defined()) return batched;
   OpCall call(op_pow, {&a, &b});
   Tensor y = binary(call, a, b, [](auto u, auto v) { return std::pow(u, v); });
   call.record(
@@ -243,7 +243,7 @@ Tensor pow(const Tensor& a, const Tensor& b) {
 
 // d(x^p) = p x^(p-1) dx
 Tensor pow(const Tensor& x, double p) {
-  if (autobatch::in_task()) if (Tensor batched = autobatch::defer(pow_scalar_rule, {&x}, {autobatch::key_of(p)}); batched.defined()) return batched;
+  if (autobatch::in_task()) if (Tensor batched = autobatch::detail::out_of_line([&] { return autobatch::defer(pow_scalar_rule, {&x}, {autobatch::key_of(p)}); }); batched.defined()) return batched;
   OpCall call(op_pow_scalar, {&x});
   call.attrs<ScalarAttrs>().value = p;
   Tensor y = kernels::unary(call, x, [p](auto& vx, auto& vy) { xt::noalias(vy) = xt::pow(vx, p); });
@@ -264,7 +264,7 @@ Tensor pow(const Tensor& x, double p) {
 
 // d(x+s) = dx
 Tensor add_scalar(const Tensor& x, double s) {
-  if (autobatch::in_task()) if (Tensor batched = autobatch::defer(add_scalar_rule, {&x}, {autobatch::key_of(s)}); batched.defined()) return batched;
+  if (autobatch::in_task()) if (Tensor batched = autobatch::detail::out_of_line([&] { return autobatch::defer(add_scalar_rule, {&x}, {autobatch::key_of(s)}); }); batched.defined()) return batched;
   OpCall call(op_add_scalar, {&x});
   Tensor y = kernels::unary(call, x, [s](auto& vx, auto& vy) {
     using T = typename std::decay_t<decltype(vy)>::value_type;
@@ -277,7 +277,7 @@ Tensor add_scalar(const Tensor& x, double s) {
 
 // d(sx) = s dx
 Tensor mul_scalar(const Tensor& x, double s) {
-  if (autobatch::in_task()) if (Tensor batched = autobatch::defer(mul_scalar_rule, {&x}, {autobatch::key_of(s)}); batched.defined()) return batched;
+  if (autobatch::in_task()) if (Tensor batched = autobatch::detail::out_of_line([&] { return autobatch::defer(mul_scalar_rule, {&x}, {autobatch::key_of(s)}); }); batched.defined()) return batched;
   OpCall call(op_mul_scalar, {&x});
   call.attrs<ScalarAttrs>().value = s;
   Tensor y = kernels::unary(call, x, [s](auto& vx, auto& vy) {
@@ -295,7 +295,7 @@ Tensor mul_scalar(const Tensor& x, double s) {
 
 // d(-x) = -dx
 Tensor neg(const Tensor& x) {
-  if (autobatch::in_task()) if (Tensor batched = autobatch::defer(neg_rule, {&x}); batched.defined()) return batched;
+  if (autobatch::in_task()) if (Tensor batched = autobatch::detail::out_of_line([&] { return autobatch::defer(neg_rule, {&x}); }); batched.defined()) return batched;
   OpCall call(op_neg, {&x});
   Tensor y = kernels::unary(call, x, [](auto& vx, auto& vy) { xt::noalias(vy) = -vx; });
   call.record([](BackwardCtx& c) { unary_grad(c, [](auto gy, auto, auto) { return -gy; }); },
@@ -305,7 +305,7 @@ Tensor neg(const Tensor& x) {
 
 // d(e^x) = e^x dx
 Tensor exp(const Tensor& x) {
-  if (autobatch::in_task()) if (Tensor batched = autobatch::defer(exp_rule, {&x}); batched.defined()) return batched;
+  if (autobatch::in_task()) if (Tensor batched = autobatch::detail::out_of_line([&] { return autobatch::defer(exp_rule, {&x}); }); batched.defined()) return batched;
   OpCall call(op_exp, {&x});
   Tensor y = kernels::unary(call, x, [](auto& vx, auto& vy) { xt::noalias(vy) = xt::exp(vx); });
   call.record([](BackwardCtx& c) { unary_grad(c, [](auto gy, auto, auto y) { return gy * y; }); },
@@ -315,7 +315,7 @@ Tensor exp(const Tensor& x) {
 
 // d(log x) = dx / x
 Tensor log(const Tensor& x) {
-  if (autobatch::in_task()) if (Tensor batched = autobatch::defer(log_rule, {&x}); batched.defined()) return batched;
+  if (autobatch::in_task()) if (Tensor batched = autobatch::detail::out_of_line([&] { return autobatch::defer(log_rule, {&x}); }); batched.defined()) return batched;
   OpCall call(op_log, {&x});
   Tensor y = kernels::unary(call, x, [](auto& vx, auto& vy) { xt::noalias(vy) = xt::log(vx); });
   call.record([](BackwardCtx& c) { unary_grad(c, [](auto gy, auto x, auto) { return gy / x; }); },
@@ -325,7 +325,7 @@ Tensor log(const Tensor& x) {
 
 // d(sqrt x) = dx / (2 sqrt x)
 Tensor sqrt(const Tensor& x) {
-  if (autobatch::in_task()) if (Tensor batched = autobatch::defer(sqrt_rule, {&x}); batched.defined()) return batched;
+  if (autobatch::in_task()) if (Tensor batched = autobatch::detail::out_of_line([&] { return autobatch::defer(sqrt_rule, {&x}); }); batched.defined()) return batched;
   OpCall call(op_sqrt, {&x});
   Tensor y = kernels::unary(call, x, [](auto& vx, auto& vy) { xt::noalias(vy) = xt::sqrt(vx); });
   call.record([](BackwardCtx& c) { unary_grad(c, [](auto gy, auto, auto y) { return gy / (y + y); }); },
@@ -335,7 +335,7 @@ Tensor sqrt(const Tensor& x) {
 
 // d|x| = sign(x) dx (0 at 0)
 Tensor abs(const Tensor& x) {
-  if (autobatch::in_task()) if (Tensor batched = autobatch::defer(abs_rule, {&x}); batched.defined()) return batched;
+  if (autobatch::in_task()) if (Tensor batched = autobatch::detail::out_of_line([&] { return autobatch::defer(abs_rule, {&x}); }); batched.defined()) return batched;
   OpCall call(op_abs, {&x});
   Tensor y = kernels::unary(call, x, [](auto& vx, auto& vy) { xt::noalias(vy) = xt::abs(vx); });
   call.record(
@@ -354,7 +354,7 @@ Tensor abs(const Tensor& x) {
 // d clamp(x, lo, hi) = dx where lo < x < hi, else 0
 Tensor clamp(const Tensor& x, double lo, double hi) {
   if (autobatch::in_task())
-    if (Tensor batched = autobatch::defer(clamp_rule, {&x}, {autobatch::key_of(lo), autobatch::key_of(hi)}); batched.defined()) return batched;
+    if (Tensor batched = autobatch::detail::out_of_line([&] { return autobatch::defer(clamp_rule, {&x}, {autobatch::key_of(lo), autobatch::key_of(hi)}); }); batched.defined()) return batched;
   if (!(lo <= hi)) throw Error("clamp: lo " + std::to_string(lo) + " exceeds hi " + std::to_string(hi) + " for input " + x.shape().str());
   OpCall call(op_clamp, {&x});
   call.attrs<RangeAttrs>() = {lo, hi};
@@ -379,7 +379,7 @@ Tensor clamp(const Tensor& x, double lo, double hi) {
 
 // where(m, a, b): da = dy where m, db = dy where not m; m is a constant.
 Tensor where(const Tensor& mask, const Tensor& a, const Tensor& b) {
-  if (autobatch::in_task()) if (Tensor batched = autobatch::defer(where_rule, {&mask, &a, &b}); batched.defined()) return batched;
+  if (autobatch::in_task()) if (Tensor batched = autobatch::detail::out_of_line([&] { return autobatch::defer(where_rule, {&mask, &a, &b}); }); batched.defined()) return batched;
   if (mask.requires_grad()) throw Error("where: the mask " + mask.shape().str() + " must be a constant (it is not differentiable)");
   OpCall call(op_where, {&a, &b, &mask});
   const Shape s = broadcast_shapes("where", broadcast_shapes("where", mask.shape(), a.shape()), b.shape());

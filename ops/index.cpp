@@ -59,7 +59,7 @@ Tensor embedding(const Tensor& weight, const Index& ids) {
   if (autobatch::in_task() && ids.shape.numel() == ids.values.size()) {  // checked first: the batch trusts the ids
     std::int64_t key[Shape::max_rank];
     for (std::size_t k = 0; k < ids.shape.rank(); ++k) key[k] = static_cast<std::int64_t>(ids.shape[k]);
-    if (Tensor batched = autobatch::defer(embedding_rule, {&weight}, {key, ids.shape.rank()}, &ids); batched.defined()) return batched;
+    if (Tensor batched = autobatch::detail::out_of_line([&] { return autobatch::defer(embedding_rule, {&weight}, {key, ids.shape.rank()}, &ids); }); batched.defined()) return batched;
   }
 
   OpCall call(op_embedding, {&weight});

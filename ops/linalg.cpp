@@ -241,7 +241,7 @@ struct ProductAttrs {  // `batches` products of (m, k) x (k, n)
 
 // C = A B.  dA = dC B^T,  dB = A^T dC  (per batch; summed over the batch for a shared weight).
 Tensor matmul(const Tensor& a, const Tensor& b) {
-  if (autobatch::in_task()) if (Tensor batched = autobatch::defer(matmul_rule, {&a, &b}); batched.defined()) return batched;
+  if (autobatch::in_task()) if (Tensor batched = autobatch::detail::out_of_line([&] { return autobatch::defer(matmul_rule, {&a, &b}); }); batched.defined()) return batched;
   if (!a.defined() || !b.defined())
     throw Error(std::string("matmul: input ") + (a.defined() ? "1" : "0") + " is undefined");
   const Shape &sa = a.shape(), &sb = b.shape();
@@ -304,7 +304,7 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
 
 // Y = C + A B.  dC = dY,  dA = dY B^T,  dB = A^T dY.
 Tensor addmm(const Tensor& c, const Tensor& a, const Tensor& b) {
-  if (autobatch::in_task()) if (Tensor batched = autobatch::defer(addmm_rule, {&c, &a, &b}); batched.defined()) return batched;
+  if (autobatch::in_task()) if (Tensor batched = autobatch::detail::out_of_line([&] { return autobatch::defer(addmm_rule, {&c, &a, &b}); }); batched.defined()) return batched;
   if (!c.defined() || !a.defined() || !b.defined())
     throw Error(std::string("addmm: input ") + (!c.defined() ? "0" : !a.defined() ? "1" : "2") + " is undefined");
   if (a.rank() != 2 || b.rank() != 2 || c.rank() != 2 || a.size(1) != b.size(0) || c.size(0) != a.size(0) ||
@@ -344,7 +344,7 @@ Tensor addmm(const Tensor& c, const Tensor& a, const Tensor& b) {
 // y = x W + b, x seen as (rows, I). Forward: each row of y = b, then y += x W (beta 1). Backward:
 // dx += dy W^T, dW += x^T dy (as matmul's), db += the column sums of dy.
 Tensor linear(const Tensor& x, const Tensor& W, const Tensor& b) {
-  if (autobatch::in_task()) if (Tensor batched = autobatch::defer(linear_rule, {&x, &W, &b}); batched.defined()) return batched;
+  if (autobatch::in_task()) if (Tensor batched = autobatch::detail::out_of_line([&] { return autobatch::defer(linear_rule, {&x, &W, &b}); }); batched.defined()) return batched;
   if (!x.defined() || !W.defined() || !b.defined())
     throw Error(std::string("linear: input ") + (!x.defined() ? "x" : !W.defined() ? "W" : "b") + " is undefined");
   if (W.rank() != 2 || x.rank() < 1 || x.size(-1) != W.size(0) || b.rank() != 1 || b.size(0) != W.size(1))

@@ -91,7 +91,7 @@ struct CrossEntropyAttrs {
 
 // L = k sum (y - d)^2, k = 1/n, 1 or 1/2;  dL/dy = 2k (y - d) = -dL/dd
 Tensor mse_loss(const Tensor& y, const Tensor& d, Reduction reduction) {
-  if (autobatch::in_task()) if (Tensor batched = autobatch::defer(mse_loss_rule, {&y, &d}, {static_cast<std::int64_t>(reduction)}); batched.defined()) return batched;
+  if (autobatch::in_task()) if (Tensor batched = autobatch::detail::out_of_line([&] { return autobatch::defer(mse_loss_rule, {&y, &d}, {static_cast<std::int64_t>(reduction)}); }); batched.defined()) return batched;
   require_same_shape("mse_loss", "prediction", y, "target", d);
   const double k = reduction_scale(reduction, y.numel(), y.shape());
   OpCall call(op_mse_loss, {&y, &d});
@@ -151,7 +151,7 @@ Tensor softmax_cross_entropy(const Tensor& logits, const Index& targets) {
                   targets.shape.str());
   }
   // Checked first: the batched form trusts every call's targets.
-  if (autobatch::in_task()) if (Tensor batched = autobatch::defer(cross_entropy_rule, {&logits}, {}, &targets); batched.defined()) return batched;
+  if (autobatch::in_task()) if (Tensor batched = autobatch::detail::out_of_line([&] { return autobatch::defer(cross_entropy_rule, {&logits}, {}, &targets); }); batched.defined()) return batched;
   OpCall call(op_softmax_cross_entropy, {&logits});
   Tensor out = call.output(Shape{});
   dispatch(call.dtype(), [&](auto z) {
@@ -203,7 +203,7 @@ Tensor softmax_cross_entropy(const Tensor& logits, const Index& targets) {
 
 // L = mean(max(x, 0) - x t + log1p(e^-|x|));  dL/dx = (sigmoid(x) - t) / n, dL/dt = -x / n
 Tensor binary_cross_entropy_with_logits(const Tensor& logits, const Tensor& targets) {
-  if (autobatch::in_task()) if (Tensor batched = autobatch::defer(bce_rule, {&logits, &targets}); batched.defined()) return batched;
+  if (autobatch::in_task()) if (Tensor batched = autobatch::detail::out_of_line([&] { return autobatch::defer(bce_rule, {&logits, &targets}); }); batched.defined()) return batched;
   const char* op = "binary_cross_entropy_with_logits";
   require_same_shape(op, "logits", logits, "targets", targets);
   if (logits.numel() == 0) throw Error(std::string(op) + ": mean over an empty input of shape " + logits.shape().str());

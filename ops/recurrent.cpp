@@ -132,7 +132,7 @@ namespace {
 
 Tensor lstm_cell_impl(const Tensor& a, const Tensor& c_prev, const Tensor* p_i, const Tensor* p_f) {
   if (autobatch::in_task())
-    if (Tensor batched = p_i ? autobatch::defer(lstm_cell_rule, {&a, &c_prev, p_i, p_f}) : autobatch::defer(lstm_cell_rule, {&a, &c_prev});
+    if (Tensor batched = p_i ? autobatch::detail::out_of_line([&] { return autobatch::defer(lstm_cell_rule, {&a, &c_prev, p_i, p_f}); }) : autobatch::detail::out_of_line([&] { return autobatch::defer(lstm_cell_rule, {&a, &c_prev}); });
         batched.defined())
       return batched;
   const std::size_t H = p_i ? check_lstm("lstm_cell", a, c_prev, "c_prev", {{"p_i", p_i}, {"p_f", p_f}})
@@ -229,7 +229,7 @@ namespace {
 
 Tensor lstm_hidden_impl(const Tensor& a, const Tensor& c, const Tensor* p_o) {
   if (autobatch::in_task())
-    if (Tensor batched = p_o ? autobatch::defer(lstm_hidden_rule, {&a, &c, p_o}) : autobatch::defer(lstm_hidden_rule, {&a, &c});
+    if (Tensor batched = p_o ? autobatch::detail::out_of_line([&] { return autobatch::defer(lstm_hidden_rule, {&a, &c, p_o}); }) : autobatch::detail::out_of_line([&] { return autobatch::defer(lstm_hidden_rule, {&a, &c}); });
         batched.defined())
       return batched;
   const std::size_t H = p_o ? check_lstm("lstm_hidden", a, c, "c", {{"p_o", p_o}}) : check_lstm("lstm_hidden", a, c, "c", {});
@@ -306,7 +306,7 @@ Tensor lstm_hidden(const Tensor& a, const Tensor& c, const Tensor& p_o) { return
 //   dh = dh' z;  db_hn = sum_rows du r.
 
 Tensor gru_cell(const Tensor& xp, const Tensor& hp, const Tensor& h, const Tensor& b_hn) {
-  if (autobatch::in_task()) if (Tensor batched = autobatch::defer(gru_cell_rule, {&xp, &hp, &h, &b_hn}); batched.defined()) return batched;
+  if (autobatch::in_task()) if (Tensor batched = autobatch::detail::out_of_line([&] { return autobatch::defer(gru_cell_rule, {&xp, &hp, &h, &b_hn}); }); batched.defined()) return batched;
   if (!xp.defined() || xp.rank() != 2 || xp.size(1) % 3 != 0 || xp.size(1) == 0)
     throw Error("gru_cell: input projection xp must be (B, 3H), got " + shape_str(xp));
   const std::size_t B = xp.size(0), H = xp.size(1) / 3;
@@ -432,7 +432,7 @@ template <class T> void times_derivative(Activation f, const T* __restrict dh, c
 }  // namespace
 
 Tensor rnn_cell(const Tensor& xp, const Tensor& h_prev, const Tensor& W, Activation f) {
-  if (autobatch::in_task()) if (Tensor batched = autobatch::defer(rnn_cell_rule, {&xp, &h_prev, &W}, {static_cast<std::int64_t>(f)}); batched.defined()) return batched;
+  if (autobatch::in_task()) if (Tensor batched = autobatch::detail::out_of_line([&] { return autobatch::defer(rnn_cell_rule, {&xp, &h_prev, &W}, {static_cast<std::int64_t>(f)}); }); batched.defined()) return batched;
   if (!W.defined() || W.rank() != 2 || W.size(0) != W.size(1))
     throw Error("rnn_cell: W must be square (H, H), got " + shape_str(W));
   const std::size_t H = W.size(0);

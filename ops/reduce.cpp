@@ -54,7 +54,7 @@ Tensor defer_reduce(const autobatch::Rule& rule, const Tensor& x, bool all, cons
     if (n == 2 + Shape::max_rank) return Tensor();  // more axes than any tensor has: the op reports it
     key[n++] = a;
   }
-  return autobatch::defer(rule, {&x}, {key, n});
+  return autobatch::detail::out_of_line([&] { return autobatch::defer(rule, {&x}, {key, n}); });
 }
 }  // namespace
 

@@ -281,7 +281,7 @@ Tensor reshape(const Tensor& x, const Shape& shape) {
   if (autobatch::in_task() && !view_in_task(op_reshape, x, 0)) {
     std::int64_t key[Shape::max_rank];
     for (std::size_t k = 0; k < shape.rank(); ++k) key[k] = static_cast<std::int64_t>(shape[k]);
-    if (Tensor batched = autobatch::defer(reshape_rule, {&x}, {key, shape.rank()}); batched.defined()) return batched;
+    if (Tensor batched = autobatch::detail::out_of_line([&] { return autobatch::defer(reshape_rule, {&x}, {key, shape.rank()}); }); batched.defined()) return batched;
   }
   if (shape.checked_numel("reshape") != x.numel())
     throw Error("reshape: cannot reshape " + x.shape().str() + " (" + std::to_string(x.numel()) + " elements) to " +
@@ -301,7 +301,7 @@ Tensor reshape(const Tensor& x, const Shape& shape) {
 
 // transpose(x): swaps the last two axes. d = transpose(dy)
 Tensor transpose(const Tensor& x) {
-  if (autobatch::in_task()) if (Tensor batched = autobatch::defer(transpose_rule, {&x}); batched.defined()) return batched;
+  if (autobatch::in_task()) if (Tensor batched = autobatch::detail::out_of_line([&] { return autobatch::defer(transpose_rule, {&x}); }); batched.defined()) return batched;
   const std::size_t r = x.rank();
   if (r < 2) throw Error("transpose: needs rank >= 2 to swap the last two axes, got " + x.shape().str());
   std::size_t axes[Shape::max_rank];
@@ -319,7 +319,7 @@ Tensor permute(const Tensor& x, const std::vector<std::size_t>& axes) {
   if (autobatch::in_task() && axes.size() <= Shape::max_rank) {
     std::int64_t key[Shape::max_rank];
     for (std::size_t k = 0; k < axes.size(); ++k) key[k] = static_cast<std::int64_t>(axes[k]);
-    if (Tensor batched = autobatch::defer(permute_rule, {&x}, {key, axes.size()}); batched.defined()) return batched;
+    if (Tensor batched = autobatch::detail::out_of_line([&] { return autobatch::defer(permute_rule, {&x}, {key, axes.size()}); }); batched.defined()) return batched;
   }
   const std::size_t r = x.rank();
   bool ok = axes.size() == r;
@@ -344,7 +344,7 @@ Tensor permute(const Tensor& x, const std::vector<std::size_t>& axes) {
 // slice(x, a, s, e) = x[..., s:e, ...] on axis a. d = pad(dy, a, s, n - e)
 Tensor slice(const Tensor& x, long axis, std::size_t start, std::size_t stop) {
   if (autobatch::in_task() && start <= stop && !view_in_task(op_slice, x, axis))
-    if (Tensor batched = autobatch::defer(slice_rule, {&x}, {axis, std::int64_t(stop - start)}, &start); batched.defined())
+    if (Tensor batched = autobatch::detail::out_of_line([&] { return autobatch::defer(slice_rule, {&x}, {axis, std::int64_t(stop - start)}, &start); }); batched.defined())
       return batched;
   if (x.rank() == 0) throw Error("slice: cannot slice a rank-0 tensor " + x.shape().str());
   const std::size_t a = normalize_axis("slice", axis, x.shape());
@@ -377,7 +377,7 @@ Tensor slice(const Tensor& x, long axis, std::size_t start, std::size_t stop) {
 // select(x, a, i) = x[..., i, ...], axis a removed: a slice of one without its axis. A view when the run
 // is contiguous (a leading axis: one example's row of a batched value). d = dy into row i of dx.
 Tensor select(const Tensor& x, long axis, std::size_t index) {
-  if (autobatch::in_task() && !view_in_task(op_select, x, axis)) if (Tensor batched = autobatch::defer(select_rule, {&x}, {axis}, &index); batched.defined()) return batched;
+  if (autobatch::in_task() && !view_in_task(op_select, x, axis)) if (Tensor batched = autobatch::detail::out_of_line([&] { return autobatch::defer(select_rule, {&x}, {axis}, &index); }); batched.defined()) return batched;
   if (!x.defined()) throw Error("select: input is undefined");
   if (x.rank() == 0) throw Error("select: cannot select from a rank-0 tensor " + x.shape().str());
   const std::size_t a = normalize_axis("select", axis, x.shape());
@@ -411,7 +411,7 @@ Tensor select(const Tensor& x, long axis, std::size_t index) {
 // pad(x, a, b, e): b zeros before and e after on axis a. d = slice(dy, a, b, b + n)
 Tensor pad(const Tensor& x, long axis, std::size_t before, std::size_t after) {
   if (autobatch::in_task())
-    if (Tensor batched = autobatch::defer(pad_rule, {&x}, {axis, std::int64_t(before), std::int64_t(after)}); batched.defined()) return batched;
+    if (Tensor batched = autobatch::detail::out_of_line([&] { return autobatch::defer(pad_rule, {&x}, {axis, std::int64_t(before), std::int64_t(after)}); }); batched.defined()) return batched;
   if (x.rank() == 0) throw Error("pad: cannot pad a rank-0 tensor " + x.shape().str());
   const std::size_t a = normalize_axis("pad", axis, x.shape());
   // The padded size must not wrap (a wrapped size made a short buffer that the copy overran).
@@ -498,7 +498,7 @@ Tensor index_select(const Tensor& x, long axis, const std::vector<std::int64_t>&
   const std::size_t a = normalize_axis("index_select", axis, x.shape());
   check_indices("index_select", indices, a, x.shape()[a], x.shape());
   if (autobatch::in_task())  // checked first: the batch trusts the indices
-    if (Tensor batched = autobatch::defer(index_select_rule, {&x}, {axis, std::int64_t(indices.size())}, &indices);
+    if (Tensor batched = autobatch::detail::out_of_line([&] { return autobatch::defer(index_select_rule, {&x}, {axis, std::int64_t(indices.size())}, &indices); });
         batched.defined())
       return batched;
   OpCall call(op_index_select, {&x});
@@ -565,7 +565,7 @@ Tensor index_add(const Tensor& src, long axis, const std::vector<std::int64_t>& 
 
 // concat(xs, a): the inputs one after another along axis a. d x_k = slice(dy, a, off_k, off_k + n_k)
 Tensor concat(const std::vector<Tensor>& xs, long axis) {
-  if (autobatch::in_task() && !xs.empty()) if (Tensor batched = autobatch::defer(concat_rule, xs, {axis}); batched.defined()) return batched;
+  if (autobatch::in_task() && !xs.empty()) if (Tensor batched = autobatch::detail::out_of_line([&] { return autobatch::defer(concat_rule, xs, {axis}); }); batched.defined()) return batched;
   if (xs.empty()) throw Error("concat: needs at least one tensor");
   for (std::size_t k = 0; k < xs.size(); ++k)
     if (!xs[k].defined()) throw Error("concat: input " + std::to_string(k) + " is undefined");
@@ -687,7 +687,7 @@ Tensor stack(const std::vector<Tensor>& xs, long axis) {
 
 // flip(x, a): reverses axis a. d = flip(dy, a)
 Tensor flip(const Tensor& x, long axis) {
-  if (autobatch::in_task()) if (Tensor batched = autobatch::defer(flip_rule, {&x}, {axis}); batched.defined()) return batched;
+  if (autobatch::in_task()) if (Tensor batched = autobatch::detail::out_of_line([&] { return autobatch::defer(flip_rule, {&x}, {axis}); }); batched.defined()) return batched;
   if (x.rank() == 0) throw Error("flip: cannot flip a rank-0 tensor " + x.shape().str());
   const std::size_t a = normalize_axis("flip", axis, x.shape());
   OpCall call(op_flip, {&x});
@@ -721,7 +721,7 @@ Tensor broadcast_to(const Tensor& x, const Shape& shape) {
   if (autobatch::in_task()) {
     std::int64_t key[Shape::max_rank];
     for (std::size_t k = 0; k < shape.rank(); ++k) key[k] = static_cast<std::int64_t>(shape[k]);
-    if (Tensor batched = autobatch::defer(broadcast_to_rule, {&x}, {key, shape.rank()}); batched.defined()) return batched;
+    if (Tensor batched = autobatch::detail::out_of_line([&] { return autobatch::defer(broadcast_to_rule, {&x}, {key, shape.rank()}); }); batched.defined()) return batched;
   }
   shape.checked_numel("broadcast_to");
   const Shape b = broadcast_shapes("broadcast_to", x.shape(), shape);
