@@ -257,6 +257,8 @@ class Scheduler {
     try {
       (*t.body)(t.index);
     } catch (const Cancelled&) {
+    } catch (const ctx::detail::forced_unwind&) {
+      throw;  // Boost.Context unwinding a fiber destroyed while suspended: must pass through
     } catch (...) {
       t.error = std::current_exception();
     }
@@ -339,8 +341,10 @@ class Scheduler {
           rows.reserve(group.size());
           for (std::size_t i = 0; i < group.size(); ++i) rows.push_back(row_of(y, i));
         }
-      } catch (const std::exception& e) {
+      } catch (const std::exception& e) {  // the calls run alone, and raise it (or not) each in its own task
         if (std::getenv("TAPEGRAD_AUTOBATCH_DEBUG")) std::fprintf(stderr, "autobatch: %s batch failed: %s\n", rule.op->name, e.what());
+        rows.clear();
+      } catch (...) {
         rows.clear();
       }
       mine.install();
