@@ -103,7 +103,7 @@ int run(const example::Args& args) {
   const std::vector<Tensor> params = net.parameters();
   nn::Adam opt(params, lr);
 
-  dist::DistributedSampler sampler(N, seed);
+  nn::DistributedSampler sampler = dist::sampler(N, seed);  // the one shuffle of nn::BatchIterator too
   const std::size_t steps_per_epoch = sampler.num_samples() / local;  // a last partial batch is dropped
   if (steps_per_epoch == 0 || epochs < 1)
     throw Error("15_data_parallel: " + std::to_string(N) + " training sequences over " + std::to_string(size) +
