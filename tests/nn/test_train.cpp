@@ -74,6 +74,13 @@ struct One : nn::Module {
   Tensor loss() const { return sum(w * w); }
 };
 
+nn::TrainConfig quiet(std::size_t epochs = 1) {
+  nn::TrainConfig c;
+  c.epochs = epochs;
+  c.progress_every = -1;
+  return c;
+}
+
 // What body() printed on stdout (file descriptor 1, where printf goes).
 template <class Body> std::string stdout_of(Body&& body) {
   test::TempDir dir("stdout");
@@ -104,8 +111,7 @@ BOOST_AUTO_TEST_SUITE(train)
 BOOST_AUTO_TEST_CASE(after_backward_hook_sees_the_gradients_before_clipping_and_the_update) {
   One m(3.0);
   nn::SGD opt(m.parameters(), 0.1);
-  nn::TrainConfig config;
-  config.progress_every = -1;
+  nn::TrainConfig config = quiet();
   config.clip_norm = 1.0;
   std::vector<std::string> events;
   nn::TrainHooks hooks;
@@ -130,9 +136,7 @@ BOOST_AUTO_TEST_CASE(after_backward_hook_sees_the_gradients_before_clipping_and_
 BOOST_AUTO_TEST_CASE(on_step_sees_every_step_its_loss_epoch_mean_and_evaluation) {
   One m(1.0);
   nn::SGD opt(m.parameters(), 0.1);
-  nn::TrainConfig config;
-  config.progress_every = -1;
-  config.epochs = 2;
+  nn::TrainConfig config = quiet(2);
   config.eval_every = 2;
   std::vector<nn::StepInfo> seen;
   std::vector<double> losses;
@@ -171,10 +175,7 @@ BOOST_AUTO_TEST_CASE(on_step_sees_every_step_its_loss_epoch_mean_and_evaluation)
 BOOST_AUTO_TEST_CASE(evaluation_runs_under_no_grad) {
   One m(2.0);
   nn::SGD opt(m.parameters(), 0.1);
-  nn::TrainConfig config;
-  config.progress_every = -1;
-  config.epochs = 2;
-  nn::Trainer trainer(m, opt, config);
+  nn::Trainer trainer(m, opt, quiet(2));
   std::vector<bool> recording_in_eval, recording_in_step;
   trainer.run(
       2,
