@@ -14,16 +14,6 @@
 
 namespace tapegrad::nn::reference {
 
-const char* activation_name(Activation a) {
-  switch (a) {
-    case Activation::sigmoid: return "sigmoid";
-    case Activation::tanh: return "tanh";
-    case Activation::relu: return "relu";
-    case Activation::identity: return "identity";
-  }
-  return "?";
-}
-
 const char* weight_grads_name(WeightGrads w) { return w == WeightGrads::per_step ? "per_step" : "fused"; }
 
 namespace {

@@ -67,7 +67,7 @@ Tensor in_or_none(const GraphCtx& g, std::size_t i) { return i < g.num_inputs() 
 
 Tensor rnn_cell_composed(const Tensor& xp, const Tensor& h_prev, const Tensor& W, Activation f) {
   const Tensor u = addmm(xp, h_prev, W);
-  return f == Activation::sigmoid ? sigmoid(u) : f == Activation::tanh ? tanh(u) : relu(u);
+  return f == Activation::sigmoid ? sigmoid(u) : f == Activation::tanh ? tanh(u) : f == Activation::relu ? relu(u) : u;
 }
 
 Tensor lstm_cell_composed(const Tensor& a, const Tensor& c_prev, const Tensor& p_i, const Tensor& p_f) {

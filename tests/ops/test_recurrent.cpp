@@ -8,12 +8,6 @@
 using namespace tapegrad;
 using namespace tapegrad::test;
 
-namespace {
-const char* act_name(Activation f) {
-  return f == Activation::sigmoid ? "sigmoid" : f == Activation::tanh ? "tanh" : "relu";
-}
-}  // namespace
-
 TAPEGRAD_OP_ROWS(recurrent) {
   std::vector<OpRow> rows;
   // (B, H): one row, several rows, H = 1.
@@ -28,8 +22,8 @@ TAPEGRAD_OP_ROWS(recurrent) {
         .fn([](const std::vector<Tensor>& x) { return lstm_hidden(x[0], x[1]); }).second_order());
     rows.push_back(row("lstm_hidden").sample(n + ", peephole").shapes({a, s, p})
         .fn([](const std::vector<Tensor>& x) { return lstm_hidden(x[0], x[1], x[2]); }).second_order());
-    for (Activation f : {Activation::sigmoid, Activation::tanh, Activation::relu})
-      rows.push_back(row("rnn_cell").sample(n + ", " + act_name(f)).shapes({s, s, {H, H}})
+    for (Activation f : {Activation::sigmoid, Activation::tanh, Activation::relu, Activation::identity})
+      rows.push_back(row("rnn_cell").sample(n + ", " + activation_name(f)).shapes({s, s, {H, H}})
           .fn([f](const std::vector<Tensor>& x) { return rnn_cell(x[0], x[1], x[2], f); }).second_order());
     const Shape g3{B, 3 * H};
     rows.push_back(row("gru_cell").sample(n).shapes({g3, g3, s, p})
@@ -77,9 +71,9 @@ BOOST_AUTO_TEST_CASE(fused_halves_equal_the_composed_formulas) {
     Tensor W = randn({20, 20}, g, 0.3, d);
     for (std::size_t B : {1, 3}) {
       Tensor x = randn({B, 20}, g, 1.0, d), h = randn({B, 20}, g, 1.0, d);
-      for (Activation f : {Activation::sigmoid, Activation::tanh, Activation::relu}) {
+      for (Activation f : {Activation::sigmoid, Activation::tanh, Activation::relu, Activation::identity}) {
         const Tensor want = rnn_cell_composed(x, h, W, f);
-        BOOST_TEST(max_abs_diff(rnn_cell(x, h, W, f), to_xt(want)) <= tol, act_name(f) << ", B " << B);
+        BOOST_TEST(max_abs_diff(rnn_cell(x, h, W, f), to_xt(want)) <= tol, activation_name(f) << ", B " << B);
       }
     }
   }
