@@ -66,12 +66,6 @@ Model to_dtype(const Model& m, DType d) {
           parameter(m.c.to(d)), m.f};
 }
 
-ref::Activation hand_activation(nn::Activation f) {
-  return f == nn::Activation::sigmoid ? ref::Activation::sigmoid
-         : f == nn::Activation::tanh  ? ref::Activation::tanh
-                                      : ref::Activation::relu;
-}
-
 // One addition as raw sequences: x (T, 1, 2), d (T, 1, 1), bits least significant first.
 template <class T> void encode(long a, long b, std::size_t bits, std::vector<T>& x, std::vector<T>& d) {
   x.resize(bits * 2);
@@ -128,7 +122,7 @@ template <class T> double rel_diff(const ref::ElmanGrads<T>& h, const Model& m) 
 
 // Exact sums over all 128 x 128 pairs, by the hand forward (no tape): weights given raw.
 double accuracy(const ref::ElmanParams<float>& p, std::size_t hidden, nn::Activation f) {
-  ref::ElmanBPTT<float> net(kIn, hidden, kOut, hand_activation(f));
+  ref::ElmanBPTT<float> net(kIn, hidden, kOut, f);
   std::vector<float> x(kBits * 128 * 2);
   std::size_t exact = 0;
   for (long a = 0; a < 128; ++a) {
@@ -178,7 +172,7 @@ double check_f64(const Model& m32, const std::vector<float>& x, const std::vecto
   const std::vector<double> x64(x.begin(), x.end()), d64(d.begin(), d.end());
   Tensor loss = forward(m, x64.data(), d64.data(), kBits, 1);
   backward(loss);
-  ref::ElmanBPTT<double> hand(kIn, m.W.size(0), kOut, hand_activation(m.f));
+  ref::ElmanBPTT<double> hand(kIn, m.W.size(0), kOut, m.f);
   hand.forward(raw<double>(m), x64.data(), nullptr, kBits, 1);
   return rel_diff(hand.backward_half_sum(d64.data()), m);
 }
@@ -201,8 +195,8 @@ Result train_side_by_side(nn::Activation f, bool lecun, std::size_t hidden, long
     return ref::ElmanParams<float>{hand_w[0].data(), hand_w[1].data(), hand_w[2].data(), hand_w[3].data(),
                                    hand_w[4].data()};
   };
-  ref::ElmanBPTT<float> hand(kIn, hidden, kOut, hand_activation(f));
-  ref::ElmanBPTT<float> check(kIn, hidden, kOut, hand_activation(f));
+  ref::ElmanBPTT<float> hand(kIn, hidden, kOut, f);
+  ref::ElmanBPTT<float> check(kIn, hidden, kOut, f);
   nn::SGD opt(tape.params(), lr);
 
   Result r;

@@ -14,7 +14,9 @@
 //
 // The adding problem (examples/common/data.hpp): T steps of (value, marker); the target is the sum of the
 // two marked values. Predicting the mean gives MSE = 1/6 = 0.167. Target: test MSE < 0.01, whatever the
-// number of processes. Only rank 0 prints and writes files.
+// number of processes. The loop is nn::Trainer's: its after_backward hook averages the gradients over
+// the ranks, then it clips and steps; its on_step callback logs the global batch's loss; the test MSE is its
+// evaluation at each epoch's end (under NoGrad, summed over ranks). Only rank 0 prints and writes files.
 #include <tapegrad/nn/dist.hpp>
 #include <tapegrad/tapegrad.hpp>
 
@@ -101,7 +103,7 @@ int run(const example::Args& args) {
   const std::vector<Tensor> params = net.parameters();
   nn::Adam opt(params, lr);
 
-  dist::DistributedSampler sampler(N, seed);
+  nn::DistributedSampler sampler = dist::sampler(N, seed);  // the one shuffle of nn::BatchIterator too
   const std::size_t steps_per_epoch = sampler.num_samples() / local;  // a last partial batch is dropped
   if (steps_per_epoch == 0 || epochs < 1)
     throw Error("15_data_parallel: " + std::to_string(N) + " training sequences over " + std::to_string(size) +
@@ -115,49 +117,8 @@ int run(const example::Args& args) {
       " sequences per epoch; LSTM hidden " + std::to_string(H) + ", Adam lr " + example::fmt(lr) + ", clip " +
       example::fmt(clip) + ", " + std::to_string(epochs) + " epochs = " + std::to_string(steps) + " steps, float32");
 
-  std::unique_ptr<example::Progress> progress;
-  std::unique_ptr<example::Csv> curve;
-  if (rank == 0) {
-    progress = std::make_unique<example::Progress>("step", steps);
-    curve = std::make_unique<example::Csv>(out + "/15_data_parallel_np" + std::to_string(size) + ".csv",
-                                           std::vector<std::string>{"step", "train MSE (global batch)"});
-  }
-  const long log_every = std::max(1L, steps / 60);
-  double running = 0, t_allreduce = 0;
-  const double t_start = now();
-  long step = 0;
-  for (long epoch = 0; epoch < epochs; ++epoch) {
-    sampler.set_epoch(std::uint64_t(epoch));
-    const std::vector<std::size_t> mine = sampler.indices();
-    for (std::size_t j = 0; j < steps_per_epoch; ++j) {
-      auto [x, d] = train.batch(mine.data() + j * local, local);
-      Tensor loss = mse_loss(net(x), d);  // the mean over this rank's samples
-      running += loss.item();
-      opt.zero_grad();
-      backward(loss);
-      const double t0 = now();
-      dist::allreduce_gradients(params);  // now the gradient of the mean over the global batch
-      t_allreduce += now() - t0;
-      nn::clip_grad_norm(params, clip);   // same averaged gradients, same clipping on every rank
-      opt.step();
-      ++step;
-      if (step % log_every == 0) {
-        // The global batch's loss: the mean of the ranks' means (equal local batches).
-        const double global = dist::allreduce_sum(running / double(log_every)) / size;
-        running = 0;
-        if (rank == 0) {
-          curve->row(step, global);
-          progress->update(step, "epoch " + std::to_string(epoch + 1) + ", train MSE " + example::fmt(global));
-        }
-      }
-    }
-  }
-  const double seconds = now() - t_start;
-
   // Test MSE: each rank scores a contiguous share of the test set; the squared errors are summed over ranks.
-  double test_mse = 0;
-  {
-    NoGrad no_grad;
+  auto test_mse = [&] {
     const std::size_t first = test.n * std::size_t(rank) / std::size_t(size);
     const std::size_t last = test.n * std::size_t(rank + 1) / std::size_t(size);
     std::vector<std::size_t> idx(last - first);
@@ -167,8 +128,53 @@ int run(const example::Args& args) {
       auto [x, d] = test.batch(idx.data(), idx.size());
       se = mse_loss(net(x), d, Reduction::sum).item();
     }
-    test_mse = dist::allreduce_sum(se) / double(test.n);
-  }
+    return dist::allreduce_sum(se) / double(test.n);
+  };
+
+  std::unique_ptr<example::Csv> curve;
+  if (rank == 0)
+    curve = std::make_unique<example::Csv>(out + "/15_data_parallel_np" + std::to_string(size) + ".csv",
+                                           std::vector<std::string>{"step", "train MSE (global batch)"});
+  nn::TrainConfig config;
+  config.epochs = std::size_t(epochs);
+  config.clip_norm = clip;  // after the hook: the same averaged gradients, the same clipping on every rank
+  config.name = "data parallel";
+  config.metric = "test MSE";
+  config.rank = rank;
+  const long log_every = std::max(1L, steps / 60);
+  double running = 0, t_allreduce = 0;
+  std::vector<std::size_t> mine;  // this rank's shard of the current epoch
+  std::size_t mine_epoch = std::size_t(-1);
+  nn::TrainHooks hooks;
+  hooks.after_backward = [&](const nn::TrainStep&) {
+    const double t0 = now();
+    dist::allreduce_gradients(params);  // now the gradient of the mean over the global batch
+    t_allreduce += now() - t0;
+  };
+  hooks.on_step = [&](const nn::StepInfo& i) {
+    running += i.loss;
+    if (long(i.step) % log_every == 0) {
+      // The global batch's loss: the mean of the ranks' means (equal local batches); every rank takes part.
+      const double global = dist::allreduce_sum(running / double(log_every)) / size;
+      running = 0;
+      if (curve) curve->row(i.step, global);
+    }
+  };
+  nn::Trainer trainer(net, opt, config, hooks);
+  const nn::TrainResult result = trainer.run(
+      steps_per_epoch,
+      [&](const nn::TrainStep& s) {
+        if (s.epoch != mine_epoch) {
+          sampler.set_epoch(s.epoch);
+          mine = sampler.indices();
+          mine_epoch = s.epoch;
+        }
+        auto [x, d] = train.batch(mine.data() + s.batch * local, local);
+        return mse_loss(net(x), d);  // the mean over this rank's samples
+      },
+      test_mse);
+  const double seconds = result.seconds, mse = result.last_eval;
+
   // The copies must still be identical: compare a checksum of the weights with rank 0's.
   double checksum = 0;
   for (const Tensor& p : params)
@@ -178,12 +184,12 @@ int run(const example::Args& args) {
   const double differing = dist::allreduce_sum(c0[0] == checksum ? 0.0 : 1.0);
   if (differing > 0) throw Error("15_data_parallel: the model copies diverged on " + example::fmt(differing) + " rank(s)");
 
-  const bool pass = test_mse < target;
+  const bool pass = mse < target;
   if (rank == 0) {
     curve->close();
     std::printf("\n%d process(es): test MSE %.5f (%s), %.1f s, %.1f steps/s; in allreduce_gradients (with waiting for "
                 "the other ranks) %.1f%% of the time (rank 0)\n",
-                size, test_mse, pass ? "< target" : "ABOVE TARGET", seconds, double(steps) / seconds,
+                size, mse, pass ? "< target" : "ABOVE TARGET", seconds, double(steps) / seconds,
                 100.0 * t_allreduce / seconds);
     std::printf("weights identical on every rank (checksum %.17g)\n", checksum);
     const std::string csv = out + "/15_data_parallel_np" + std::to_string(size) + ".csv";
@@ -198,7 +204,7 @@ int run(const example::Args& args) {
   const int rc = rank == 0 ? example::report("15_data_parallel",
                                              "adding problem T=" + std::to_string(T) + ", " + std::to_string(size) +
                                                  " process(es), global batch " + std::to_string(B),
-                                             "test MSE", "< " + example::fmt(target), example::fmt(test_mse, 3), pass)
+                                             "test MSE", "< " + example::fmt(target), example::fmt(mse, 3), pass)
                            : (pass ? 0 : 1);
   return rc;
 }

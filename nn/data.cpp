@@ -139,6 +139,39 @@ std::vector<std::size_t> shuffled_indices(std::size_t n, std::uint64_t seed) {
   return order;
 }
 
+std::vector<std::size_t> epoch_order(std::size_t n, std::uint64_t seed, std::size_t epoch, bool shuffle) {
+  if (shuffle) return shuffled_indices(n, mix(seed, epoch));
+  std::vector<std::size_t> order(n);
+  for (std::size_t i = 0; i < n; ++i) order[i] = i;
+  return order;
+}
+
+DistributedSampler::DistributedSampler(std::size_t n, std::uint64_t seed, bool shuffle, bool drop_last, int rank, int size)
+    : n_(n), seed_(seed), shuffle_(shuffle), drop_last_(drop_last), rank_(rank), size_(size) {
+  if (size < 1 || rank < 0 || rank >= size)
+    throw Error("DistributedSampler: rank " + std::to_string(rank) + " of " + std::to_string(size) +
+                " is not a rank (need 0 <= rank < size, size >= 1)");
+  if (n == 0) throw Error("DistributedSampler: the data set is empty (n = 0)");
+  if (drop_last && n < std::size_t(size))
+    throw Error("DistributedSampler: drop_last with n = " + std::to_string(n) + " < size = " + std::to_string(size) +
+                " leaves every rank without a sample");
+}
+
+std::size_t DistributedSampler::num_samples() const {
+  const std::size_t s = std::size_t(size_);
+  return drop_last_ ? n_ / s : (n_ + s - 1) / s;
+}
+
+std::vector<std::size_t> DistributedSampler::indices() const {
+  std::vector<std::size_t> perm = epoch_order(n_, seed_, std::size_t(epoch_), shuffle_);
+  const std::size_t total = total_size();
+  for (std::size_t i = n_; i < total; ++i) perm.push_back(perm[(i - n_) % n_]);  // pad (n may be < size)
+  std::vector<std::size_t> mine;
+  mine.reserve(num_samples());
+  for (std::size_t i = std::size_t(rank_); i < total; i += std::size_t(size_)) mine.push_back(perm[i]);
+  return mine;
+}
+
 TrainTestSplit split_train_test(const std::vector<QAPair>& pairs, double test_fraction, std::uint64_t seed) {
   if (!(test_fraction > 0 && test_fraction < 1))
     throw Error("split_train_test: test_fraction must be in (0, 1), got " + std::to_string(test_fraction));
@@ -186,15 +219,18 @@ BatchIterator::BatchIterator(const std::vector<QAPair>& pairs, const Tokenizer& 
 PairBatch BatchIterator::batch(std::size_t epoch, std::size_t b) const {
   if (b >= batches_per_epoch())
     throw Error("BatchIterator::batch: batch " + std::to_string(b) + " of an epoch of " + std::to_string(batches_per_epoch()));
-  PairBatch out;
   const std::size_t from = b * batch_size_, to = std::min(size(), from + batch_size_);
-  if (shuffle_) {
-    // Only the epoch's permutation is needed; it is recomputed per call (O(n)), small next to a training step.
-    const auto order = shuffled_indices(size(), mix(seed_, epoch));
-    out.index.assign(order.begin() + from, order.begin() + to);
-  } else {
-    for (std::size_t i = from; i < to; ++i) out.index.push_back(i);
-  }
+  // Only the epoch's order is needed; it is recomputed per call (O(n)), small next to a training step.
+  const auto all = order(epoch);
+  return batch_of(std::vector<std::size_t>(all.begin() + std::ptrdiff_t(from), all.begin() + std::ptrdiff_t(to)));
+}
+
+PairBatch BatchIterator::batch_of(const std::vector<std::size_t>& index) const {
+  if (index.empty()) throw Error("BatchIterator::batch_of: no index");
+  for (std::size_t i : index)
+    if (i >= size()) throw Error("BatchIterator::batch_of: pair " + std::to_string(i) + " of " + std::to_string(size()));
+  PairBatch out;
+  out.index = index;
   std::vector<std::vector<std::int64_t>> src, tgt;
   for (std::size_t i : out.index) {
     src.push_back(sources_[i]);

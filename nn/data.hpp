@@ -47,6 +47,38 @@ std::vector<QAPair> read_pairs(const std::string& path, const ReadOptions& optio
 // the same on every platform and standard library (std::shuffle's is implementation-defined).
 std::vector<std::size_t> shuffled_indices(std::size_t n, std::uint64_t seed);
 
+// The order in which epoch `epoch` visits n samples: shuffled_indices(n, seed mixed with epoch), or
+// 0..n-1 without shuffling. BatchIterator and DistributedSampler both take their order from here (one
+// shuffle), so a one-process run and a multi-process one with the same seed see the same global batches.
+std::vector<std::size_t> epoch_order(std::size_t n, std::uint64_t seed, std::size_t epoch, bool shuffle = true);
+
+// Which samples of a data set of n the process `rank` of `size` uses in an epoch (data parallelism; no MPI
+// needed: tapegrad::dist's sampler() fills in this process's rank and size), as PyTorch's
+// DistributedSampler: epoch_order(n, seed, epoch, shuffle), made a multiple of size long, of which rank r
+// takes positions r, r + size, r + 2 size, ... So the shards are disjoint, and the j-th local batches of
+// B / size samples of the ranks, interleaved, are exactly batch j of a BatchIterator (batch B, same seed).
+// Remainder (n not a multiple of size): by default the order is padded by repeating its first samples
+// (every sample is seen, a few twice per epoch); with drop_last its tail is dropped.
+class DistributedSampler {
+ public:
+  DistributedSampler(std::size_t n, std::uint64_t seed, bool shuffle, bool drop_last, int rank, int size);
+
+  void set_epoch(std::uint64_t epoch) { epoch_ = epoch; }
+  std::uint64_t epoch() const { return epoch_; }
+  std::vector<std::size_t> indices() const;  // this rank's shard of the current epoch, in order
+  std::size_t num_samples() const;           // per rank: ceil(n / size), or floor with drop_last
+  std::size_t total_size() const { return num_samples() * std::size_t(size_); }
+  std::size_t dataset_size() const { return n_; }
+  int rank() const { return rank_; }
+  int size() const { return size_; }
+
+ private:
+  std::size_t n_;
+  std::uint64_t seed_, epoch_ = 0;
+  bool shuffle_, drop_last_;
+  int rank_, size_;
+};
+
 struct TrainTestSplit {
   std::vector<QAPair> train, test;
 };
@@ -70,9 +102,10 @@ struct PairBatch {
   std::size_t size() const { return index.size(); }
 };
 
-// Mini-batches over a fixed data set. The pairs are encoded once. With shuffle, epoch e visits the pairs
-// in the order shuffled_indices(n, seed mixed with e); batch(e, b) is random access, so a run stopped
-// after any step and resumed continues with the same batches. The last batch of an epoch may be smaller.
+// Mini-batches over a fixed data set. The pairs are encoded once. Epoch e visits the pairs in the order
+// epoch_order(n, seed, e, shuffle) (order(e)); batch(e, b) is random access, so a run stopped after any step
+// and resumed continues with the same batches. The last batch of an epoch may be smaller. batch_of(index)
+// batches any pairs: a rank's slice of its DistributedSampler shard.
 class BatchIterator {
  public:
   BatchIterator(const std::vector<QAPair>& pairs, const Tokenizer& source_vocab, const Tokenizer& target_vocab,
@@ -81,6 +114,8 @@ class BatchIterator {
   std::size_t batch_size() const { return batch_size_; }
   std::size_t batches_per_epoch() const { return (size() + batch_size_ - 1) / batch_size_; }
   PairBatch batch(std::size_t epoch, std::size_t b) const;
+  std::vector<std::size_t> order(std::size_t epoch) const { return epoch_order(size(), seed_, epoch, shuffle_); }
+  PairBatch batch_of(const std::vector<std::size_t>& index) const;  // Error for an index >= size()
   // The answer's ids of pair i (no <bos>/<eos>), what greedy decoding must produce.
   const std::vector<std::int64_t>& answer_ids(std::size_t i) const { return answers_[i]; }
   std::size_t max_answer_length() const { return max_answer_; }

@@ -7,7 +7,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <random>
 
 #include "tapegrad/autograd/leaf.hpp"
 #include "tapegrad/nn/module.hpp"
@@ -275,48 +274,8 @@ void broadcast(std::vector<double>& values, int root) {
 
 // ---- sampler ---------------------------------------------------------------------------------------
 
-DistributedSampler::DistributedSampler(std::size_t n, std::uint64_t seed, bool shuffle, bool drop_last)
-    : DistributedSampler(n, seed, shuffle, drop_last, rank(), size()) {}
-
-DistributedSampler::DistributedSampler(std::size_t n, std::uint64_t seed, bool shuffle, bool drop_last, int rank,
-                                       int size)
-    : n_(n), seed_(seed), shuffle_(shuffle), drop_last_(drop_last), rank_(rank), size_(size) {
-  if (size < 1 || rank < 0 || rank >= size)
-    throw Error("dist: DistributedSampler: rank " + std::to_string(rank) + " of " + std::to_string(size) +
-                " is not a rank (need 0 <= rank < size, size >= 1)");
-  if (n == 0) throw Error("dist: DistributedSampler: the data set is empty (n = 0)");
-  if (drop_last && n < std::size_t(size))
-    throw Error("dist: DistributedSampler: drop_last with n = " + std::to_string(n) + " < size = " +
-                std::to_string(size) + " leaves every rank without a sample");
-}
-
-std::size_t DistributedSampler::num_samples() const {
-  const std::size_t s = std::size_t(size_);
-  return drop_last_ ? n_ / s : (n_ + s - 1) / s;
-}
-
-std::vector<std::size_t> DistributedSampler::indices() const {
-  std::vector<std::size_t> perm(n_);
-  for (std::size_t i = 0; i < n_; ++i) perm[i] = i;
-  if (shuffle_) {
-    // Fisher-Yates over mt19937_64 (whose output the standard fixes) with our own unbiased bounded draw:
-    // std::shuffle and uniform_int_distribution may differ between standard libraries, and every host
-    // must draw the same permutation.
-    std::mt19937_64 eng(seed_ + 0x9E3779B97F4A7C15ull * (epoch_ + 1));
-    for (std::size_t i = n_ - 1; i > 0; --i) {
-      const std::uint64_t bound = i + 1, threshold = (0 - bound) % bound;
-      std::uint64_t r;
-      do r = eng();
-      while (r < threshold);
-      std::swap(perm[i], perm[std::size_t(r % bound)]);
-    }
-  }
-  const std::size_t total = total_size();
-  for (std::size_t i = n_; i < total; ++i) perm.push_back(perm[(i - n_) % n_]);  // pad (n may be < size)
-  std::vector<std::size_t> mine;
-  mine.reserve(num_samples());
-  for (std::size_t i = std::size_t(rank_); i < total; i += std::size_t(size_)) mine.push_back(perm[i]);
-  return mine;
+nn::DistributedSampler sampler(std::size_t n, std::uint64_t seed, bool shuffle, bool drop_last) {
+  return nn::DistributedSampler(n, seed, shuffle, drop_last, rank(), size());
 }
 
 // ---- ending the job --------------------------------------------------------------------------------

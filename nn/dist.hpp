@@ -6,7 +6,7 @@
 //
 //   dist::init(&argc, &argv);
 //   dist::broadcast_parameters(model);                       // rank 0's initial weights everywhere
-//   dist::DistributedSampler sampler(n_train, seed);         // this rank's shard of each epoch
+//   nn::DistributedSampler sampler = dist::sampler(n_train, seed);  // this rank's shard of each epoch
 //   for each epoch: sampler.set_epoch(e); for each local batch of B / dist::size() samples:
 //     opt.zero_grad(); backward(mean loss over the local batch);
 //     dist::allreduce_gradients(model);                      // average over ranks
@@ -33,6 +33,7 @@
 #include <vector>
 
 #include "tapegrad/autograd/tensor.hpp"
+#include "tapegrad/nn/data.hpp"
 
 namespace tapegrad::nn {
 class Module;
@@ -74,34 +75,8 @@ void allreduce_sum(std::vector<double>& values);
 double allreduce_sum(double value);
 void broadcast(std::vector<double>& values, int root = 0);
 
-// Which samples of a data set of n this rank uses in an epoch, as PyTorch's DistributedSampler:
-// a permutation of 0..n-1 (the identity without shuffling) drawn from (seed, epoch) only, the same on
-// every rank and every host; it is made a multiple of size() long, then rank r takes the positions
-// r, r + size, r + 2 size, ... So the shards are disjoint, and the j-th local batch of B/size samples on
-// every rank together make exactly the j-th global batch of B of a one-process run with the same seed.
-// Remainder (n not a multiple of size): by default the permutation is padded by repeating its first
-// samples (every sample is seen, a few twice per epoch); with drop_last its tail is dropped (a few
-// samples are not seen that epoch; which ones changes with the epoch when shuffling).
-class DistributedSampler {
- public:
-  // rank/size default to this process's (dist::rank(), dist::size()); pass them to build another
-  // rank's view (tests) or to use the sampler without MPI.
-  DistributedSampler(std::size_t n, std::uint64_t seed, bool shuffle = true, bool drop_last = false);
-  DistributedSampler(std::size_t n, std::uint64_t seed, bool shuffle, bool drop_last, int rank, int size);
-
-  void set_epoch(std::uint64_t epoch) { epoch_ = epoch; }
-  std::uint64_t epoch() const { return epoch_; }
-  std::vector<std::size_t> indices() const;  // this rank's shard of the current epoch, in order
-  std::size_t num_samples() const;           // per rank: ceil(n / size), or floor with drop_last
-  std::size_t total_size() const { return num_samples() * std::size_t(size_); }
-  std::size_t dataset_size() const { return n_; }
-
- private:
-  std::size_t n_;
-  std::uint64_t seed_, epoch_ = 0;
-  bool shuffle_, drop_last_;
-  int rank_, size_;
-};
+// This process's nn::DistributedSampler (nn/data.hpp): its shard of each epoch, rank() of size().
+nn::DistributedSampler sampler(std::size_t n, std::uint64_t seed, bool shuffle = true, bool drop_last = false);
 
 // Ends the whole job: prints "dist: rank r of n: <why>" to stderr and calls MPI_Abort(MPI_COMM_WORLD),
 // so ranks blocked in a collective do not wait forever. Without MPI initialised: prints and std::exit.

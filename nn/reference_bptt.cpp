@@ -14,16 +14,6 @@
 
 namespace tapegrad::nn::reference {
 
-const char* activation_name(Activation a) {
-  switch (a) {
-    case Activation::sigmoid: return "sigmoid";
-    case Activation::tanh: return "tanh";
-    case Activation::relu: return "relu";
-    case Activation::identity: return "identity";
-  }
-  return "?";
-}
-
 const char* weight_grads_name(WeightGrads w) { return w == WeightGrads::per_step ? "per_step" : "fused"; }
 
 namespace {
@@ -57,31 +47,14 @@ template <class T> void bias_activate(Activation a, T* p, std::size_t rows, std:
     T* pr = p + r * n;
     for_lanes<T>(n, [&](std::size_t j, auto x) {
       using X = decltype(x);
-      const X u = ld<X>(pr + j) + ld<X>(bias + j);
-      switch (a) {
-        case Activation::sigmoid: st(pr + j, simd::sigmoid(u)); break;
-        case Activation::tanh: st(pr + j, simd::tanh(u)); break;
-        case Activation::relu: st(pr + j, xsimd::max(u, X(0))); break;
-        case Activation::identity: st(pr + j, u); break;
-      }
+      st(pr + j, simd::activate(a, ld<X>(pr + j) + ld<X>(bias + j)));
     });
   }
 }
 
-// d[i] *= a'(u_i), with a'(u) written through the output y = a(u). Branch-free loops: vectorised.
-template <class T> void times_derivative(Activation a, T* __restrict d, const T* __restrict y, std::size_t n) {
-  switch (a) {
-    case Activation::sigmoid:
-      for (std::size_t i = 0; i < n; ++i) d[i] *= y[i] * (T(1) - y[i]);
-      break;
-    case Activation::tanh:
-      for (std::size_t i = 0; i < n; ++i) d[i] *= T(1) - y[i] * y[i];
-      break;
-    case Activation::relu:
-      for (std::size_t i = 0; i < n; ++i) d[i] = y[i] > T(0) ? d[i] : T(0);
-      break;
-    case Activation::identity: break;
-  }
+// d[i] *= a'(u_i), with a'(u) written through the output y = a(u) (ops/simd.hpp, as the engine's kernels).
+template <class T> void times_derivative(Activation a, T* d, const T* y, std::size_t n) {
+  simd::times_derivative(a, d, y, d, n);
 }
 
 // out (n) += sum over the rows of m (rows, n).

@@ -27,10 +27,12 @@
 #include <cstddef>
 #include <vector>
 
+#include "tapegrad/ops/activation.hpp"  // the one Activation enum (nothing of the engine runs here)
+
 namespace tapegrad::nn::reference {
 
-enum class Activation { sigmoid, tanh, relu, identity };
-const char* activation_name(Activation a);
+using tapegrad::Activation;
+using tapegrad::activation_name;
 
 enum class WeightGrads { per_step, fused };
 const char* weight_grads_name(WeightGrads w);

@@ -57,17 +57,9 @@ Tensor activate(Activation a, const Tensor& x) {
     case Activation::sigmoid: return sigmoid(x);
     case Activation::tanh: return tanh(x);
     case Activation::relu: return relu(x);
+    case Activation::identity: return x;
   }
   throw Error("activate: unknown activation");
-}
-
-const char* activation_name(Activation a) {
-  switch (a) {
-    case Activation::sigmoid: return "sigmoid";
-    case Activation::tanh: return "tanh";
-    case Activation::relu: return "relu";
-  }
-  return "?";
 }
 
 // ---- RecurrentCell ----------------------------------------------------------------------------------

@@ -11,6 +11,7 @@
 #include <set>
 #include <sstream>
 
+#include "tapegrad/autograd/diagnostics.hpp"
 #include "tapegrad/autograd/tape.hpp"
 #include "tapegrad/nn/serialize.hpp"
 
@@ -74,8 +75,11 @@ void save_checkpoint(const std::string& path, const Module& model, const Optimiz
   save_arrays(arrays, path);
 }
 
-std::vector<std::pair<std::string, double>> load_checkpoint(const std::string& path, Module& model, Optimizer& optimizer) {
-  const NamedArrays arrays = load_arrays(path);
+namespace {
+
+// load_checkpoint on arrays already read from `path` (the trainer reads the file once to check and load it).
+std::vector<std::pair<std::string, double>> load_checkpoint_arrays(const NamedArrays& arrays, const std::string& path,
+                                                                   Module& model, Optimizer& optimizer) {
   std::map<std::string, Tensor> params;
   NamedArrays optimizer_state;
   std::vector<std::pair<std::string, double>> loop;
@@ -119,8 +123,14 @@ std::vector<std::pair<std::string, double>> load_checkpoint(const std::string& p
   return loop;
 }
 
-Trainer::Trainer(Module& model, Optimizer& optimizer, TrainConfig config)
-    : model_(model), optimizer_(optimizer), config_(std::move(config)) {}
+}  // namespace
+
+std::vector<std::pair<std::string, double>> load_checkpoint(const std::string& path, Module& model, Optimizer& optimizer) {
+  return load_checkpoint_arrays(load_arrays(path), path, model, optimizer);
+}
+
+Trainer::Trainer(Module& model, Optimizer& optimizer, TrainConfig config, TrainHooks hooks)
+    : model_(model), optimizer_(optimizer), config_(std::move(config)), hooks_(std::move(hooks)) {}
 
 TrainResult Trainer::run(std::size_t batches_per_epoch, const StepLoss& step_loss, const Evaluate& evaluate) {
   const TrainConfig& c = config_;
@@ -133,26 +143,28 @@ TrainResult Trainer::run(std::size_t batches_per_epoch, const StepLoss& step_los
   TrainResult result;
   result.last_eval = NAN;
   double epoch_sum = 0;
+  const bool lead = c.rank == 0;  // prints and writes
   if (c.resume && file_exists(c.checkpoint)) {
     // The loop entries are checked before anything is loaded: a run with other data or another batch size
-    // (another number of batches per epoch) would not continue the same run.
-    for (const auto& [name, t] : load_arrays(c.checkpoint))
+    // (another number of batches per epoch) would not continue the same run. One read of the file for both.
+    const NamedArrays arrays = load_arrays(c.checkpoint);
+    for (const auto& [name, t] : arrays)
       if (name == "loop.batches_per_epoch" && t.numel() == 1 && t.item() != double(batches_per_epoch))
         throw Error("Trainer::run: " + quoted(c.checkpoint) + " was written by a run with " + num(t.item()) +
                     " batches per epoch, this one has " + std::to_string(batches_per_epoch) +
                     " (other data or batch size); nothing was loaded");
-    for (const auto& [key, value] : load_checkpoint(c.checkpoint, model_, optimizer_)) {
+    for (const auto& [key, value] : load_checkpoint_arrays(arrays, c.checkpoint, model_, optimizer_)) {
       if (key == "step") result.first_step = static_cast<std::size_t>(value);
       else if (key == "epoch_loss_sum") epoch_sum = value;
     }
-    std::printf("  %s: resumed from %s at step %zu (epoch %zu)\n", c.name.c_str(), c.checkpoint.c_str(), result.first_step,
+    if (lead) std::printf("  %s: resumed from %s at step %zu (epoch %zu)\n", c.name.c_str(), c.checkpoint.c_str(), result.first_step,
                 result.first_step / batches_per_epoch + 1);
   }
   const std::size_t total = c.epochs * batches_per_epoch;
   const std::size_t end = c.max_steps ? std::min(c.max_steps, total) : total;
 
   std::ofstream log;
-  if (!c.log_csv.empty()) {
+  if (!c.log_csv.empty() && lead) {
     if (result.first_step > 0 && file_exists(c.log_csv)) {
       truncate_log(c.log_csv, result.first_step);
       log.open(c.log_csv, std::ios::app);
@@ -163,7 +175,7 @@ TrainResult Trainer::run(std::size_t batches_per_epoch, const StepLoss& step_los
     if (!log) throw Error("Trainer::run: cannot write the log " + quoted(c.log_csv));
   }
   const auto checkpoint = [&](std::size_t step) {
-    if (c.checkpoint.empty()) return;
+    if (c.checkpoint.empty() || !lead) return;
     save_checkpoint(c.checkpoint, model_, optimizer_,
                     {{"step", double(step)}, {"epoch_loss_sum", epoch_sum}, {"batches_per_epoch", double(batches_per_epoch)}});
   };
@@ -180,6 +192,7 @@ TrainResult Trainer::run(std::size_t batches_per_epoch, const StepLoss& step_los
     if (!std::isfinite(value)) throw Error("Trainer::run: the loss is " + num(value) + " at step " + std::to_string(s.step));
     optimizer_.zero_grad();
     backward(loss);
+    if (hooks_.after_backward) hooks_.after_backward(s);
     if (c.clip_norm > 0) clip_grad_norm(optimizer_.parameters(), c.clip_norm);
     optimizer_.step();
     step = s.step;
@@ -194,6 +207,7 @@ TrainResult Trainer::run(std::size_t batches_per_epoch, const StepLoss& step_los
     }
     bool evaluated = false;
     if (evaluate && (epoch_end || (c.eval_every && step % c.eval_every == 0))) {
+      NoGrad off_the_tape;
       result.last_eval = evaluate();
       evaluated = true;
     }
@@ -205,7 +219,7 @@ TrainResult Trainer::run(std::size_t batches_per_epoch, const StepLoss& step_los
     }
     if ((c.checkpoint_every && step % c.checkpoint_every == 0) || epoch_end || step == end) checkpoint(step);
     const double t = elapsed();
-    if (c.progress_every >= 0 && (epoch_end || evaluated || step == end || t - last_print >= c.progress_every)) {
+    if (lead && c.progress_every >= 0 && (epoch_end || evaluated || step == end || t - last_print >= c.progress_every)) {
       last_print = t;
       const double rate = t / double(step - result.first_step);
       std::string line = "  " + c.name + " step " + std::to_string(step) + "/" + std::to_string(total) + " (" +
@@ -217,10 +231,15 @@ TrainResult Trainer::run(std::size_t batches_per_epoch, const StepLoss& step_los
       std::printf("%s\n", line.c_str());
       std::fflush(stdout);
     }
+    if (hooks_.on_step)
+      hooks_.on_step({s.step, s.epoch, s.batch, value, epoch_end, epoch_mean, evaluated, evaluated ? result.last_eval : NAN});
   }
   result.steps = step;
   result.finished = step >= total;
-  if (evaluate && std::isnan(result.last_eval)) result.last_eval = evaluate();  // nothing ran (already finished)
+  if (evaluate && std::isnan(result.last_eval)) {  // nothing ran (already finished)
+    NoGrad off_the_tape;
+    result.last_eval = evaluate();
+  }
   result.seconds = elapsed();
   return result;
 }

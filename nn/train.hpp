@@ -8,6 +8,12 @@
 // step number to seed any Generator of its own (dropout, sampling) with. So a checkpoint after step s and a
 // fresh process that loads it run steps s+1.. exactly as the uninterrupted run did.
 //
+// One step: step_loss -> zero_grad, backward -> hooks.after_backward (data parallelism averages the
+// gradients over processes here) -> clip_grad_norm (clip_norm) -> the optimizer's step -> evaluation (under
+// NoGrad) -> the CSV row, checkpoint, progress line -> hooks.on_step. Under data parallelism every rank runs
+// the loop (the hooks may call collectives: every rank calls them at the same steps) and only rank 0
+// (TrainConfig::rank) prints and writes the log and the checkpoints.
+//
 //   nn::Trainer trainer(model, opt, config);
 //   auto result = trainer.run(data.batches_per_epoch(), [&](const nn::TrainStep& s) {
 //     auto b = data.batch(s.epoch, s.batch);
@@ -38,12 +44,32 @@ struct TrainConfig {
   std::string name = "train";       // the progress line's label
   double progress_every = 2.0;      // seconds between progress lines (and one at each epoch's end); < 0: none
   std::string metric = "eval";      // the evaluation's name in the progress lines
+  int rank = 0;                     // this process's rank (dist::rank()): only rank 0 prints and writes the log
+                                    // and the checkpoints; every rank reads the checkpoint to resume
 };
 
 struct TrainStep {
   std::size_t step;   // global step, 1-based: the step being taken
   std::size_t epoch;  // 0-based
   std::size_t batch;  // 0-based within the epoch
+};
+
+// What on_step sees after each update.
+struct StepInfo {
+  std::size_t step, epoch, batch;  // as TrainStep
+  double loss;                     // this step's loss (this process's share under data parallelism)
+  bool epoch_end;                  // the last batch of its epoch
+  double epoch_loss;               // the epoch's mean loss where epoch_end, else NaN
+  bool evaluated;                  // evaluate ran after this step
+  double eval;                     // its value where evaluated, else NaN
+};
+
+struct TrainHooks {
+  // After backward, before clipping and the update: the step's gradients are in the parameters' grad().
+  // Data parallelism averages them here (dist::allreduce_gradients); so clip_norm clips the average.
+  std::function<void(const TrainStep&)> after_backward;
+  // After each update, its evaluation, log row and checkpoint: curves, summaries, a metric over processes.
+  std::function<void(const StepInfo&)> on_step;
 };
 
 struct TrainResult {
@@ -59,11 +85,11 @@ struct TrainResult {
 class Trainer {
  public:
   // step_loss: the recorded scalar loss of one step (the loop runs zero_grad, backward, clipping and the
-  // update); evaluate: a metric of the model, called off the tape (optional).
+  // update); evaluate: a metric of the model, called under NoGrad (optional).
   using StepLoss = std::function<Tensor(const TrainStep&)>;
   using Evaluate = std::function<double()>;
 
-  Trainer(Module& model, Optimizer& optimizer, TrainConfig config);
+  Trainer(Module& model, Optimizer& optimizer, TrainConfig config, TrainHooks hooks = {});
   TrainResult run(std::size_t batches_per_epoch, const StepLoss& step_loss, const Evaluate& evaluate = {});
   const TrainConfig& config() const { return config_; }
 
@@ -71,6 +97,7 @@ class Trainer {
   Module& model_;
   Optimizer& optimizer_;
   TrainConfig config_;
+  TrainHooks hooks_;
 };
 
 // A checkpoint: every parameter of `model` as "model.<name>", the optimizer's state_dict as

@@ -122,6 +122,12 @@ std::vector<Neighbour> nearest(const Tensor& embeddings, const std::vector<doubl
                                const std::vector<std::int64_t>& exclude = {});
 // The k nearest neighbours of a word, itself excluded.
 std::vector<Neighbour> nearest(const Tensor& embeddings, std::int64_t word, std::size_t k);
+// How often a word's nearest neighbours carry its label: for each ids[i], the k rows among ids (itself
+// excluded) most cosine-similar to it, and the fraction of them with labels[i]; the mean over ids. Purity of
+// planted clusters, or agreement with WordNet's lexicographer files; random vectors score about
+// sum_l p_l^2 (the chance that two words share a label). Ties go to the earlier entry of ids.
+double neighbour_agreement(const Tensor& embeddings, const std::vector<std::int64_t>& ids, const std::vector<int>& labels,
+                           std::size_t k);
 // a : b = c : ?  (3CosAdd on unit vectors: query = e_b/|e_b| - e_a/|e_a| + e_c/|e_c|; a, b, c excluded).
 // "man : king = woman : ?" is analogy(E, man, king, woman, k).
 std::vector<Neighbour> analogy(const Tensor& embeddings, std::int64_t a, std::int64_t b, std::int64_t c, std::size_t k);

@@ -13,7 +13,17 @@ Tensor log_sigmoid(const Tensor& x); // -softplus(-x), stable for large |x|
 Tensor softmax(const Tensor& x, long axis = -1);
 Tensor log_softmax(const Tensor& x, long axis = -1);
 
-// The hidden activations of a recurrent cell (nn::RNNCell, rnn_cell in ops/recurrent.hpp).
-enum class Activation { sigmoid, tanh, relu };
+// The activations of a recurrent cell (nn::RNNCell, rnn_cell in ops/recurrent.hpp) and of the hand BPTT
+// references (nn/reference_bptt.hpp, whose output layer may be the identity): one enum for all of them.
+enum class Activation { sigmoid, tanh, relu, identity };
+inline const char* activation_name(Activation a) {
+  switch (a) {
+    case Activation::sigmoid: return "sigmoid";
+    case Activation::tanh: return "tanh";
+    case Activation::relu: return "relu";
+    case Activation::identity: return "identity";
+  }
+  return "?";
+}
 
 }  // namespace tapegrad

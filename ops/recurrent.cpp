@@ -99,7 +99,7 @@ Tensor in_or_none(const GraphCtx& g, std::size_t i) { return i < g.num_inputs() 
 
 Tensor rnn_cell_composed(const Tensor& xp, const Tensor& h_prev, const Tensor& W, Activation f) {
   const Tensor u = addmm(xp, h_prev, W);
-  return f == Activation::sigmoid ? sigmoid(u) : f == Activation::tanh ? tanh(u) : relu(u);
+  return f == Activation::sigmoid ? sigmoid(u) : f == Activation::tanh ? tanh(u) : f == Activation::relu ? relu(u) : u;
 }
 
 Tensor lstm_cell_composed(const Tensor& a, const Tensor& c_prev, const Tensor& p_i, const Tensor& p_f) {
@@ -413,22 +413,6 @@ struct RNNCellAttrs {
   Activation f;
 };
 
-// d = dh * f'(u), written through h = f(u). Branch-free loops: vectorised.
-template <class T> void times_derivative(Activation f, const T* __restrict dh, const T* __restrict h, T* __restrict d,
-                                         std::size_t n) {
-  switch (f) {
-    case Activation::sigmoid:
-      for (std::size_t i = 0; i < n; ++i) d[i] = dh[i] * h[i] * (T(1) - h[i]);
-      break;
-    case Activation::tanh:
-      for (std::size_t i = 0; i < n; ++i) d[i] = dh[i] * (T(1) - h[i] * h[i]);
-      break;
-    case Activation::relu:
-      for (std::size_t i = 0; i < n; ++i) d[i] = h[i] > T(0) ? dh[i] : T(0);
-      break;
-  }
-}
-
 }  // namespace
 
 Tensor rnn_cell(const Tensor& xp, const Tensor& h_prev, const Tensor& W, Activation f) {
@@ -454,7 +438,7 @@ Tensor rnn_cell(const Tensor& xp, const Tensor& h_prev, const Tensor& W, Activat
     for_lanes<T>(B * H, [&](std::size_t j, auto x) {
       using X = decltype(x);
       const X u = ld<X>(ph + j);
-      st(ph + j, f == Activation::sigmoid ? simd::sigmoid(u) : f == Activation::tanh ? simd::tanh(u) : xsimd::max(u, X(0)));
+      st(ph + j, simd::activate(f, u));
     });
   });
   call.record(
@@ -471,7 +455,7 @@ Tensor rnn_cell(const Tensor& xp, const Tensor& h_prev, const Tensor& W, Activat
                       ? c.grad_for_write<T>(0, fresh)
                       : nullptr;
           T* du = fresh ? gx : c.scratch<T>(B * H);
-          times_derivative(c.attrs<RNNCellAttrs>().f, c.gout<T>(), c.out<T>(), du, B * H);
+          simd::times_derivative(c.attrs<RNNCellAttrs>().f, c.gout<T>(), c.out<T>(), du, B * H);
           if (gx && !fresh) {
             for (std::size_t i = 0; i < B * H; ++i) gx[i] += du[i];
           } else if (!gx && c.needs(0)) {

@@ -41,4 +41,28 @@ template <class X> X tanh(const X& x) {
   return tanh(x);
 }
 
+// The recurrent activations, written once for the fused kernels (ops/recurrent.cpp, Activation of
+// ops/activation.hpp) and the hand references (nn/reference_bptt.cpp, whose enum adds identity for an
+// output layer): any enum with sigmoid, tanh and relu; another value is the identity.
+template <class A, class X> X activate(A a, const X& u) {
+  if (a == A::sigmoid) return simd::sigmoid(u);
+  if (a == A::tanh) return simd::tanh(u);
+  if (a == A::relu) return xsimd::max(u, X(0));
+  return u;
+}
+
+// d = dh * a'(u) for n values, the derivative written through the output y = a(u); d may be dh. A
+// branch-free loop per activation: vectorised.
+template <class A, class T> void times_derivative(A a, const T* dh, const T* __restrict y, T* d, std::size_t n) {
+  if (a == A::sigmoid) {
+    for (std::size_t i = 0; i < n; ++i) d[i] = dh[i] * y[i] * (T(1) - y[i]);
+  } else if (a == A::tanh) {
+    for (std::size_t i = 0; i < n; ++i) d[i] = dh[i] * (T(1) - y[i] * y[i]);
+  } else if (a == A::relu) {
+    for (std::size_t i = 0; i < n; ++i) d[i] = y[i] > T(0) ? dh[i] : T(0);
+  } else if (d != dh) {
+    for (std::size_t i = 0; i < n; ++i) d[i] = dh[i];
+  }
+}
+
 }  // namespace tapegrad::simd

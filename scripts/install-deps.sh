@@ -4,6 +4,7 @@
 set -euo pipefail
 pkgs=(build-essential cmake libxtensor-dev libxtensor-blas-dev libxsimd-dev libopenblas-dev
       libboost-test-dev libboost-context-dev libbenchmark-dev graphviz gnuplot-nox libzip-dev pkgconf python3-numpy
+      wordnet-base  # WordNet's nouns: example 14's real text and its target (/usr/share/wordnet)
       libopenmpi-dev openmpi-bin)  # Open MPI: tapegrad::dist (optional; its tests run under mpirun)
 # scripts/test.sh --fuzz also needs clang and its libFuzzer/sanitizer runtimes (install-deps.sh --fuzz).
 [[ "${1:-}" == "--fuzz" ]] && pkgs+=(clang libclang-rt-14-dev)

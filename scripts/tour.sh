@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job: installs what is missing, builds Release, and runs the course tour: every example in
-# course order with short settings (--quick), then one summary table. Pictures and curves go to out/tour/.
+# course order with short settings (--quick), then one summary table. Pictures and curves go to out/tour/,
+# and out/tour/index.html shows the table with each example's pictures beside its rows (scripts/tour-page.py).
 #   scripts/tour.sh            the tour (about 5 minutes on 2 cores)
 #   scripts/tour.sh --full     every example with its full settings (much longer)
 set -euo pipefail
@@ -42,14 +43,20 @@ for exe in build/examples/[0-9][0-9]_*; do
   for line in "${lines[@]}"; do results+=("$line | $((t1 - t0)) s"); done
 done
 blas=$(cat "$out"/[0-9][0-9]_*.log 2>/dev/null | grep -m1 '^tapegrad | ' | sed 's/^tapegrad | //' || true)
+blas_line="BLAS: ${blas:-unknown} (OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset})"
 {
-  echo "BLAS: ${blas:-unknown} (OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset})"
+  echo "$blas_line"
   echo
   echo "| example | task | metric | target | achieved | result | time |"
   echo "|---|---|---|---|---|---|---|"
   for r in "${results[@]}"; do echo "|${r#RESULT |} |"; done
 } >"$summary"
+# The same rows for the one-page view (scripts/tour-page.py): index.html, checked to name every row and picture.
+{ echo "$blas_line"; printf '%s\n' "${results[@]}"; } >"$out/results.txt"
+page_ok=1
+/usr/bin/python3 scripts/tour-page.py write "$out" && /usr/bin/python3 scripts/tour-page.py check "$out" || page_ok=0
 echo
-echo "=== course tour summary ($(( $(date +%s) - start )) s; pictures and curves in $out/)"
+echo "=== course tour summary ($(( $(date +%s) - start )) s; pictures and curves in $out/, all on one page: $out/index.html)"
 cat "$summary"
+((page_ok)) || { echo "tour: $out/index.html not written or incomplete (above)"; exit 1; }
 ! grep -q '| FAIL |' "$summary"

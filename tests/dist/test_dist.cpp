@@ -208,98 +208,23 @@ BOOST_AUTO_TEST_SUITE_END()
 
 BOOST_AUTO_TEST_SUITE(dist_sampler)
 
-// The shards of every rank (built here for any world size, without MPI) are disjoint and cover the data
-// set; with padding, the extra samples are the permutation's first ones.
-BOOST_AUTO_TEST_CASE(shards_are_disjoint_and_cover) {
-  for (int size : {1, 2, 3, 4}) {
-    for (std::size_t n : {std::size_t(1), std::size_t(10), std::size_t(12), std::size_t(101)}) {
-      for (bool shuffle : {false, true}) {
-        std::vector<std::size_t> count(n, 0);
-        std::size_t total = 0;
-        for (int r = 0; r < size; ++r) {
-          dist::DistributedSampler s(n, 42, shuffle, false, r, size);
-          s.set_epoch(3);
-          const auto idx = s.indices();
-          BOOST_TEST(idx.size() == (n + size - 1) / size);
-          for (std::size_t i : idx) {
-            BOOST_REQUIRE(i < n);
-            ++count[i];
-          }
-          total += idx.size();
-        }
-        BOOST_TEST(total == ((n + size - 1) / size) * size);
-        // Every sample at least once; only the padding (total - n of them) twice or more.
-        std::size_t extra = 0;
-        for (std::size_t c : count) {
-          BOOST_TEST(c >= 1u);
-          extra += c - 1;
-        }
-        BOOST_TEST(extra == total - n);
-        if (n >= std::size_t(size)) {  // drop_last: disjoint, n - n % size samples
-          std::set<std::size_t> seen;
-          for (int r = 0; r < size; ++r) {
-            const auto idx = dist::DistributedSampler(n, 42, shuffle, true, r, size).indices();
-            BOOST_TEST(idx.size() == n / size);
-            seen.insert(idx.begin(), idx.end());
-          }
-          BOOST_TEST(seen.size() == (n / size) * size);
-        }
-      }
-    }
-  }
-}
+// nn::DistributedSampler's own tests (any world size, no MPI) are in tests/nn/test_data.cpp; here each rank
+// uses its own shard (dist::sampler: this process's rank and size).
 
-// The j-th local batch of every rank together make the j-th global batch of one process.
-BOOST_AUTO_TEST_CASE(local_batches_make_the_global_batch) {
-  const std::size_t n = 64, B = 8;
-  for (int size : {2, 4}) {
-    dist::DistributedSampler one(n, 7, true, false, 0, 1);
-    one.set_epoch(2);
-    const auto all = one.indices();
-    std::vector<std::vector<std::size_t>> local;
-    for (int r = 0; r < size; ++r) {
-      dist::DistributedSampler s(n, 7, true, false, r, size);
-      s.set_epoch(2);
-      local.push_back(s.indices());
-    }
-    const std::size_t b = B / size;
-    for (std::size_t j = 0; j < n / B; ++j) {
-      std::multiset<std::size_t> global(all.begin() + j * B, all.begin() + (j + 1) * B), joined;
-      for (int r = 0; r < size; ++r) joined.insert(local[r].begin() + j * b, local[r].begin() + (j + 1) * b);
-      BOOST_TEST((global == joined));
-    }
-  }
-}
-
-BOOST_AUTO_TEST_CASE(permutation_depends_on_seed_and_epoch) {
-  auto perm = [](std::uint64_t seed, std::uint64_t epoch, bool shuffle) {
-    dist::DistributedSampler s(50, seed, shuffle, false, 0, 1);
-    s.set_epoch(epoch);
-    return s.indices();
-  };
-  BOOST_TEST((perm(1, 0, true) == perm(1, 0, true)));
-  BOOST_TEST((perm(1, 0, true) != perm(1, 1, true)));
-  BOOST_TEST((perm(1, 0, true) != perm(2, 0, true)));
-  std::vector<std::size_t> identity(50);
-  for (std::size_t i = 0; i < 50; ++i) identity[i] = i;
-  BOOST_TEST((perm(1, 5, false) == identity));
-  auto sorted = perm(3, 4, true);
-  std::sort(sorted.begin(), sorted.end());
-  BOOST_TEST((sorted == identity));
-}
-
-// Under MPI: each rank's own shard (default rank and size); the shards' histogram, summed over ranks,
-// is one per sample; and every rank draws the same permutation (rank 0's view compared everywhere).
+// Under MPI: the shards' histogram, summed over ranks, is one per sample; and every rank draws the same
+// permutation (rank 0's view compared everywhere).
 BOOST_AUTO_TEST_CASE(same_permutation_on_every_rank) {
   const std::size_t n = 30 * std::size_t(dist::size());
-  dist::DistributedSampler mine(n, 2024);
+  nn::DistributedSampler mine = dist::sampler(n, 2024);
+  BOOST_TEST(mine.rank() == dist::rank());
+  BOOST_TEST(mine.size() == dist::size());
   mine.set_epoch(1);
   std::vector<double> count(n, 0.0);
   for (std::size_t i : mine.indices()) count[i] += 1;
   dist::allreduce_sum(count);
   for (double c : count) BOOST_TEST(c == 1.0);
 
-  dist::DistributedSampler rank0_view(n, 2024, true, false, 0, dist::size());
+  nn::DistributedSampler rank0_view(n, 2024, true, false, 0, dist::size());
   rank0_view.set_epoch(1);
   const auto idx = rank0_view.indices();
   std::vector<double> here(idx.begin(), idx.end()), there = here;
@@ -307,11 +232,35 @@ BOOST_AUTO_TEST_CASE(same_permutation_on_every_rank) {
   BOOST_TEST((here == there));
 }
 
-BOOST_AUTO_TEST_CASE(bad_sampler_arguments) {
-  check_error([] { dist::DistributedSampler(10, 1, true, false, 2, 2); }, {"DistributedSampler", "rank 2 of 2"});
-  check_error([] { dist::DistributedSampler(10, 1, true, false, 0, 0); }, {"DistributedSampler"});
-  check_error([] { dist::DistributedSampler(0, 1, true, false, 0, 1); }, {"DistributedSampler", "n = 0"});
-  check_error([] { dist::DistributedSampler(3, 1, true, true, 0, 4); }, {"drop_last", "n = 3"});
+// One shuffle: the ranks' j-th local batches of their samplers, put together in rank order (rank r's k-th
+// sample at position k * size + r), are exactly batch j of a one-process nn::BatchIterator with the same seed
+// and the global batch size, in every epoch.
+BOOST_AUTO_TEST_CASE(ranks_see_the_global_batches_of_one_process) {
+  const std::size_t size = std::size_t(dist::size()), local = 3, B = local * size, batches = 7, n = B * batches;
+  std::vector<nn::QAPair> pairs;
+  for (std::size_t i = 0; i < n; ++i) pairs.push_back({std::to_string(i), std::to_string(i % 10), 0});
+  const nn::Tokenizer vocab = nn::build_vocabulary(pairs, nn::TokenLevel::character);
+  const nn::BatchIterator one(pairs, vocab, vocab, B, 99);
+  nn::DistributedSampler sampler = dist::sampler(n, 99);
+  for (std::size_t epoch = 0; epoch < 3; ++epoch) {
+    sampler.set_epoch(epoch);
+    const auto mine = sampler.indices();
+    BOOST_TEST_REQUIRE(mine.size() == local * batches);
+    std::vector<double> global(n, 0.0);  // sample + 1 at its place in the global batches; summed over ranks
+    for (std::size_t j = 0; j < batches; ++j) {
+      // What this rank trains on: its slice of the shard, batched by the same iterator.
+      const std::vector<std::size_t> slice(mine.begin() + std::ptrdiff_t(j * local), mine.begin() + std::ptrdiff_t((j + 1) * local));
+      BOOST_TEST((one.batch_of(slice).index == slice));
+      for (std::size_t k = 0; k < local; ++k) global[j * B + k * size + std::size_t(dist::rank())] = double(slice[k] + 1);
+    }
+    dist::allreduce_sum(global);
+    for (std::size_t j = 0; j < batches; ++j) {
+      const auto expected = one.batch(epoch, j).index;
+      std::vector<std::size_t> got;
+      for (std::size_t m = 0; m < B; ++m) got.push_back(std::size_t(global[j * B + m]) - 1);
+      BOOST_TEST((got == expected), "epoch " << epoch << " batch " << j);
+    }
+  }
 }
 
 BOOST_AUTO_TEST_SUITE_END()

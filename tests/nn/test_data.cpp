@@ -4,6 +4,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -207,6 +208,150 @@ BOOST_AUTO_TEST_CASE(exact_match_counts_greedy_answers_equal_to_the_pair) {
   }
   BOOST_TEST(nn::exact_match(model, data) == 1.0);
   BOOST_TEST(nn::exact_matches(model, data, data.batch(0, 0)) == by_text());
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+// nn::DistributedSampler (data parallelism's shards; tests/dist runs it under mpirun) and the one shuffle it
+// shares with BatchIterator.
+BOOST_AUTO_TEST_SUITE(data_sampler)
+
+// The shards of every rank (built here for any world size, without MPI) are disjoint and cover the data
+// set; with padding, the extra samples are the permutation's first ones.
+BOOST_AUTO_TEST_CASE(shards_are_disjoint_and_cover) {
+  for (int size : {1, 2, 3, 4}) {
+    for (std::size_t n : {std::size_t(1), std::size_t(10), std::size_t(12), std::size_t(101)}) {
+      for (bool shuffle : {false, true}) {
+        std::vector<std::size_t> count(n, 0);
+        std::size_t total = 0;
+        for (int r = 0; r < size; ++r) {
+          nn::DistributedSampler s(n, 42, shuffle, false, r, size);
+          s.set_epoch(3);
+          const auto idx = s.indices();
+          BOOST_TEST(idx.size() == (n + size - 1) / size);
+          for (std::size_t i : idx) {
+            BOOST_REQUIRE(i < n);
+            ++count[i];
+          }
+          total += idx.size();
+        }
+        BOOST_TEST(total == ((n + size - 1) / size) * size);
+        // Every sample at least once; only the padding (total - n of them) twice or more.
+        std::size_t extra = 0;
+        for (std::size_t c : count) {
+          BOOST_TEST(c >= 1u);
+          extra += c - 1;
+        }
+        BOOST_TEST(extra == total - n);
+        if (n >= std::size_t(size)) {  // drop_last: disjoint, n - n % size samples
+          std::set<std::size_t> seen;
+          for (int r = 0; r < size; ++r) {
+            const auto idx = nn::DistributedSampler(n, 42, shuffle, true, r, size).indices();
+            BOOST_TEST(idx.size() == n / size);
+            seen.insert(idx.begin(), idx.end());
+          }
+          BOOST_TEST(seen.size() == (n / size) * size);
+        }
+      }
+    }
+  }
+}
+
+// The j-th local batch of every rank together make the j-th global batch of one process.
+BOOST_AUTO_TEST_CASE(local_batches_make_the_global_batch) {
+  const std::size_t n = 64, B = 8;
+  for (int size : {2, 4}) {
+    nn::DistributedSampler one(n, 7, true, false, 0, 1);
+    one.set_epoch(2);
+    const auto all = one.indices();
+    std::vector<std::vector<std::size_t>> local;
+    for (int r = 0; r < size; ++r) {
+      nn::DistributedSampler s(n, 7, true, false, r, size);
+      s.set_epoch(2);
+      local.push_back(s.indices());
+    }
+    const std::size_t b = B / size;
+    for (std::size_t j = 0; j < n / B; ++j) {
+      std::multiset<std::size_t> global(all.begin() + j * B, all.begin() + (j + 1) * B), joined;
+      for (int r = 0; r < size; ++r) joined.insert(local[r].begin() + j * b, local[r].begin() + (j + 1) * b);
+      BOOST_TEST((global == joined));
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(permutation_depends_on_seed_and_epoch) {
+  auto perm = [](std::uint64_t seed, std::uint64_t epoch, bool shuffle) {
+    nn::DistributedSampler s(50, seed, shuffle, false, 0, 1);
+    s.set_epoch(epoch);
+    return s.indices();
+  };
+  BOOST_TEST((perm(1, 0, true) == perm(1, 0, true)));
+  BOOST_TEST((perm(1, 0, true) != perm(1, 1, true)));
+  BOOST_TEST((perm(1, 0, true) != perm(2, 0, true)));
+  std::vector<std::size_t> identity(50);
+  for (std::size_t i = 0; i < 50; ++i) identity[i] = i;
+  BOOST_TEST((perm(1, 5, false) == identity));
+  auto sorted = perm(3, 4, true);
+  std::sort(sorted.begin(), sorted.end());
+  BOOST_TEST((sorted == identity));
+}
+
+BOOST_AUTO_TEST_CASE(bad_sampler_arguments) {
+  test::expect_error([] { nn::DistributedSampler(10, 1, true, false, 2, 2); }, {"DistributedSampler", "rank 2 of 2"});
+  test::expect_error([] { nn::DistributedSampler(10, 1, true, false, 0, 0); }, {"DistributedSampler"});
+  test::expect_error([] { nn::DistributedSampler(0, 1, true, false, 0, 1); }, {"DistributedSampler", "n = 0"});
+  test::expect_error([] { nn::DistributedSampler(3, 1, true, true, 0, 4); }, {"drop_last", "n = 3"});
+}
+
+
+namespace {
+std::vector<nn::QAPair> numbered_pairs(std::size_t n) {
+  std::vector<nn::QAPair> pairs;
+  for (std::size_t i = 0; i < n; ++i) pairs.push_back({std::to_string(i), std::to_string(i % 10), 0});
+  return pairs;
+}
+}  // namespace
+
+// One shuffle: BatchIterator's epoch order is epoch_order's, and the local batches of 2 or 3 ranks'
+// samplers (same seed), interleaved in rank order, are exactly its global batches, epoch after epoch.
+BOOST_AUTO_TEST_CASE(one_process_and_ranks_see_the_same_global_batches) {
+  const auto pairs = numbered_pairs(60);
+  const nn::Tokenizer vocab = nn::build_vocabulary(pairs, nn::TokenLevel::character);
+  for (std::size_t size : {2u, 3u}) {
+    const std::size_t local = 4, B = local * size;
+    const nn::BatchIterator one(pairs, vocab, vocab, B, 11);
+    for (std::size_t epoch = 0; epoch < 3; ++epoch) {
+      BOOST_TEST((one.order(epoch) == nn::epoch_order(pairs.size(), 11, epoch)));
+      std::vector<std::vector<std::size_t>> shard;
+      for (std::size_t r = 0; r < size; ++r) {
+        nn::DistributedSampler s(pairs.size(), 11, true, false, int(r), int(size));
+        s.set_epoch(epoch);
+        shard.push_back(s.indices());
+      }
+      for (std::size_t j = 0; j < pairs.size() / B; ++j) {
+        std::vector<std::size_t> joined;
+        for (std::size_t k = 0; k < local; ++k)
+          for (std::size_t r = 0; r < size; ++r) joined.push_back(shard[r][j * local + k]);
+        BOOST_TEST((joined == one.batch(epoch, j).index), "size " << size << " epoch " << epoch << " batch " << j);
+      }
+    }
+  }
+  // Without shuffling both are the identity order.
+  const nn::BatchIterator plain(pairs, vocab, vocab, 8, 11, false);
+  BOOST_TEST((plain.order(4) == nn::epoch_order(pairs.size(), 11, 4, false)));
+  BOOST_TEST(plain.batch(3, 1).index.front() == 8u);  // any epoch: batch 1 starts at pair 8
+}
+
+BOOST_AUTO_TEST_CASE(batch_of_batches_any_pairs) {
+  const auto pairs = numbered_pairs(12);
+  const nn::Tokenizer vocab = nn::build_vocabulary(pairs, nn::TokenLevel::character);
+  const nn::BatchIterator data(pairs, vocab, vocab, 5, 3);
+  const nn::PairBatch b = data.batch(1, 2), same = data.batch_of(b.index);
+  BOOST_TEST((same.index == b.index));
+  BOOST_TEST((same.source.ids.values == b.source.ids.values));
+  BOOST_TEST((same.target.ids.values == b.target.ids.values));
+  test::expect_error([&] { data.batch_of({3, 12}); }, {"BatchIterator::batch_of", "pair 12 of 12"});
+  test::expect_error([&] { data.batch_of({}); }, {"BatchIterator::batch_of", "no index"});
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include <tapegrad/nn/reference_bptt.hpp>
+#include <tapegrad/nn/rnn.hpp>
 
 #include "support/conformance.hpp"
 #include "support/xt.hpp"
@@ -36,15 +37,7 @@ double rel_diff(const Tensor& engine, const std::vector<double>& hand) {
 
 const double* ptr(const Tensor& t) { return t.data<double>(); }
 
-Tensor apply(ref::Activation a, const Tensor& x) {
-  switch (a) {
-    case ref::Activation::sigmoid: return sigmoid(x);
-    case ref::Activation::tanh: return tapegrad::tanh(x);
-    case ref::Activation::relu: return relu(x);
-    case ref::Activation::identity: return x;
-  }
-  return x;
-}
+Tensor apply(ref::Activation a, const Tensor& x) { return nn::activate(a, x); }  // the cells' dispatch
 
 Tensor step(const Tensor& x, std::size_t t) {  // x_t of x (T, B, I) as (B, I)
   return reshape(slice(x, 0, t, t + 1), {x.size(1), x.size(2)});

@@ -2,6 +2,7 @@
 // CSV log, the epoch losses), also after a crash between checkpoints; bad checkpoints change nothing.
 #include <boost/test/unit_test.hpp>
 
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -66,9 +67,167 @@ Run train_run(const Setup& s, std::uint64_t init_seed, nn::TrainConfig config, s
   return r;
 }
 
+// One float64 weight w; the loss w^2 has the gradient 2w.
+struct One : nn::Module {
+  Tensor w;
+  explicit One(double v) { w = register_parameter("w", from_values({v}, {1}, DType::f64)); }
+  Tensor loss() const { return sum(w * w); }
+};
+
+nn::TrainConfig quiet(std::size_t epochs = 1) {
+  nn::TrainConfig c;
+  c.epochs = epochs;
+  c.progress_every = -1;
+  return c;
+}
+
+// What body() printed on stdout (file descriptor 1, where printf goes).
+template <class Body> std::string stdout_of(Body&& body) {
+  test::TempDir dir("stdout");
+  const std::string path = dir.file("out.txt");
+  std::fflush(stdout);
+  const int saved = ::dup(1), fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  ::dup2(fd, 1);
+  ::close(fd);
+  try {
+    body();
+  } catch (...) {
+    std::fflush(stdout);
+    ::dup2(saved, 1);
+    ::close(saved);
+    throw;
+  }
+  std::fflush(stdout);
+  ::dup2(saved, 1);
+  ::close(saved);
+  std::ifstream in(path);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
 }  // namespace
 
 BOOST_AUTO_TEST_SUITE(train)
+
+BOOST_AUTO_TEST_CASE(after_backward_hook_sees_the_gradients_before_clipping_and_the_update) {
+  One m(3.0);
+  nn::SGD opt(m.parameters(), 0.1);
+  nn::TrainConfig config = quiet();
+  config.clip_norm = 1.0;
+  std::vector<std::string> events;
+  nn::TrainHooks hooks;
+  hooks.after_backward = [&](const nn::TrainStep& s) {
+    events.push_back("hook " + std::to_string(s.step));
+    BOOST_TEST(m.w.grad().item() == 6.0);  // d w^2 = 2w, before clipping
+    BOOST_TEST(m.w.item() == 3.0);         // not updated yet
+    m.w.grad().data<double>()[0] *= 100;   // what an all-reduce or a custom clipping may do
+  };
+  hooks.on_step = [&](const nn::StepInfo& i) { events.push_back("on_step " + std::to_string(i.step)); };
+  nn::Trainer trainer(m, opt, config, hooks);
+  trainer.run(1, [&](const nn::TrainStep& s) {
+    events.push_back("loss " + std::to_string(s.step));
+    return m.loss();
+  });
+  BOOST_TEST((events == std::vector<std::string>{"loss 1", "hook 1", "on_step 1"}));
+  // Clipping ran after the hook, on 600: clipped to norm 1, so w = 3 - 0.1 * 1 (clipping before the hook would
+  // leave 100: w = -7; no clipping, 600: w = -57).
+  BOOST_TEST(std::abs(m.w.item() - 2.9) <= 1e-12);
+}
+
+BOOST_AUTO_TEST_CASE(on_step_sees_every_step_its_loss_epoch_mean_and_evaluation) {
+  One m(1.0);
+  nn::SGD opt(m.parameters(), 0.1);
+  nn::TrainConfig config = quiet(2);
+  config.eval_every = 2;
+  std::vector<nn::StepInfo> seen;
+  std::vector<double> losses;
+  nn::TrainHooks hooks;
+  hooks.on_step = [&](const nn::StepInfo& i) { seen.push_back(i); };
+  nn::Trainer trainer(m, opt, config, hooks);
+  int evals = 0;
+  auto result = trainer.run(
+      3,
+      [&](const nn::TrainStep&) {
+        Tensor l = m.loss();
+        losses.push_back(l.item());
+        return l;
+      },
+      [&] { return double(++evals); });
+  BOOST_TEST_REQUIRE(seen.size() == 6u);
+  for (std::size_t k = 0; k < 6; ++k) {
+    const auto& i = seen[k];
+    BOOST_TEST(i.step == k + 1);
+    BOOST_TEST(i.epoch == k / 3);
+    BOOST_TEST(i.batch == k % 3);
+    BOOST_TEST(i.loss == losses[k]);
+    BOOST_TEST(i.epoch_end == (k % 3 == 2));
+    // evaluated at steps 2 and 4 (eval_every) and 3 and 6 (epoch ends), the evaluations counted 1, 2, 3, 4
+    const bool eval_here = (k + 1) % 2 == 0 || k % 3 == 2;
+    BOOST_TEST(i.evaluated == eval_here);
+    BOOST_TEST(std::isnan(i.eval) == !eval_here);
+  }
+  BOOST_TEST(seen[2].eval == 2.0);
+  BOOST_TEST(seen[5].eval == 4.0);
+  BOOST_TEST(std::abs(seen[2].epoch_loss - (losses[0] + losses[1] + losses[2]) / 3) <= 1e-15);
+  BOOST_TEST(std::isnan(seen[0].epoch_loss));
+  BOOST_TEST(seen[5].epoch_loss == result.epoch_loss[1]);
+}
+
+BOOST_AUTO_TEST_CASE(evaluation_runs_under_no_grad) {
+  One m(2.0);
+  nn::SGD opt(m.parameters(), 0.1);
+  nn::Trainer trainer(m, opt, quiet(2));
+  std::vector<bool> recording_in_eval, recording_in_step;
+  trainer.run(
+      2,
+      [&](const nn::TrainStep&) {
+        recording_in_step.push_back(grad_enabled());
+        return m.loss();
+      },
+      [&] {
+        recording_in_eval.push_back(grad_enabled());
+        Tensor l = m.loss();
+        BOOST_TEST(!l.requires_grad());  // an owned result: nothing went on the tape
+        return l.item();
+      });
+  BOOST_TEST(recording_in_eval.size() == 2u);
+  for (bool on : recording_in_eval) BOOST_TEST(!on);
+  for (bool on : recording_in_step) BOOST_TEST(on);
+  BOOST_TEST(grad_enabled());  // restored after the run
+}
+
+BOOST_AUTO_TEST_CASE(only_rank_0_prints_and_writes_every_rank_resumes) {
+  test::TempDir dir("train");
+  auto run = [&](int rank, std::size_t max_steps, bool resume, nn::TrainResult* out) {
+    One m(1.0);
+    nn::SGD opt(m.parameters(), 0.1);
+    nn::TrainConfig config;
+    config.epochs = 2;
+    config.max_steps = max_steps;
+    config.progress_every = 0;  // a line every step (rank 0)
+    config.rank = rank;
+    config.checkpoint = dir.file("ckpt-rank" + std::to_string(rank) + ".npz");
+    config.log_csv = dir.file("log-rank" + std::to_string(rank) + ".csv");
+    config.resume = resume;
+    nn::Trainer trainer(m, opt, config);
+    return stdout_of([&] { *out = trainer.run(3, [&](const nn::TrainStep&) { return m.loss(); }, [&] { return 0.0; }); });
+  };
+  nn::TrainResult r0, r1;
+  const std::string said0 = run(0, 0, false, &r0), said1 = run(1, 0, false, &r1);
+  BOOST_TEST(said0.find("train step 6/6") != std::string::npos, said0);
+  BOOST_TEST(said1.empty(), said1);
+  BOOST_TEST(fs::exists(dir.file("ckpt-rank0.npz")));
+  BOOST_TEST(fs::exists(dir.file("log-rank0.csv")));
+  BOOST_TEST(!fs::exists(dir.file("ckpt-rank1.npz")));
+  BOOST_TEST(!fs::exists(dir.file("log-rank1.csv")));
+  BOOST_TEST(r0.steps == 6u);
+  BOOST_TEST(r1.steps == 6u);
+  // A rank other than 0 resumes from the checkpoint rank 0 wrote (same file for all), silently.
+  fs::copy_file(dir.file("ckpt-rank0.npz"), dir.file("ckpt-rank1.npz"));
+  nn::TrainResult again;
+  const std::string said_again = run(1, 0, true, &again);
+  BOOST_TEST(again.first_step == 6u);
+  BOOST_TEST(said_again.empty(), said_again);
+}
 
 BOOST_AUTO_TEST_CASE(stopped_and_resumed_equals_uninterrupted_bit_for_bit) {
   test::TempDir dir("train");

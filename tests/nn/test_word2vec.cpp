@@ -192,6 +192,24 @@ BOOST_AUTO_TEST_CASE(nearest_and_analogy_by_cosine) {
   expect_error([&] { nn::analogy(E, 0, -1, 2, 1); }, {"analogy", "id -1"});
 }
 
+BOOST_AUTO_TEST_CASE(neighbour_agreement_counts_neighbours_with_the_same_label) {
+  // Rows 0, 1 point along x, rows 2, 3 along y, row 4 along x too; row 5 is zero (cosine 0 with all).
+  Tensor E = from_values({1, 0, 0.9, 0.1, 0, 1, 0.1, 0.9, 2, 0.05, 0, 0}, {6, 2}, DType::f64);
+  const std::vector<std::int64_t> four = {0, 1, 2, 3};
+  BOOST_TEST(nn::neighbour_agreement(E, four, {7, 7, 9, 9}, 1) == 1.0);
+  BOOST_TEST(nn::neighbour_agreement(E, four, {7, 9, 7, 9}, 1) == 0.0);
+  // k = 2: the nearest has the same label, the second (the other axis's closer row) not.
+  BOOST_TEST(nn::neighbour_agreement(E, four, {7, 7, 9, 9}, 2) == 0.5);
+  // Only the listed rows are neighbours: among {0, 2, 4}, 0 and 4 find each other; 2 finds 4 (cos 0.025 > 0).
+  BOOST_TEST(std::abs(nn::neighbour_agreement(E, {0, 2, 4}, {1, 2, 1}, 1) - 2.0 / 3.0) <= 1e-15);
+  BOOST_TEST(nn::neighbour_agreement(E, {0, 2, 4}, {1, 2, 2}, 1) == 1.0 / 3.0);
+  BOOST_TEST(nn::neighbour_agreement(E, {0, 5, 4}, {1, 1, 1}, 2) == 1.0);  // a zero row is a neighbour like any
+  expect_error([&] { nn::neighbour_agreement(E, four, {1, 2, 3}, 1); }, {"neighbour_agreement", "4 ids but 3 labels"});
+  expect_error([&] { nn::neighbour_agreement(E, four, {1, 1, 1, 1}, 4); }, {"neighbour_agreement", "k = 4", "(4)"});
+  expect_error([&] { nn::neighbour_agreement(E, four, {1, 1, 1, 1}, 0); }, {"neighbour_agreement", "k = 0"});
+  expect_error([&] { nn::neighbour_agreement(E, {0, 6}, {1, 1}, 1); }, {"neighbour_agreement", "id 6", "(6, 2)"});
+}
+
 BOOST_AUTO_TEST_CASE(training_lowers_the_loss) {
   // Two interleaved "topics": words 0-3 co-occur, words 4-7 co-occur.
   std::vector<std::int64_t> ids;

@@ -8,12 +8,6 @@
 using namespace tapegrad;
 using namespace tapegrad::test;
 
-namespace {
-const char* act_name(Activation f) {
-  return f == Activation::sigmoid ? "sigmoid" : f == Activation::tanh ? "tanh" : "relu";
-}
-}  // namespace
-
 TAPEGRAD_OP_ROWS(recurrent) {
   std::vector<OpRow> rows;
   // (B, H): one row, several rows, H = 1.
@@ -28,8 +22,8 @@ TAPEGRAD_OP_ROWS(recurrent) {
         .fn([](const std::vector<Tensor>& x) { return lstm_hidden(x[0], x[1]); }).second_order());
     rows.push_back(row("lstm_hidden").sample(n + ", peephole").shapes({a, s, p})
         .fn([](const std::vector<Tensor>& x) { return lstm_hidden(x[0], x[1], x[2]); }).second_order());
-    for (Activation f : {Activation::sigmoid, Activation::tanh, Activation::relu})
-      rows.push_back(row("rnn_cell").sample(n + ", " + act_name(f)).shapes({s, s, {H, H}})
+    for (Activation f : {Activation::sigmoid, Activation::tanh, Activation::relu, Activation::identity})
+      rows.push_back(row("rnn_cell").sample(n + ", " + activation_name(f)).shapes({s, s, {H, H}})
           .fn([f](const std::vector<Tensor>& x) { return rnn_cell(x[0], x[1], x[2], f); }).second_order());
     const Shape g3{B, 3 * H};
     rows.push_back(row("gru_cell").sample(n).shapes({g3, g3, s, p})
@@ -59,26 +53,6 @@ TAPEGRAD_OP_ROWS(recurrent) {
   return rows;
 }
 
-namespace {
-
-// The same formulas from primitive ops (the composed form of nn::LSTMCell).
-Tensor composed_cell(const Tensor& a, const Tensor& cp, const Tensor* pi, const Tensor* pf) {
-  const auto g = chunk(a, 4, 1);
-  const Tensor i = sigmoid(pi ? g[0] + *pi * cp : g[0]), f = sigmoid(pf ? g[1] + *pf * cp : g[1]);
-  return f * cp + i * tanh(g[2]);
-}
-Tensor composed_hidden(const Tensor& a, const Tensor& c, const Tensor* po) {
-  const Tensor ao = chunk(a, 4, 1)[3];
-  return sigmoid(po ? ao + *po * c : ao) * tanh(c);
-}
-Tensor composed_gru(const Tensor& xp, const Tensor& hp, const Tensor& h, const Tensor& b_hn) {
-  const auto x = chunk(xp, 3, 1), p = chunk(hp, 3, 1);
-  const Tensor r = sigmoid(x[0] + p[0]), z = sigmoid(x[1] + p[1]), n = tanh(x[2] + r * (p[2] + b_hn));
-  return (1.0 - z) * n + z * h;
-}
-
-}  // namespace
-
 BOOST_AUTO_TEST_SUITE(recurrent)
 
 BOOST_AUTO_TEST_CASE(fused_halves_equal_the_composed_formulas) {
@@ -87,20 +61,19 @@ BOOST_AUTO_TEST_CASE(fused_halves_equal_the_composed_formulas) {
     const double tol = d == DType::f64 ? 1e-14 : 1e-6;
     Tensor a = randn({3, 4 * 5}, g, 2.0, d), cp = randn({3, 5}, g, 1.0, d);
     Tensor pi = randn({5}, g, 1.0, d), pf = randn({5}, g, 1.0, d), po = randn({5}, g, 1.0, d);
-    BOOST_TEST(max_abs_diff(lstm_cell(a, cp), to_xt(composed_cell(a, cp, nullptr, nullptr))) <= tol);
-    BOOST_TEST(max_abs_diff(lstm_cell(a, cp, pi, pf), to_xt(composed_cell(a, cp, &pi, &pf))) <= tol);
-    BOOST_TEST(max_abs_diff(lstm_hidden(a, cp), to_xt(composed_hidden(a, cp, nullptr))) <= tol);
-    BOOST_TEST(max_abs_diff(lstm_hidden(a, cp, po), to_xt(composed_hidden(a, cp, &po))) <= tol);
+    BOOST_TEST(max_abs_diff(lstm_cell(a, cp), to_xt(lstm_cell_composed(a, cp))) <= tol);
+    BOOST_TEST(max_abs_diff(lstm_cell(a, cp, pi, pf), to_xt(lstm_cell_composed(a, cp, pi, pf))) <= tol);
+    BOOST_TEST(max_abs_diff(lstm_hidden(a, cp), to_xt(lstm_hidden_composed(a, cp))) <= tol);
+    BOOST_TEST(max_abs_diff(lstm_hidden(a, cp, po), to_xt(lstm_hidden_composed(a, cp, po))) <= tol);
     Tensor xp = randn({3, 15}, g, 2.0, d), hp = randn({3, 15}, g, 2.0, d);
-    BOOST_TEST(max_abs_diff(gru_cell(xp, hp, cp, po), to_xt(composed_gru(xp, hp, cp, po))) <= tol);
-    // rnn_cell against f(addmm(...)), at batch 1 (the vector loops) and 3 (gemm).
+    BOOST_TEST(max_abs_diff(gru_cell(xp, hp, cp, po), to_xt(gru_cell_composed(xp, hp, cp, po))) <= tol);
+    // rnn_cell against its composed form f(addmm(...)), at batch 1 (the vector loops) and 3 (gemm).
     Tensor W = randn({20, 20}, g, 0.3, d);
     for (std::size_t B : {1, 3}) {
       Tensor x = randn({B, 20}, g, 1.0, d), h = randn({B, 20}, g, 1.0, d);
-      const Tensor u = addmm(x, h, W);
-      for (Activation f : {Activation::sigmoid, Activation::tanh, Activation::relu}) {
-        const Tensor want = f == Activation::sigmoid ? sigmoid(u) : f == Activation::tanh ? tanh(u) : relu(u);
-        BOOST_TEST(max_abs_diff(rnn_cell(x, h, W, f), to_xt(want)) <= tol, act_name(f) << ", B " << B);
+      for (Activation f : {Activation::sigmoid, Activation::tanh, Activation::relu, Activation::identity}) {
+        const Tensor want = rnn_cell_composed(x, h, W, f);
+        BOOST_TEST(max_abs_diff(rnn_cell(x, h, W, f), to_xt(want)) <= tol, activation_name(f) << ", B " << B);
       }
     }
   }
