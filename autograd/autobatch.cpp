@@ -30,6 +30,13 @@ namespace ctx = boost::context;
 namespace {
 
 thread_local Stats t_stats;
+// Counts by op while maps run, keyed by the op's registration (no string per batch); stats() names them.
+thread_local std::vector<std::pair<const OpInfo*, OpStats>> t_counts;
+OpStats& counts_of(const OpInfo& op) {
+  for (auto& [o, c] : t_counts)
+    if (o == &op) return c;
+  return t_counts.emplace_back(&op, OpStats{}).second;
+}
 
 std::vector<const Rule*>& rule_registry() {
   static std::vector<const Rule*> r;
@@ -315,7 +322,7 @@ class Scheduler {
   void execute(std::vector<Task*>& group, const Modes& mine) {
     Task& first = *group.front();
     const Rule& rule = *first.rule;
-    OpStats& s = t_stats.ops[rule.op->name];
+    OpStats& s = counts_of(*rule.op);
     // Calls that differ in nothing (every input shared, no payload) are left to run alone.
     bool differ = first.payload != nullptr;
     for (std::uint8_t sh : first.shared) differ = differ || !sh;
@@ -471,7 +478,7 @@ void count_eager(const OpInfo& op) {
     t->alone_op = nullptr;  // counted when the scheduler let it run alone
     return;
   }
-  ++t_stats.ops[op.name].no_rule;
+  ++counts_of(op).no_rule;
 }
 
 }  // namespace detail
@@ -519,8 +526,15 @@ detail::RuleRegistrar::RuleRegistrar(const Rule* rule) { rule_registry().push_ba
 
 // ----- statistics -----
 
-const Stats& stats() { return t_stats; }
-void reset_stats() { t_stats = Stats{}; }
+const Stats& stats() {
+  t_stats.ops.clear();
+  for (const auto& [op, c] : t_counts) t_stats.ops[op->name] = c;
+  return t_stats;
+}
+void reset_stats() {
+  t_stats = Stats{};
+  t_counts.clear();
+}
 
 std::size_t Stats::batches() const {
   std::size_t n = 0;
