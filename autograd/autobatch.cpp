@@ -292,22 +292,21 @@ class Scheduler {
     mine.install();
   }
 
-  const Rule* busiest_rule() const {
+  const Rule* busiest_rule() {
+    waiting_.clear();  // (rule, tasks waiting on it), one pass over the buckets
+    for (const Bucket& b : buckets_) {
+      const Rule* r = b.tasks.front()->rule;
+      auto it = std::find_if(waiting_.begin(), waiting_.end(), [r](const auto& w) { return w.first == r; });
+      if (it == waiting_.end()) waiting_.emplace_back(r, b.tasks.size());
+      else it->second += b.tasks.size();
+    }
     const Rule* best = nullptr;
     std::size_t most = 0;
-    for (std::size_t k = 0; k < buckets_.size(); ++k) {
-      const Rule* r = buckets_[k].tasks.front()->rule;
-      bool seen = false;
-      for (std::size_t j = 0; j < k && !seen; ++j) seen = buckets_[j].tasks.front()->rule == r;
-      if (seen) continue;
-      std::size_t waiting = 0;
-      for (std::size_t j = k; j < buckets_.size(); ++j)
-        if (buckets_[j].tasks.front()->rule == r) waiting += buckets_[j].tasks.size();
-      if (waiting > most) {
-        most = waiting;
+    for (const auto& [r, n] : waiting_)
+      if (n > most) {
+        most = n;
         best = r;
       }
-    }
     return best;
   }
 
@@ -396,6 +395,7 @@ class Scheduler {
 
   std::vector<Task*> tasks_;  // every task of the map, children included
   std::vector<Task*> ready_;
+  std::vector<std::pair<const Rule*, std::size_t>> waiting_;  // busiest_rule's tally
   std::vector<Bucket> buckets_;
   std::size_t first_slot_ = 0;
   const Tape* tape_ = nullptr;
