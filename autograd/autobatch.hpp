@@ -5,10 +5,10 @@
 // Each example runs as a task (a fiber on this thread) with ordinary eager semantics: an op returns its
 // value, so per-example code may read values, branch on them and stop when it likes. An op that has a
 // batching rule suspends its task instead of running; when no task can go on, the scheduler takes the
-// largest group of waiting calls with the same signature (op, the attributes that change the result,
-// the shapes of the per-example inputs, the identity of shared inputs) and runs them as one op on
-// stacked inputs, recorded on the tape like any op; each task gets a view of its row of the result and
-// goes on. Backward needs nothing new: it sweeps the batched ops, and the views' gradients are rows of
+// op most tasks wait on and runs each group of its calls with the same signature (op, the attributes
+// that change the result, the shapes of the per-example inputs, the identity of shared inputs) as one op
+// on stacked inputs, recorded on the tape like any op; each task gets a view of its row of the result
+// and goes on. Backward needs nothing new: it sweeps the batched ops, and the views' gradients are rows of
 // the batched output's. Ops without a rule run in their task at once, unbatched, and are counted
 // (stats()). Design, rules and limits: docs/autobatching.md.
 #pragma once
