@@ -7,6 +7,7 @@
 #include <string>
 
 #include "tapegrad/autograd/op.hpp"
+#include "tapegrad/ops/batching.hpp"
 #include "tapegrad/ops/elementwise.hpp"
 #include "tapegrad/ops/kernels.hpp"
 #include "tapegrad/ops/reduce.hpp"
@@ -14,6 +15,15 @@
 namespace tapegrad {
 
 TAPEGRAD_OP(op_layer_norm, "layer_norm", "norm");
+
+// Batching rule (autograd/autobatch.hpp): a row-wise op, so the calls' rows stacked make one call with the
+// shared weight and bias.
+namespace {
+TAPEGRAD_BATCH_RULE(layer_norm_rule, op_layer_norm, [](const autobatch::Group& g) {
+  if (g.shared(0) || !g.shared(1) || !g.shared(2)) return Tensor();
+  return layer_norm(g.in(0), g.in(1), g.in(2), g.key_double(0));
+});
+}  // namespace
 
 namespace {
 
@@ -55,6 +65,11 @@ Tensor layer_norm_composed(const Tensor& x, const Tensor& weight, const Tensor& 
 // Per row, with xhat = (x - mean) r, r = 1/sqrt(var + eps), g = dy * weight:
 //   dx = r (g - mean(g) - xhat mean(g xhat)),  dweight = sum_rows dy xhat,  dbias = sum_rows dy.
 Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps) {
+  if (autobatch::in_task())
+    if (Tensor batched = autobatch::detail::out_of_line(
+            [&] { return autobatch::defer(layer_norm_rule, {&x, &weight, &bias}, {autobatch::key_of(eps)}); });
+        batched.defined())
+      return batched;
   const std::size_t E = check_layer_norm(x, weight, bias, eps);
   const std::size_t rows = x.numel() / E;
   OpCall call(op_layer_norm, {&x, &weight, &bias});
