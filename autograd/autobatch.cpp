@@ -527,7 +527,7 @@ detail::RuleRegistrar::RuleRegistrar(const Rule* rule) { rule_registry().push_ba
 // ----- statistics -----
 
 const Stats& stats() {
-  t_stats.ops.clear();
+  // Updated in place (entries only ever added between resets): what an earlier call returned stays valid.
   for (const auto& [op, c] : t_counts) t_stats.ops[op->name] = c;
   return t_stats;
 }

@@ -78,7 +78,7 @@ struct Stats {
   std::size_t unbatched() const;  // alone + no_rule, all ops
   std::string table() const;      // one line per op: batches, calls per batch, alone, no rule
 };
-const Stats& stats();
+const Stats& stats();  // up to date at each call; references into it stay valid until reset_stats()
 void reset_stats();
 
 // ----- For op authors: a batching rule, and the op's first lines -----
