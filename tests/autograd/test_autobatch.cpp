@@ -238,6 +238,15 @@ BOOST_AUTO_TEST_CASE(a_bad_input_in_a_batch_is_reported_for_its_example) {
   }, {"embedding", "id 7", "(5, 2)"});
 }
 
+// A view op that runs in place inside a task reports its bad input in that task, as eagerly.
+BOOST_AUTO_TEST_CASE(a_bad_view_in_a_task_is_reported) {
+  Generator gen(23);
+  Tensor W = param({3, 3}, gen);
+  expect_error([&] {
+    autobatch::map(3, [&](std::size_t i) { return select(matmul(from_values({1, 2, 3}, {1, 3}, DType::f64), W), 0, i); });
+  }, {"select", "index 1", "(1, 3)"});
+}
+
 // gradcheck through an autobatched function, and second derivatives through its graph.
 BOOST_AUTO_TEST_CASE(gradcheck_and_create_graph_through_a_batched_graph) {
   Generator gen(17);

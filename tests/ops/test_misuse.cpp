@@ -47,6 +47,10 @@ BOOST_AUTO_TEST_CASE(bad_indices_and_axes) {
   expect_error([&] { embedding(x, Index({0, 1}, Shape{3})); }, {"embedding", "shape (3,)"});
   expect_error([&] { slice(x, 0, 2, 1); }, {"slice", "[2, 1)"});
   expect_error([&] { slice(x, 0, 0, max_size); }, {"slice"});
+  expect_error([&] { select(x, 0, 2); }, {"select", "index 2", "size 2", "(2, 3)"});
+  expect_error([&] { select(x, 2, 0); }, {"select", "(2, 3)"});
+  expect_error([&] { select(scalar(1.0), 0, 0); }, {"select", "rank-0"});
+  expect_error([&] { select(Tensor(), 0, 0); }, {"select", "undefined"});
   expect_error([&] { sum(x, {0, 0}); }, {"sum", "twice"});
   expect_error([&] { sum(x, {3}); }, {"sum", "out of range"});
   expect_error([&] { permute(x, {0, 0}); }, {"permute"});
