@@ -1,6 +1,6 @@
 // tapegrad: define-by-run, tape-based reverse-mode automatic differentiation.
-// One include for everything: the engine, the ops and the nn building blocks. (The hand-written BPTT
-// references, tapegrad/nn/reference_bptt.hpp, are test and bench baselines: include them directly.)
+// One include for everything: the engine, the ops and nn/ (models and cells, training, data). The hand-written
+// BPTT (bench/reference, target tapegrad_reference) is a baseline of the tests and benches, not part of it.
 #pragma once
 
 #include "tapegrad/autograd/tensor.hpp"
@@ -19,21 +19,21 @@
 #include "tapegrad/ops/recurrent.hpp"
 #include "tapegrad/ops/norm.hpp"
 #include "tapegrad/ops/blas_info.hpp"
-#include "tapegrad/nn/module.hpp"
-#include "tapegrad/nn/init.hpp"
-#include "tapegrad/nn/linear.hpp"
-#include "tapegrad/nn/optim.hpp"
-#include "tapegrad/nn/serialize.hpp"
-#include "tapegrad/nn/rnn.hpp"
-#include "tapegrad/nn/interchange.hpp"
-#include "tapegrad/nn/recursive.hpp"
-#include "tapegrad/nn/word2vec.hpp"
-#include "tapegrad/nn/tokenizer.hpp"
-#include "tapegrad/nn/attention.hpp"
-#include "tapegrad/nn/seq2seq.hpp"
-#include "tapegrad/nn/transformer.hpp"
-#include "tapegrad/nn/hred.hpp"
-#include "tapegrad/nn/vae.hpp"
-#include "tapegrad/nn/gradient_flow.hpp"
-#include "tapegrad/nn/data.hpp"
-#include "tapegrad/nn/train.hpp"
+#include "tapegrad/nn/models/module.hpp"
+#include "tapegrad/nn/models/init.hpp"
+#include "tapegrad/nn/models/linear.hpp"
+#include "tapegrad/nn/training/optim.hpp"
+#include "tapegrad/nn/training/serialize.hpp"
+#include "tapegrad/nn/models/rnn.hpp"
+#include "tapegrad/nn/models/interchange.hpp"
+#include "tapegrad/nn/models/recursive.hpp"
+#include "tapegrad/nn/models/word2vec.hpp"
+#include "tapegrad/nn/data/tokenizer.hpp"
+#include "tapegrad/nn/models/attention.hpp"
+#include "tapegrad/nn/models/seq2seq.hpp"
+#include "tapegrad/nn/models/transformer.hpp"
+#include "tapegrad/nn/models/hred.hpp"
+#include "tapegrad/nn/models/vae.hpp"
+#include "tapegrad/nn/training/gradient_flow.hpp"
+#include "tapegrad/nn/data/data.hpp"
+#include "tapegrad/nn/training/train.hpp"

@@ -1,4 +1,4 @@
-# tapegrad::dist (nn/dist.{hpp,cpp}): data-parallel training over MPI, an optional library of its own so
+# tapegrad::dist (nn/distributed/dist.{hpp,cpp}): data-parallel training over MPI, an optional library of its own so
 # that the core never needs MPI. Built when TAPEGRAD_WITH_MPI is on (the default) and MPI is found
 # (Debian: libopenmpi-dev openmpi-bin); the MPI tests, the example 15_data_parallel and bench_dist follow it.
 option(TAPEGRAD_WITH_MPI "Build tapegrad::dist (data-parallel training) when MPI is found" ON)
@@ -16,10 +16,10 @@ endif()
 
 if(TAPEGRAD_HAVE_MPI)
   message(STATUS "MPI ${MPI_CXX_VERSION} found (${MPIEXEC_EXECUTABLE}): building tapegrad::dist")
-  add_library(tapegrad_dist ${CMAKE_CURRENT_SOURCE_DIR}/nn/dist.cpp)
+  add_library(tapegrad_dist ${CMAKE_CURRENT_SOURCE_DIR}/nn/distributed/dist.cpp)
   add_library(tapegrad::dist ALIAS tapegrad_dist)
   set_target_properties(tapegrad_dist PROPERTIES EXPORT_NAME dist POSITION_INDEPENDENT_CODE ON)
-  # mpi.h stays private: nn/dist.hpp does not include it.
+  # mpi.h stays private: nn/distributed/dist.hpp does not include it.
   target_link_libraries(tapegrad_dist PUBLIC tapegrad PRIVATE MPI::MPI_CXX $<BUILD_INTERFACE:tapegrad_warnings>)
 
   # The launcher line the tests use: as root (CI, containers) Open MPI wants --allow-run-as-root; a 2-core

@@ -5,7 +5,7 @@
 //   8-bit numbers (a, b < 128), bits least significant first, hidden 16, SGD, one sequence per step.
 //
 //   initialisation: normal N(0, 1) (the course's default), LeCun N(0, 1/n_in) (the course calls it
-//                   "Xavier"; see nn/init.hpp), He N(0, 2/n_in); for W_in, W and W_out alike, b = c = 0
+//                   "Xavier"; see nn/models/init.hpp), He N(0, 2/n_in); for W_in, W and W_out alike, b = c = 0
 //   activation f:   sigmoid, tanh, ReLU (the output y stays a sigmoid)
 //   learning rate:  0.01, 0.1, 0.5
 //

@@ -3,7 +3,7 @@
 // The course's simple RNN on binary addition (8-bit numbers, bits least significant first, hidden 16,
 // sigmoid output, E = 1/2 sum_t (d_t - y_t)^2, SGD at lr 0.1, one sequence per step) is trained twice
 // from the same initial weights on the same sequences:
-//   hand: nn::reference::ElmanBPTT, the course's delta recursion written out (with its two corrections,
+//   hand: reference::ElmanBPTT, the course's delta recursion written out (with its two corrections,
 //         see docs/course-notes.md section 2):
 //           delta_out_t = (y_t - d_t) y_t (1 - y_t)
 //           delta_t     = (delta_out_t W_out^T + delta_(t+1) W^T) * f'(u_t)
@@ -19,7 +19,7 @@
 // additions of 24-bit numbers, for the sigmoid RNN and for a tanh RNN (LeCun "Xavier" init, the course's
 // best setting in 03), before and after training. sigmoid' <= 1/4 makes the sigmoid's gradient shrink faster with the distance T - t.
 #include <tapegrad/tapegrad.hpp>
-#include <tapegrad/nn/reference_bptt.hpp>
+#include <tapegrad/bench/reference/reference_bptt.hpp>
 
 #include <algorithm>
 #include <ctime>
@@ -31,7 +31,7 @@
 #include "common/example.hpp"
 
 using namespace tapegrad;
-namespace ref = tapegrad::nn::reference;
+namespace ref = tapegrad::reference;
 
 namespace {
 
@@ -157,7 +157,7 @@ std::vector<double> grad_norms(const Model& m, std::size_t bits, std::size_t bat
   std::vector<Tensor> zs, ys;
   forward(m, x.data(), d.data(), bits, batch, &zs, &ys);
   Tensor e_last = mse_loss(ys.back(), from_data(d.data() + (bits - 1) * batch, {batch, kOut}), Reduction::half_sum);
-  // The library's report (nn/gradient_flow.hpp): d E_T / d z_t for every t by one functional grad(),
+  // The library's report (nn/training/gradient_flow.hpp): d E_T / d z_t for every t by one functional grad(),
   // each sequence's norm, averaged over the batch.
   std::vector<nn::State> states;
   for (const Tensor& z : zs) states.push_back({z, Tensor()});
@@ -282,7 +282,7 @@ int main(int argc, char** argv) {
     return 2;
   }
 
-  std::printf("binary addition, simple RNN 2-%zu-1, SGD lr %g, %ld sequences; hand BPTT (nn::reference::ElmanBPTT)\n"
+  std::printf("binary addition, simple RNN 2-%zu-1, SGD lr %g, %ld sequences; hand BPTT (reference::ElmanBPTT)\n"
               "and the tape trained side by side from the same initial weights on the same sequences\n\n",
               hidden, lr, iters);
   const struct {

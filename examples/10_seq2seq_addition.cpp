@@ -19,7 +19,7 @@
 // Your own data: --data FILE trains on a file in the course corpora's format (one example a line, question
 // and answer joined by '_', space padded, e.g. "16+75  _91  "; any separator with --separator), with a
 // reproducible held-out split (--test-fraction, --seed) and the vocabulary from the training part only
-// (nn/data.hpp). Training runs in nn::Trainer: a progress line with loss and ETA, a CSV log per model,
+// (nn/data/data.hpp). Training runs in nn::Trainer: a progress line with loss and ETA, a CSV log per model,
 // --checkpoint DIR saves model + optimizer + loop position, --resume continues a stopped run exactly.
 #include <tapegrad/tapegrad.hpp>
 

@@ -10,7 +10,7 @@
 //
 // Your own data: --data FILE trains on a file of one example a line, source and target joined by '_' (the
 // classic date corpus: "september 27, 1994           _1994-09-27"; any separator with --separator), with a
-// reproducible held-out split and the vocabulary from the training part only (nn/data.hpp). Training runs
+// reproducible held-out split and the vocabulary from the training part only (nn/data/data.hpp). Training runs
 // in nn::Trainer (progress with ETA, CSV log, --checkpoint DIR, --resume, --max-steps; see --help).
 #include <tapegrad/tapegrad.hpp>
 

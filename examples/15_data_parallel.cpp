@@ -17,7 +17,7 @@
 // number of processes. The loop is nn::Trainer's: its after_backward hook averages the gradients over
 // the ranks, then it clips and steps; its on_step callback logs the global batch's loss; the test MSE is its
 // evaluation at each epoch's end (under NoGrad, summed over ranks). Only rank 0 prints and writes files.
-#include <tapegrad/nn/dist.hpp>
+#include <tapegrad/nn/distributed/dist.hpp>
 #include <tapegrad/tapegrad.hpp>
 
 #include <algorithm>

@@ -14,7 +14,7 @@ Tensor softmax(const Tensor& x, long axis = -1);
 Tensor log_softmax(const Tensor& x, long axis = -1);
 
 // The activations of a recurrent cell (nn::RNNCell, rnn_cell in ops/recurrent.hpp) and of the hand BPTT
-// references (nn/reference_bptt.hpp, whose output layer may be the identity): one enum for all of them.
+// references (bench/reference/reference_bptt.hpp, whose output layer may be the identity): one enum for all of them.
 enum class Activation { sigmoid, tanh, relu, identity };
 inline const char* activation_name(Activation a) {
   switch (a) {

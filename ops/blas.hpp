@@ -44,4 +44,26 @@ inline void ger(std::size_t m, std::size_t n, const double* x, const double* y, 
   cblas_dger(CblasRowMajor, int(m), int(n), 1.0, x, 1, y, 1, a, int(std::max<std::size_t>(n, 1)));
 }
 
+// C (m, n) = beta C + op(A) op(B), row-major, op(A) (m, k) and op(B) (k, n); lda, ldb the row lengths as
+// stored. The one-row routing every caller wants: OpenBLAS 0.3.21 runs a 1-row GEMM through its full packing
+// path, 3-4x slower than gemv, so one row of A goes to gemv and a rank-1 product (k = 1, A^T b) to ger. Both
+// add into C, so beta = 0 first zero-fills it: gemv's own beta = 0 scales y, and NaN * 0 in stale memory
+// stays NaN. Used by ops/linalg.cpp (above its xsimd loops for tiny matrices) and by the hand BPTT.
+template <class T>
+void product(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, const T* a, std::size_t lda, const T* b,
+             std::size_t ldb, T beta, T* c, std::size_t ldc) {
+  const bool one_row = m == 1 && !ta && ldb == (tb ? k : n), rank_one = k == 1 && ta && !tb && ldc == n;
+  if ((one_row || rank_one) && beta != T(1)) {
+    if (beta == T(0)) std::fill_n(c, m == 1 ? n : m * n, T(0));
+    else for (std::size_t i = 0, len = m == 1 ? n : m * n; i < len; ++i) c[i] *= beta;
+  }
+  if (one_row) {  // c (n) += op(B)^T a: B stored (k, n) -> trans; stored (n, k) -> no trans
+    gemv(tb ? CblasNoTrans : CblasTrans, tb ? n : k, tb ? k : n, b, a, T(1), c);
+  } else if (rank_one) {  // C += a^T b with a (1, m), b (1, n)
+    ger(m, n, a, b, c);
+  } else {
+    gemm(ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n, k, a, lda, b, ldb, beta, c, ldc);
+  }
+}
+
 }  // namespace tapegrad::blas

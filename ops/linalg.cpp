@@ -1,7 +1,7 @@
 // Linalg family: matmul through cblas. One node per product; backward accumulates straight into the
-// gradient buffers (dA += dC B^T, dB += A^T dC; beta = 0 into a fresh buffer). 1-row: gemv (forward,
-// dA) and ger (dB), or as xsimd loops when the matrix is small: OpenBLAS 0.3.21 does not route 1-row gemm
-// to gemv, and is 3-4x slower there.
+// gradient buffers (dA += dC B^T, dB += A^T dC; beta = 0 into a fresh buffer). 1-row: xsimd loops when the
+// matrix is small, else blas::product's routing (gemv for the forward and dA, ger for dB), which the hand
+// BPTT shares: OpenBLAS 0.3.21 does not route 1-row gemm to gemv, and is 3-4x slower there.
 #include "tapegrad/ops/linalg.hpp"
 
 #include <algorithm>
@@ -46,8 +46,6 @@ TAPEGRAD_BATCH_RULE(linear_rule, op_linear, [](const Group& g) {
 namespace {
 
 using blas::gemm;
-using blas::gemv;
-using blas::ger;
 
 // Up to this many weights a 1-row product runs as the xsimd loops below: OpenBLAS's gemv/ger call
 // overhead is several times the arithmetic of a 16x16 matrix (binary addition's), while at 64x64 its
@@ -107,15 +105,15 @@ template <class T> void times_row(std::size_t k, std::size_t n, const T* b, cons
 
 template <class T>
 void kernels::product(std::size_t m, std::size_t k, std::size_t n, const T* a, const T* b, T* c, T beta) {
-  if (m == 1 || k == 0) {
-    // One row: OpenBLAS's gemv scales y by beta = 0 (NaN * 0 stays NaN in stale memory), so zero it here.
-    // k = 0: an empty sum (BLAS would reject lda = 0).
+  if (k == 0) {  // an empty sum (BLAS would reject lda = 0)
     if (beta == T(0)) std::fill_n(c, m * n, T(0));
-    if (k == 0) return;
-    if (k * n <= kSmall) row_times(k, n, a, b, c);
-    else gemv(CblasTrans, k, n, b, a, T(1), c);  // c^T += B^T a^T
+    return;
+  }
+  if (m == 1 && k * n <= kSmall) {
+    if (beta == T(0)) std::fill_n(c, n, T(0));  // the loop adds
+    row_times(k, n, a, b, c);
   } else {
-    gemm(CblasNoTrans, CblasNoTrans, m, n, k, a, k, b, n, beta, c, n);
+    blas::product(false, false, m, n, k, a, k, b, n, beta, c, n);  // one row: gemv
   }
 }
 
@@ -123,33 +121,28 @@ namespace {
 
 // dA (m, k) += G (m, n) B^T; beta = 0 (dA = ...) when dA is a fresh, uninitialised buffer.
 template <class T> void grad_a(std::size_t m, std::size_t k, std::size_t n, const T* g, const T* b, T* da, T beta) {
-  if (m == 1) {
-    if (beta == T(0)) std::fill_n(da, k, T(0));  // as in product(): gemv and the loop add
-    if (k * n <= kSmall) times_row(k, n, b, g, da);
-    else gemv(CblasNoTrans, k, n, b, g, T(1), da);  // da^T += B g^T
+  if (m == 1 && k * n <= kSmall) {
+    if (beta == T(0)) std::fill_n(da, k, T(0));  // the loop adds
+    times_row(k, n, b, g, da);
   } else {
-    gemm(CblasNoTrans, CblasTrans, m, k, n, g, n, b, n, beta, da, k);  // beta = 0: C is not read
+    blas::product(false, true, m, k, n, g, n, b, n, beta, da, k);  // one row: gemv
   }
 }
 
 // dB (k, n) += A^T G (m, n); beta as above.
 template <class T> void grad_b(std::size_t m, std::size_t k, std::size_t n, const T* a, const T* g, T* db, T beta) {
-  if (m == 1) {
+  if (m == 1 && k * n <= kSmall) {
+    // A small rank-1 update as a plain (vectorised) loop: OpenBLAS's ger makes one axpy call per row,
+    // 3-5x slower for 16x16 (binary addition's recurrent matrix); from 64x256 up both run at memory speed.
     if (beta == T(0)) std::fill_n(db, k * n, T(0));
-    if (k * n <= kSmall) {
-      // A small rank-1 update as a plain (vectorised) loop: OpenBLAS's ger makes one axpy call per row,
-      // 3-5x slower for 16x16 (binary addition's recurrent matrix); from 64x256 up both run at memory speed.
-      for (std::size_t i = 0; i < k; ++i) {
-        const T ai = a[i];
-        T* __restrict row = db + i * n;
-        const T* __restrict gr = g;
-        for (std::size_t j = 0; j < n; ++j) row[j] += ai * gr[j];
-      }
-    } else {
-      ger(k, n, a, g, db);  // rank-1 update a^T g
+    for (std::size_t i = 0; i < k; ++i) {
+      const T ai = a[i];
+      T* __restrict row = db + i * n;
+      const T* __restrict gr = g;
+      for (std::size_t j = 0; j < n; ++j) row[j] += ai * gr[j];
     }
   } else {
-    gemm(CblasTrans, CblasNoTrans, k, n, m, a, k, g, n, beta, db, n);
+    blas::product(true, false, k, n, m, a, k, g, n, beta, db, n);  // one row: ger
   }
 }
 

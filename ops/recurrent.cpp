@@ -95,7 +95,7 @@ Tensor in_or_none(const GraphCtx& g, std::size_t i) { return i < g.num_inputs() 
 
 }  // namespace
 
-// ---- the composed forms (the math: nn/rnn.hpp, above RNNCell, LSTMCell and GRUCell) ---------------------
+// ---- the composed forms (the math: nn/models/rnn.hpp, above RNNCell, LSTMCell and GRUCell) ---------------------
 
 Tensor rnn_cell_composed(const Tensor& xp, const Tensor& h_prev, const Tensor& W, Activation f) {
   const Tensor u = addmm(xp, h_prev, W);
@@ -121,6 +121,14 @@ Tensor gru_cell_composed(const Tensor& xp, const Tensor& hp, const Tensor& h, co
   const auto rz = chunk(sigmoid(a[0] + p[0]), 2, 1);
   const Tensor n = tanh(a[1] + rz[0] * (p[1] + b_hn));
   return n + rz[1] * (h - n);  // (1 - z) n + z h
+}
+
+Tensor gru_course_composed(const Tensor& xp, const Tensor& h, const Tensor& W_h, const Tensor& U_h) {
+  const std::size_t H = h.size(1);
+  const auto a = split(xp, {2 * H, H}, 1);  // [a_r a_z], a_n
+  const auto rz = chunk(sigmoid(addmm(a[0], h, W_h)), 2, 1);
+  const Tensor h_bar = tanh(addmm(a[1], rz[0] * h, U_h));
+  return h + rz[1] * (h_bar - h);  // (1 - z) h + z h_bar
 }
 
 // ---- lstm_cell ----------------------------------------------------------------------------------------

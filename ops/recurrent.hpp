@@ -1,5 +1,5 @@
 // Fused steps of the Elman RNN and fused pointwise parts of the LSTM and GRU steps. An optimisation, not
-// new math: the math stands once, in nn/rnn.hpp above RNNCell, LSTMCell and GRUCell (reset_after); the
+// new math: the math stands once, in nn/models/rnn.hpp above RNNCell, LSTMCell and GRUCell (reset_after); the
 // *_composed functions below write it in primitive ops, nn's cells use them with `fused = false`, and the
 // fused ops' create_graph backward differentiates them. Fusing turns the nodes of a step (the Elman
 // step's product and activation; the LSTM's ~13 slices, sigmoids, tanh, products and sums with their
@@ -37,5 +37,11 @@ Tensor rnn_cell_composed(const Tensor& xp, const Tensor& h_prev, const Tensor& W
 Tensor lstm_cell_composed(const Tensor& a, const Tensor& c_prev, const Tensor& p_i = {}, const Tensor& p_f = {});
 Tensor lstm_hidden_composed(const Tensor& a, const Tensor& c, const Tensor& p_o = {});
 Tensor gru_cell_composed(const Tensor& xp, const Tensor& hp, const Tensor& h, const Tensor& b_hn);
+
+// h_t of a GRU step in the course's convention (the reset gate before the product; no fused form), from
+// xp = x_t W_x + b (B, 3H) with blocks [r z n], h = h_(t-1) (B, H), W_h (H, 2H) the r and z blocks, U_h (H, H):
+//   [r z] = sigmoid(xp_rz + h W_h),  h_bar = tanh(xp_n + (r h) U_h),  h_t = (1 - z) h + z h_bar.
+// No checks (GRUCell checks its weights).
+Tensor gru_course_composed(const Tensor& xp, const Tensor& h, const Tensor& W_h, const Tensor& U_h);
 
 }  // namespace tapegrad

@@ -42,7 +42,7 @@ template <class X> X tanh(const X& x) {
 }
 
 // The recurrent activations, written once for the fused kernels (ops/recurrent.cpp, Activation of
-// ops/activation.hpp) and the hand references (nn/reference_bptt.cpp, whose enum adds identity for an
+// ops/activation.hpp) and the hand references (bench/reference/reference_bptt.cpp, whose enum adds identity for an
 // output layer): any enum with sigmoid, tanh and relu; another value is the identity.
 template <class A, class X> X activate(A a, const X& u) {
   if (a == A::sigmoid) return simd::sigmoid(u);

@@ -18,7 +18,7 @@
 //  - the allreduce alone: repeated with nothing between the calls (the transfer's own cost).
 #include <cblas.h>
 
-#include <tapegrad/nn/dist.hpp>
+#include <tapegrad/nn/distributed/dist.hpp>
 
 #include <algorithm>
 #include <chrono>

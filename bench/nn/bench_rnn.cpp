@@ -1,5 +1,5 @@
 // Training steps of recurrent nets: the engine (nn cells composed from ops, BPTT = the tape's backward)
-// against hand-derived BPTT on raw buffers (nn/reference_bptt: ElmanBPTT, LSTMBPTT, GRUBPTT, cblas) with a
+// against hand-derived BPTT on raw buffers (bench/reference/reference_bptt: ElmanBPTT, LSTMBPTT, GRUBPTT, cblas) with a
 // plain SGD loop. LibTorch, when CMake finds it, is in bench_rnn_torch.cpp (the binary bench_rnn_torch holds
 // all three, so that their ratios come from one process and one run).
 //
@@ -9,7 +9,7 @@
 //   BM_<cell>_engine/T/B/I/H   engine: nn::run over nn::RNNCell / LSTMCell / GRUCell, backward, nn::SGD
 //   BM_lstm_composed/T/B/I/H   the engine with LSTMCell::fused = false (the step composed from primitive
 //                              ops instead of the fused lstm_cell / lstm_hidden ops)
-//   BM_<cell>_hand/T/B/I/H     nn::reference::ElmanBPTT / LSTMBPTT / GRUBPTT forward + backward, w -= lr g
+//   BM_<cell>_hand/T/B/I/H     reference::ElmanBPTT / LSTMBPTT / GRUBPTT forward + backward, w -= lr g
 //                              loops; weight gradients per step (WeightGrads::per_step)
 //   BM_<cell>_hand_fused/...   the same with the weight gradients as one GEMM over all steps
 //                              (WeightGrads::fused); the floor is the faster of the two
@@ -41,13 +41,13 @@
 #include <vector>
 
 #include "nn/rnn_problem.hpp"
-#include "tapegrad/nn/reference_bptt.hpp"
+#include "tapegrad/bench/reference/reference_bptt.hpp"
 
 namespace {
 
 using namespace tapegrad;
 using namespace tapegrad::bench;
-namespace ref = tapegrad::nn::reference;
+namespace ref = tapegrad::reference;
 
 // ---- the hand implementation ------------------------------------------------------------------------
 

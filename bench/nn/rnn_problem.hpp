@@ -22,8 +22,8 @@
 #include <vector>
 
 #include "tapegrad/autograd/tape.hpp"
-#include "tapegrad/nn/optim.hpp"
-#include "tapegrad/nn/rnn.hpp"
+#include "tapegrad/nn/training/optim.hpp"
+#include "tapegrad/nn/models/rnn.hpp"
 #include "tapegrad/ops/activation.hpp"
 #include "tapegrad/ops/elementwise.hpp"
 #include "tapegrad/ops/linalg.hpp"

@@ -325,7 +325,7 @@ def rnn_tables(medians, cvs, errors, us, cv, fmt):
         "",
         "One step = forward over T steps + loss + backward + SGD on every weight, one batch of B sequences, float32, "
         "one thread. engine: `nn::run` over `nn::RNNCell`/`LSTMCell`/`GRUCell` (ops on the tape) + `nn::SGD`; hand: "
-        "`nn::reference::ElmanBPTT`/`LSTMBPTT`/`GRUBPTT` (raw buffers, cblas GEMMs, gemv/ger at B = 1, xsimd "
+        "`reference::ElmanBPTT`/`LSTMBPTT`/`GRUBPTT` (raw buffers, cblas GEMMs, gemv/ger at B = 1, xsimd "
         "activations fused with the bias, no allocation per step) + a `w -= lr g` loop, with the weight gradients per "
         "step (hand) or as one GEMM over all steps (hand fused W); floor = the faster of the two; torch: LibTorch 1.13 "
         "`torch::nn::RNN`/`LSTM`/`GRU` + `torch::optim::SGD` (binadd: a loop of torch ops, its hidden layer is sigmoid). "

@@ -1,7 +1,7 @@
 // Options and plumbing the seq2seq examples (10, 11) share for training on a user's own file and for
 // stopping and resuming (header-only, public API only): --data FILE, --separator S, --test-fraction F,
 // --checkpoint DIR, --resume, --max-steps N, --checkpoint-every N. The loop itself is nn::Trainer and the
-// data utilities are nn/data.hpp; this only maps command-line options onto them.
+// data utilities are nn/data/data.hpp; this only maps command-line options onto them.
 #pragma once
 
 #include <tapegrad/tapegrad.hpp>

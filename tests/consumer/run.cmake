@@ -11,7 +11,8 @@ foreach(internal ops/kernels.hpp ops/lanes.hpp ops/blas.hpp ops/products.hpp ops
     message(FATAL_ERROR "internal header installed: include/tapegrad/${internal}")
   endif()
 endforeach()
-foreach(public tapegrad.hpp autograd/tape.hpp autograd/op.hpp check/gradcheck.hpp nn/reference_bptt.hpp)
+foreach(public tapegrad.hpp autograd/tape.hpp autograd/op.hpp check/gradcheck.hpp nn/models/rnn.hpp nn/training/train.hpp
+               nn/data/data.hpp)
   if(NOT EXISTS ${include_dir}/${public})
     message(FATAL_ERROR "public header missing from the install: include/tapegrad/${public}")
   endif()

@@ -1,4 +1,4 @@
-// tapegrad::dist (nn/dist.hpp) under MPI. ctest runs this with mpirun -np 2 (tests/CMakeLists.txt); it also
+// tapegrad::dist (nn/distributed/dist.hpp) under MPI. ctest runs this with mpirun -np 2 (tests/CMakeLists.txt); it also
 // runs as one process (a world of one rank) and at any size that divides the test's global batch.
 //
 // Every rank runs the same test cases in the same order, so the collectives inside them pair up. A check
@@ -6,7 +6,7 @@
 #define BOOST_TEST_MODULE dist
 #include <boost/test/unit_test.hpp>
 
-#include <tapegrad/nn/dist.hpp>
+#include <tapegrad/nn/distributed/dist.hpp>
 #include <tapegrad/tapegrad.hpp>
 
 #include <algorithm>
@@ -208,7 +208,7 @@ BOOST_AUTO_TEST_SUITE_END()
 
 BOOST_AUTO_TEST_SUITE(dist_sampler)
 
-// nn::DistributedSampler's own tests (any world size, no MPI) are in tests/nn/test_data.cpp; here each rank
+// nn::DistributedSampler's own tests (any world size, no MPI) are in tests/nn/data/test_data.cpp; here each rank
 // uses its own shard (dist::sampler: this process's rank and size).
 
 // Under MPI: the shards' histogram, summed over ranks, is one per sample; and every rank draws the same

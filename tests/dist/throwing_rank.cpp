@@ -2,7 +2,7 @@
 // the failing rank's message), not hang. Run by ctest through tests/dist/expect_abort.cmake.
 //   guarded    the body runs in dist::guarded(): the exception becomes dist::abort -> MPI_Abort
 //   unguarded  the exception escapes main (std::terminate, SIGABRT): Open MPI's launcher ends the job
-#include <tapegrad/nn/dist.hpp>
+#include <tapegrad/nn/distributed/dist.hpp>
 #include <tapegrad/tapegrad.hpp>
 
 #include <cstdio>

@@ -10,8 +10,8 @@
 #include <cstring>
 #include <string>
 
-#include <tapegrad/nn/module.hpp>
-#include <tapegrad/nn/serialize.hpp>
+#include <tapegrad/nn/models/module.hpp>
+#include <tapegrad/nn/training/serialize.hpp>
 
 namespace {
 

@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include <tapegrad/nn/tokenizer.hpp>
+#include <tapegrad/nn/data/tokenizer.hpp>
 
 using namespace tapegrad::nn;
 

@@ -4,8 +4,8 @@
 
 #include <string>
 
-#include <tapegrad/nn/linear.hpp>
-#include <tapegrad/nn/recursive.hpp>
+#include <tapegrad/nn/models/linear.hpp>
+#include <tapegrad/nn/models/recursive.hpp>
 #include <tapegrad/ops/reduce.hpp>
 
 #include "support/xt.hpp"

@@ -7,9 +7,9 @@
 #include <vector>
 
 #include <tapegrad/autograd/tape.hpp>
-#include <tapegrad/nn/linear.hpp>
-#include <tapegrad/nn/optim.hpp>
-#include <tapegrad/nn/rnn.hpp>
+#include <tapegrad/nn/models/linear.hpp>
+#include <tapegrad/nn/training/optim.hpp>
+#include <tapegrad/nn/models/rnn.hpp>
 #include <tapegrad/ops/loss.hpp>
 #include <tapegrad/ops/shape.hpp>
 

@@ -8,9 +8,9 @@
 #include <unistd.h>
 
 #include <tapegrad/autograd/tape.hpp>
-#include <tapegrad/nn/linear.hpp>
-#include <tapegrad/nn/optim.hpp>
-#include <tapegrad/nn/serialize.hpp>
+#include <tapegrad/nn/models/linear.hpp>
+#include <tapegrad/nn/training/optim.hpp>
+#include <tapegrad/nn/training/serialize.hpp>
 #include <tapegrad/ops/loss.hpp>
 
 #include "support/xt.hpp"

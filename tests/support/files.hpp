@@ -12,7 +12,7 @@
 #include <system_error>
 #include <vector>
 
-#include <tapegrad/nn/module.hpp>
+#include <tapegrad/nn/models/module.hpp>
 
 namespace tapegrad::test {
 
