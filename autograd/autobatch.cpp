@@ -72,7 +72,8 @@ const Tensor& Group::in(std::size_t j) const {
   std::vector<const Tensor*> column(n_);
   for (std::size_t i = 0; i < n_; ++i) column[i] = call_inputs_[i][j];
   in_[j] = detail::stack_rows(column);
-  if (!in_[j].is_leaf() && in_[j].slot().view_of == tapegrad::detail::Slot::none) ++t_stats.gathers;
+  if (!in_[j].is_leaf() && tapegrad::detail::TensorInternals::slot(in_[j]).view_of == tapegrad::detail::Slot::none)
+    ++t_stats.gathers;
   return in_[j];
 }
 
@@ -437,12 +438,14 @@ void sign_input(Task& t, const Tensor* x, const Scheduler& sched) {
     w.push_back(++t_unique);
     return;
   }
-  const bool shared = x->is_leaf() ? x->leaf()->requires_grad
-                                   : (x->tape() == sched.tape() && x->epoch() == sched.epoch() && x->slot_index() < sched.first_slot());
+  using I = tapegrad::detail::TensorInternals;
+  const bool shared = x->is_leaf() ? I::leaf(*x)->requires_grad
+                                   : (x->tape() == sched.tape() && I::epoch(*x) == sched.epoch() &&
+                                      I::slot_index(*x) < sched.first_slot());
   t.shared.push_back(shared);
   if (shared) {
     w.push_back(1);
-    w.push_back(x->is_leaf() ? reinterpret_cast<std::uintptr_t>(x->leaf().get()) : x->slot_index());
+    w.push_back(x->is_leaf() ? reinterpret_cast<std::uintptr_t>(I::leaf(*x).get()) : I::slot_index(*x));
     return;
   }
   const Shape& s = x->shape();

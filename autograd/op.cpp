@@ -19,6 +19,12 @@ std::vector<const OpInfo*>& registry() {
 const std::vector<const OpInfo*>& registered_ops() { return registry(); }
 detail::OpRegistrar::OpRegistrar(const OpInfo* op) { registry().push_back(op); }
 
+void detail::throw_attrs_mismatch(const char* op, const void* attrs) {
+  throw Error(std::string(op) + ": its backward read ctx.attrs<A>() " +
+              (attrs ? "with another type A than the forward's OpCall::attrs<A>()"
+                     : "but the forward never called OpCall::attrs<A>()"));
+}
+
 // ----- recording -----
 
 OpCall::OpCall(const OpInfo& op, std::initializer_list<const Tensor*> inputs) : op_(&op) {
@@ -99,7 +105,7 @@ Tensor OpCall::output_slot(std::uint32_t id) {
   node_.out = id;
   out_data_ = s.data;
   out_shape_ = &s.shape;
-  return Tensor::from_slot(tape_, id, tape_->epoch());
+  return detail::TensorInternals::from_slot(tape_, id, tape_->epoch());
 }
 
 // Forward-only scratch: one arena per thread, reset when the last OpCall using it ends (ops may nest).
@@ -160,11 +166,11 @@ bool BackwardCtx::defer(std::size_t i, DeferredFn fn, const void* payload) {
 
 Tensor GraphCtx::in(std::size_t i) const {
   const std::uint32_t id = node_.inputs()[i];
-  if (in_slot(i).leaf) return Tensor::from_leaf(tape_.leaf_of(id));
-  return Tensor::from_slot(&tape_, id, tape_.epoch());
+  if (in_slot(i).leaf) return detail::TensorInternals::from_leaf(tape_.leaf_of(id));
+  return detail::TensorInternals::from_slot(&tape_, id, tape_.epoch());
 }
 
-Tensor GraphCtx::out() const { return Tensor::from_slot(&tape_, node_.out, tape_.epoch()); }
+Tensor GraphCtx::out() const { return detail::TensorInternals::from_slot(&tape_, node_.out, tape_.epoch()); }
 
 void GraphCtx::accumulate(std::size_t i, const Tensor& g) {
   if (!needs(i)) return;

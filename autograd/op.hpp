@@ -24,6 +24,19 @@ namespace detail {
 struct OpRegistrar {
   explicit OpRegistrar(const OpInfo* op);
 };
+
+// Debug builds (and TAPEGRAD_CHECK_ATTRS: the sanitized build defines it) check ctx.attrs<A>(): the struct
+// OpCall::attrs<A>() made carries its type's tag just before it, so a backward reading another type is an
+// Error naming the op, not a reinterpretation of bytes. Node's layout is the same in every build.
+#if !defined(NDEBUG) || defined(TAPEGRAD_CHECK_ATTRS)
+#define TAPEGRAD_ATTRS_CHECKED 1
+#endif
+inline constexpr std::size_t kAttrsTagBytes = alignof(std::max_align_t);
+template <class A> const void* attrs_tag() {
+  static const char tag = 0;
+  return &tag;
+}
+[[noreturn]] void throw_attrs_mismatch(const char* op, const void* attrs);
 }  // namespace detail
 #define TAPEGRAD_OP(var, name, family)                 \
   static const ::tapegrad::OpInfo var{name, family}; \
@@ -50,7 +63,14 @@ class OpCall {
   // recording), so it must be trivially destructible: arrays in it are pointers from save<T>(n).
   template <class A> A& attrs() {
     static_assert(std::is_trivially_destructible_v<A>, "op attributes live in the arena: no destructor runs");
+    static_assert(alignof(A) <= detail::kAttrsTagBytes, "op attributes: at most max_align_t's alignment");
+#ifdef TAPEGRAD_ATTRS_CHECKED
+    char* p = static_cast<char*>(save_bytes(detail::kAttrsTagBytes + sizeof(A)));
+    *reinterpret_cast<const void**>(p) = detail::attrs_tag<A>();
+    A* a = new (p + detail::kAttrsTagBytes) A{};
+#else
     A* a = new (save_bytes(sizeof(A))) A{};
+#endif
     node_.attrs = a;
     return *a;
   }
@@ -81,7 +101,14 @@ class NodeCtx {
  public:
   NodeCtx(Tape& tape, const detail::Node& node) : tape_(tape), node_(node) {}
   const detail::Node& node() const { return node_; }
-  template <class A> const A& attrs() const { return *static_cast<const A*>(node_.attrs); }
+  template <class A> const A& attrs() const {
+#ifdef TAPEGRAD_ATTRS_CHECKED
+    const char* p = static_cast<const char*>(node_.attrs);
+    if (!p || *reinterpret_cast<const void* const*>(p - detail::kAttrsTagBytes) != detail::attrs_tag<A>())
+      detail::throw_attrs_mismatch(node_.op->name, p);
+#endif
+    return *static_cast<const A*>(node_.attrs);
+  }
   std::size_t num_inputs() const { return node_.n_in; }
   const Shape& in_shape(std::size_t i) const { return in_slot(i).shape; }
   bool needs(std::size_t i) const { return in_slot(i).requires_grad; }

@@ -82,6 +82,8 @@ std::uint32_t Tape::new_view(const Shape& shape, DType dtype, std::uint32_t of, 
   return id;
 }
 
+const detail::Slot& detail::TensorInternals::slot(const Tape& tape, std::uint32_t i) { return tape.slot(i); }
+
 std::shared_ptr<detail::LeafImpl> Tape::leaf_of(std::uint32_t slot) const {
   for (std::size_t k = leaf_slots_.size(); k-- > 0;)
     if (leaf_slots_[k] == slot) return leaves_[k];
@@ -89,18 +91,18 @@ std::shared_ptr<detail::LeafImpl> Tape::leaf_of(std::uint32_t slot) const {
 }
 
 std::uint32_t Tape::slot_for(const Tensor& t) {
-  if (!t.is_leaf()) return t.slot_index();
-  detail::LeafImpl* leaf = t.leaf().get();
+  if (!t.is_leaf()) return detail::TensorInternals::slot_index(t);
+  detail::LeafImpl* leaf = detail::TensorInternals::leaf(t).get();
   if (leaf->tape == this && leaf->epoch == epoch_) return leaf->slot;
   detail::Slot& s = slots_[new_slot(leaf->shape, leaf->dtype, leaf->data)];
   s.requires_grad = leaf->requires_grad;
   s.leaf = leaf;
   s.version = leaf->version;
   if (leaf->requires_grad) {
-    if (!leaf->grad) leaf->grad = zeros(leaf->shape, leaf->dtype).leaf();
+    if (!leaf->grad) leaf->grad = detail::TensorInternals::leaf(zeros(leaf->shape, leaf->dtype));
     s.grad = leaf->grad->data;
   }
-  leaves_.push_back(t.leaf());
+  leaves_.push_back(detail::TensorInternals::leaf(t));
   leaf->tape = this;
   leaf->epoch = epoch_;
   leaf->slot = static_cast<std::uint32_t>(slots_.size() - 1);
@@ -111,17 +113,24 @@ std::uint32_t Tape::slot_for(const Tensor& t) {
 // ----- the sweep -----
 
 struct Engine {
+  // grad()'s two algorithms, below.
+  static std::vector<Tensor> grad_values(Tape& tape, std::uint32_t root_id, const std::vector<Tensor>& xs,
+                                         const std::vector<std::int64_t>& where, const GradOptions& options);
+  static std::vector<Tensor> grad_graph(Tape& tape, const Tensor& root, std::uint32_t root_id,
+                                        const std::vector<Tensor>& xs, const std::vector<std::int64_t>& where,
+                                        const GradOptions& options);
+
   // Validates the root and returns its slot index; writes the seed into its gradient.
   static std::uint32_t seed_root(Tape& tape, const Tensor& root, const Tensor& seed, const char* who) {
     if (!root.defined()) throw Error(std::string(who) + ": root tensor is undefined");
     if (root.tape() != &tape) throw Error(std::string(who) + ": root belongs to another thread's tape");
-    if (root.epoch() != tape.epoch() || tape.released_)
+    if (detail::TensorInternals::epoch(root) != tape.epoch() || tape.released_)
       throw Error(std::string(who) + ": the graph of this root (shape " +
-                  (root.epoch() == tape.epoch() ? root.shape().str() : std::string("?")) +
+                  (detail::TensorInternals::epoch(root) == tape.epoch() ? root.shape().str() : std::string("?")) +
                   ") was already released by an earlier backward(); pass retain_graph=true to keep it");
     check_seed(root, seed, who);
     check_versions(tape, who);
-    return root.slot_index();
+    return detail::TensorInternals::slot_index(root);
   }
 
   static void check_seed(const Tensor& root, const Tensor& seed, const char* who) {
@@ -231,8 +240,8 @@ void backward(const Tensor& root, const Tensor& seed, bool retain_graph) {
   Tape& tape = Tape::current();
   if (root.defined() && root.is_leaf()) {  // d x / d x is the seed itself
     Engine::check_seed(root, seed, "backward");
-    auto* leaf = root.leaf().get();
-    if (!leaf->grad) leaf->grad = zeros(leaf->shape, leaf->dtype).leaf();
+    auto* leaf = detail::TensorInternals::leaf(root).get();
+    if (!leaf->grad) leaf->grad = detail::TensorInternals::leaf(zeros(leaf->shape, leaf->dtype));
     return Engine::put_seed(leaf->grad->data, leaf->shape.numel(), leaf->dtype, seed, true);
   }
   const std::uint32_t root_id = Engine::seed_root(tape, root, seed, "backward");
@@ -242,66 +251,86 @@ void backward(const Tensor& root, const Tensor& seed, bool retain_graph) {
   if (!retain_graph) tape.release();
 }
 
-std::vector<Tensor> grad(const Tensor& root, const std::vector<Tensor>& xs, const GradOptions& options) {
-  Tape& tape = Tape::current();
-  if (root.defined() && root.is_leaf())
-    throw Error("grad: root of shape " + root.shape().str() + " is an owned tensor, not the result of recorded ops");
-  const std::uint32_t root_id = Engine::seed_root(tape, root, options.seed, "grad");
-  // Where each x sits on this tape (or nowhere: its gradient is zero).
+namespace {
+
+// Where each x sits on the tape: its slot, or -1 when it is not part of this graph (its gradient is zero).
+std::vector<std::int64_t> slots_of(Tape& tape, const std::vector<Tensor>& xs) {
   std::vector<std::int64_t> where(xs.size(), -1);
   for (std::size_t k = 0; k < xs.size(); ++k) {
     const Tensor& x = xs[k];
     if (!x.defined()) throw Error("grad: input " + std::to_string(k) + " is undefined");
     if (x.is_leaf()) {
-      const auto* leaf = x.leaf().get();
+      const auto* leaf = detail::TensorInternals::leaf(x).get();
       if (leaf->tape == &tape && leaf->epoch == tape.epoch()) where[k] = leaf->slot;
     } else {
-      (void)x.slot();  // validates
-      where[k] = x.slot_index();
+      (void)detail::TensorInternals::slot(x);  // validates
+      where[k] = detail::TensorInternals::slot_index(x);
     }
   }
+  return where;
+}
+
+}  // namespace
+
+// grad() without create_graph: the plain sweep into the tape's gradient buffers, with the leaves' own
+// gradients set aside (grad() leaves them untouched) and copied out for the xs.
+std::vector<Tensor> Engine::grad_values(Tape& tape, std::uint32_t root_id, const std::vector<Tensor>& xs,
+                                        const std::vector<std::int64_t>& where, const GradOptions& options) {
+  std::vector<void*> saved_leaf_grads(tape.num_slots());
+  for (std::size_t i = 0; i < tape.num_slots(); ++i) {
+    saved_leaf_grads[i] = tape.slot(i).grad;
+    tape.slot(i).clear_grad();  // leaves too: their grad() stays untouched
+  }
+  for (const std::int64_t w : where)  // a view asked for keeps a gradient of its own
+    if (w >= 0) tape.slot(static_cast<std::size_t>(w)).keep_grad = true;
+  write_seed(tape, root_id, options.seed);
+  sweep_from(tape, tape.slot(root_id).producer);
+  mark_swept(tape);
   std::vector<Tensor> result(xs.size());
-
-  if (!options.create_graph) {
-    std::vector<void*> saved_leaf_grads(tape.num_slots());
-    for (std::size_t i = 0; i < tape.num_slots(); ++i) {
-      saved_leaf_grads[i] = tape.slot(i).grad;
-      tape.slot(i).clear_grad();  // leaves too: their grad() stays untouched
-    }
-    for (const std::int64_t w : where)  // a view asked for keeps a gradient of its own
-      if (w >= 0) tape.slot(static_cast<std::size_t>(w)).keep_grad = true;
-    Engine::write_seed(tape, root_id, options.seed);
-    Engine::sweep_from(tape, tape.slot(root_id).producer);
-    Engine::mark_swept(tape);
-    for (std::size_t k = 0; k < xs.size(); ++k) {
-      result[k] = zeros_like(xs[k]);
-      if (where[k] >= 0 && tape.slot(where[k]).grad)
-        std::memcpy(result[k].raw_data(), tape.slot(where[k]).grad, xs[k].numel() * dtype_size(xs[k].dtype()));
-    }
-    for (std::size_t i = 0; i < tape.num_slots(); ++i) {
-      if (tape.slot(i).leaf) tape.slot(i).grad = saved_leaf_grads[i];
-      tape.slot(i).keep_grad = false;
-    }
-    if (!options.retain_graph) tape.release();
-    return result;
+  for (std::size_t k = 0; k < xs.size(); ++k) {
+    result[k] = zeros_like(xs[k]);
+    if (where[k] >= 0 && tape.slot(where[k]).grad)
+      std::memcpy(result[k].raw_data(), tape.slot(where[k]).grad, xs[k].numel() * dtype_size(xs[k].dtype()));
   }
+  for (std::size_t i = 0; i < tape.num_slots(); ++i) {
+    if (tape.slot(i).leaf) tape.slot(i).grad = saved_leaf_grads[i];
+    tape.slot(i).keep_grad = false;
+  }
+  if (!options.retain_graph) tape.release();
+  return result;
+}
 
-  // create_graph: the sweep runs each node's backward written in ops, recording it on this tape.
+// grad() with create_graph: the sweep runs each node's backward written in ops, recording it on this tape,
+// so the gradients are tensors of the graph and can be differentiated again.
+std::vector<Tensor> Engine::grad_graph(Tape& tape, const Tensor& root, std::uint32_t root_id,
+                                       const std::vector<Tensor>& xs, const std::vector<std::int64_t>& where,
+                                       const GradOptions& options) {
   detail::ModeGuard recording(detail::grad_mode, true);
   std::vector<Tensor> g(tape.num_slots());
   g[root_id] = options.seed.defined() ? options.seed : ones_like(root);
-  Engine::graph_sweep(tape, g, tape.slot(root_id).producer, 0);
+  graph_sweep(tape, g, tape.slot(root_id).producer, 0);
+  std::vector<Tensor> result(xs.size());
   for (std::size_t k = 0; k < xs.size(); ++k)
     result[k] = where[k] >= 0 && g[where[k]].defined() ? g[where[k]] : zeros_like(xs[k]);
   return result;
+}
+
+std::vector<Tensor> grad(const Tensor& root, const std::vector<Tensor>& xs, const GradOptions& options) {
+  Tape& tape = Tape::current();
+  if (root.defined() && root.is_leaf())
+    throw Error("grad: root of shape " + root.shape().str() + " is an owned tensor, not the result of recorded ops");
+  const std::uint32_t root_id = Engine::seed_root(tape, root, options.seed, "grad");
+  const std::vector<std::int64_t> where = slots_of(tape, xs);
+  return options.create_graph ? Engine::grad_graph(tape, root, root_id, xs, where, options)
+                              : Engine::grad_values(tape, root_id, xs, where, options);
 }
 
 // The nodes forward() just recorded, swept from gout: only they, so the gradients stop at this node's inputs.
 void GraphCtx::sweep_recomputed(const Tensor& y, std::size_t first_node) {
   if (y.is_leaf()) return;  // nothing recorded: no input needs a gradient
   grads_.resize(tape_.num_slots());
-  grads_[y.slot_index()] = gout_;
-  Engine::graph_sweep(tape_, grads_, y.slot().producer, static_cast<std::int32_t>(first_node));
+  grads_[detail::TensorInternals::slot_index(y)] = gout_;
+  Engine::graph_sweep(tape_, grads_, detail::TensorInternals::slot(y).producer, static_cast<std::int32_t>(first_node));
 }
 
 }  // namespace tapegrad

@@ -64,25 +64,6 @@ class Tape {
   // Graphviz DOT of the recorded graph: ops as boxes, tensors as ellipses with their shapes.
   std::string to_dot() const;
 
-  // Internals used by ops and by the engine.
-  detail::Slot& slot(std::uint32_t i) { return slots_[i]; }
-  const detail::Slot& slot(std::uint32_t i) const { return slots_[i]; }
-  const detail::Node& node(std::size_t i) const { return nodes_[i]; }
-  void* allocate(std::size_t bytes) { return arena_.allocate(bytes); }
-  std::uint32_t slot_for(const Tensor& t);  // registers an owned tensor on first use in this graph
-  std::shared_ptr<detail::LeafImpl> leaf_of(std::uint32_t slot) const;  // the owned tensor of a leaf slot
-  // A slot for a new value: in fresh arena memory, or over `data` (a view of another slot's values).
-  std::uint32_t new_slot(const Shape& shape, DType dtype, void* data = nullptr);
-  std::uint32_t new_view(const Shape& shape, DType dtype, std::uint32_t of, std::size_t byte_offset);
-  void push_node(const detail::Node& n) { nodes_.push_back(n); }
-  struct Deferred {
-    void* grad;
-    DeferredFn fn;
-    const void* payload;
-  };
-  void defer(const Deferred& d) { deferred_.push_back(d); }
-  void release();  // after a backward without retain: the graph is gone, values readable until next graph
-
   // The tape of the calling thread. Tape::Scope swaps in a fresh one for a nested, separate graph.
   static Tape& current() {
     Tape* t = current_tape_;
@@ -108,7 +89,35 @@ class Tape {
   };
 
  private:
+  // The internals: the core's own classes (recording, the backward contexts, the sweep, tensors, anomaly
+  // checks) use them; ops reach a tape only through those.
   friend struct Engine;
+  friend class OpCall;
+  friend class NodeCtx;
+  friend class BackwardCtx;
+  friend class GraphCtx;
+  friend class Tensor;
+  friend struct detail::TensorInternals;
+  friend void backward(const Tensor& root, const Tensor& seed, bool retain_graph);
+  friend void detail::check_grads(const Tape& tape, const detail::Node& node);
+  detail::Slot& slot(std::uint32_t i) { return slots_[i]; }
+  const detail::Slot& slot(std::uint32_t i) const { return slots_[i]; }
+  const detail::Node& node(std::size_t i) const { return nodes_[i]; }
+  void* allocate(std::size_t bytes) { return arena_.allocate(bytes); }
+  std::uint32_t slot_for(const Tensor& t);  // registers an owned tensor on first use in this graph
+  std::shared_ptr<detail::LeafImpl> leaf_of(std::uint32_t slot) const;  // the owned tensor of a leaf slot
+  // A slot for a new value: in fresh arena memory, or over `data` (a view of another slot's values).
+  std::uint32_t new_slot(const Shape& shape, DType dtype, void* data = nullptr);
+  std::uint32_t new_view(const Shape& shape, DType dtype, std::uint32_t of, std::size_t byte_offset);
+  void push_node(const detail::Node& n) { nodes_.push_back(n); }
+  struct Deferred {
+    void* grad;
+    DeferredFn fn;
+    const void* payload;
+  };
+  void defer(const Deferred& d) { deferred_.push_back(d); }
+  void release();  // after a backward without retain: the graph is gone, values readable until next graph
+
   static Tape& init_current();
   // An inline, constant-initialised thread_local: read directly, with no TLS wrapper call (the wrapper of
   // an extern thread_local also tripped UBSan's null-pointer check).

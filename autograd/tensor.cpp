@@ -177,7 +177,7 @@ namespace {
 // Every creation function checks its shape here first, so an absurd shape names the function.
 Tensor create(const char* who, const Shape& shape, DType dtype) {
   shape.checked_numel(who);
-  return Tensor::from_leaf(detail::make_leaf(shape, dtype));
+  return detail::TensorInternals::from_leaf(detail::make_leaf(shape, dtype));
 }
 // value(i) gives element i.
 template <class F> Tensor generate(const char* who, const Shape& shape, DType dtype, F value) {
@@ -245,7 +245,7 @@ Tensor adopt(std::shared_ptr<void> owner, void* data, const Shape& shape, DType 
   leaf->dtype = dtype;
   leaf->owner = std::move(owner);
   leaf->data = data;
-  return Tensor::from_leaf(std::move(leaf));
+  return detail::TensorInternals::from_leaf(std::move(leaf));
 }
 
 }  // namespace tapegrad

@@ -14,6 +14,7 @@
 #include <random>
 #include <string>
 #include <vector>
+#include <utility>
 
 #include "tapegrad/autograd/shape.hpp"
 
@@ -23,6 +24,7 @@ class Tape;
 namespace detail {
 struct LeafImpl;
 struct Slot;
+struct TensorInternals;
 }  // namespace detail
 
 class Tensor {
@@ -87,16 +89,19 @@ class Tensor {
   Tensor& set_name(const std::string& name);
   std::string name() const;
 
-  // Internal: used by the tape and by ops.
+  // The tape that recorded this tensor (nullptr for an owned tensor).
+  Tape* tape() const { return tape_; }
+
+ private:
+  // The engine's side (leaf, slot, epoch): the core and ops' hooks reach it through detail::TensorInternals.
+  friend struct detail::TensorInternals;
   static Tensor from_leaf(std::shared_ptr<detail::LeafImpl> leaf);
   static Tensor from_slot(Tape* tape, std::uint32_t slot, std::uint64_t epoch);
   const std::shared_ptr<detail::LeafImpl>& leaf() const { return leaf_; }
-  Tape* tape() const { return tape_; }
   std::uint32_t slot_index() const { return slot_; }
   std::uint64_t epoch() const { return epoch_; }
   const detail::Slot& slot() const;  // throws when its graph was released and replaced
 
- private:
   void check() const {
     if (!shape_) throw_undefined();
     if (epoch_src_ && *epoch_src_ != epoch_) throw_stale();
@@ -117,6 +122,22 @@ class Tensor {
   std::uint32_t slot_ = 0;
   DType dtype_ = DType::f32;
 };
+
+namespace detail {
+// A Tensor's internals, for the core (tape, ops' recording, autobatch) and ops' hooks that stack rows; not
+// for models. A leaf's shared state, its slot on its tape, its graph's epoch, and the two constructors.
+struct TensorInternals {
+  static Tensor from_leaf(std::shared_ptr<LeafImpl> leaf) { return Tensor::from_leaf(std::move(leaf)); }
+  static Tensor from_slot(Tape* tape, std::uint32_t slot, std::uint64_t epoch) {
+    return Tensor::from_slot(tape, slot, epoch);
+  }
+  static const std::shared_ptr<LeafImpl>& leaf(const Tensor& t) { return t.leaf(); }
+  static std::uint32_t slot_index(const Tensor& t) { return t.slot_index(); }
+  static std::uint64_t epoch(const Tensor& t) { return t.epoch(); }
+  static const Slot& slot(const Tensor& t) { return t.slot(); }
+  static const Slot& slot(const Tape& tape, std::uint32_t i);  // any slot of a tape (a view's base)
+};
+}  // namespace detail
 
 std::ostream& operator<<(std::ostream& os, const Tensor& t);
 // The shape for an error message: "(2, 3)", or "(undefined)".

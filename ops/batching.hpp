@@ -16,7 +16,7 @@ using autobatch::Group;
 inline Tensor reshaped(const Tensor& x, const Shape& s) {
   if (!x.is_leaf() || x.requires_grad()) return reshape(x, s);
   if (s.numel() != x.numel()) return reshape(x, s);  // reshape reports it
-  return adopt(x.leaf(), x.raw_data(), s, x.dtype());
+  return adopt(tapegrad::detail::TensorInternals::leaf(x), x.raw_data(), s, x.dtype());
 }
 
 // One call's rank of input j (a stacked input has one axis more).

@@ -751,6 +751,8 @@ Tensor broadcast_to(const Tensor& x, const Shape& shape) {
 
 namespace tapegrad::autobatch::detail {
 
+using I = tapegrad::detail::TensorInternals;  // rows and views of the tape's slots
+
 // Consecutive rows [start, start + n) of one recorded value of shape (N, ...one call's shape) are already
 // the stack: a view of them. Anything else is copied together (concat, whose backward hands each call its
 // gradient).
@@ -758,33 +760,33 @@ Tensor stack_rows(const std::vector<const Tensor*>& xs) {
   const Tensor& x0 = *xs[0];
   const Shape& s = x0.shape();
   const std::size_t n = xs.size(), bytes = s.numel() * dtype_size(x0.dtype());
-  if (!x0.is_leaf() && bytes && x0.slot().view_of != tapegrad::detail::Slot::none) {
+  if (!x0.is_leaf() && bytes && I::slot(x0).view_of != tapegrad::detail::Slot::none) {
     Tape* tape = x0.tape();
-    const std::uint32_t base = x0.slot().view_of;
-    const tapegrad::detail::Slot& b = tape->slot(base);
-    bool rows = b.shape.rank() == s.rank() + 1 && b.dtype == x0.dtype() && x0.slot().view_offset % bytes == 0;
+    const std::uint32_t base = I::slot(x0).view_of;
+    const tapegrad::detail::Slot& b = I::slot(*tape, base);
+    bool rows = b.shape.rank() == s.rank() + 1 && b.dtype == x0.dtype() && I::slot(x0).view_offset % bytes == 0;
     for (std::size_t d = 0; rows && d < s.rank(); ++d) rows = b.shape[d + 1] == s[d];
-    const std::size_t start = rows ? x0.slot().view_offset / bytes : 0;
+    const std::size_t start = rows ? I::slot(x0).view_offset / bytes : 0;
     for (std::size_t i = 1; rows && i < n; ++i) {
       const Tensor& x = *xs[i];
-      rows = !x.is_leaf() && x.tape() == tape && x.epoch() == x0.epoch() && x.slot().view_of == base &&
-             x.slot().view_offset == (start + i) * bytes && x.shape() == s;
+      rows = !x.is_leaf() && x.tape() == tape && I::epoch(x) == I::epoch(x0) && I::slot(x).view_of == base &&
+             I::slot(x).view_offset == (start + i) * bytes && x.shape() == s;
     }
     if (rows) {
-      const Tensor whole = Tensor::from_slot(tape, base, x0.epoch());
+      const Tensor whole = I::from_slot(tape, base, I::epoch(x0));
       return start == 0 && n == b.shape[0] ? whole : slice(whole, 0, start, start + n);
     }
   }
   // Off the tape: consecutive rows of one batch (row_of shares the batch's buffer) are that batch.
   Shape out{n};
   for (std::size_t d : s) out.push_back(d);
-  if (x0.is_leaf() && x0.leaf()->owner && !x0.requires_grad() && bytes) {
-    const auto& owner = x0.leaf()->owner;
+  if (x0.is_leaf() && I::leaf(x0)->owner && !x0.requires_grad() && bytes) {
+    const auto& owner = I::leaf(x0)->owner;
     const char* first = static_cast<const char*>(x0.raw_data());
     bool rows = true;
     for (std::size_t i = 1; rows && i < n; ++i) {
       const Tensor& x = *xs[i];
-      rows = x.is_leaf() && x.leaf()->owner == owner && !x.requires_grad() && x.dtype() == x0.dtype() &&
+      rows = x.is_leaf() && I::leaf(x)->owner == owner && !x.requires_grad() && x.dtype() == x0.dtype() &&
              x.shape() == s && static_cast<const char*>(x.raw_data()) == first + i * bytes;
     }
     if (rows) return adopt(owner, const_cast<char*>(first), out, x0.dtype());
@@ -802,7 +804,7 @@ Tensor row_of(const Tensor& stacked, std::size_t i) {
   if (!stacked.is_leaf()) return select(stacked, 0, i);
   const Shape row(stacked.shape().begin() + 1, stacked.shape().end());
   const std::size_t bytes = row.numel() * dtype_size(stacked.dtype());
-  return adopt(stacked.leaf(), static_cast<char*>(stacked.raw_data()) + i * bytes, row, stacked.dtype());
+  return adopt(I::leaf(stacked), static_cast<char*>(stacked.raw_data()) + i * bytes, row, stacked.dtype());
 }
 
 }  // namespace tapegrad::autobatch::detail

@@ -140,7 +140,7 @@ template <class T> void pack_reduce_unpack(const std::vector<Tensor>& params, co
     const Tensor& p = params[i];
     if (!p.grad().defined()) {
       // Some other rank has a gradient for it: this rank gets a buffer, as a backward would allocate it.
-      p.leaf()->grad = zeros(p.shape(), p.dtype()).leaf();
+      tapegrad::detail::TensorInternals::leaf(p)->grad = tapegrad::detail::TensorInternals::leaf(zeros(p.shape(), p.dtype()));
     }
     Tensor g = p.grad();
     T* dst = g.template data<T>();

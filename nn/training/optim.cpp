@@ -38,10 +38,11 @@ Optimizer::Optimizer(const char* name, std::vector<Tensor> params, double lr, st
     require(p.defined(), name_, "parameter " + std::to_string(i) + " is undefined");
     require(p.is_leaf(), name_, "parameter " + std::to_string(i) + " of shape " + p.shape().str() +
                                     " is a recorded (tape) tensor, not an owned leaf");
+    using I = tapegrad::detail::TensorInternals;
     for (std::size_t j = 0; j < i; ++j)
-      require(params_[j].leaf() != p.leaf(), name_, "parameter " + std::to_string(i) + " of shape " + p.shape().str() +
-                                                        " is the same tensor as parameter " + std::to_string(j) +
-                                                        " (it would be updated twice per step)");
+      require(I::leaf(params_[j]) != I::leaf(p), name_, "parameter " + std::to_string(i) + " of shape " +
+                                                            p.shape().str() + " is the same tensor as parameter " +
+                                                            std::to_string(j) + " (it would be updated twice per step)");
   }
   set_lr(lr);
   for (auto& buffers : state_) buffers.resize(params_.size());

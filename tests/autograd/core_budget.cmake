@@ -1,7 +1,7 @@
 # The core's size budget (issue 19): autograd/ stays small enough to read in an hour. Fails when its
 # .hpp and .cpp files together pass BUDGET lines, naming each file's count. Raise the budget only with a
 # reason in the commit that does it.
-set(BUDGET 2600)
+set(BUDGET 2700)
 file(GLOB files ${CORE_DIR}/*.hpp ${CORE_DIR}/*.cpp)
 set(total 0)
 set(report "")
