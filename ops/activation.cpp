@@ -209,6 +209,16 @@ Tensor relu(const Tensor& x) {
   return y;
 }
 
+Tensor activate(Activation a, const Tensor& x) {
+  switch (a) {
+    case Activation::sigmoid: return sigmoid(x);
+    case Activation::tanh: return tanh(x);
+    case Activation::relu: return relu(x);
+    case Activation::identity: return x;
+  }
+  throw Error("activate: unknown activation " + std::to_string(static_cast<int>(a)) + " for x " + shape_str(x));
+}
+
 // softplus(x) = max(x, 0) + log1p(e^-|x|);  d softplus(x) = sigmoid(x) dx
 Tensor softplus(const Tensor& x) {
   if (autobatch::in_task()) if (Tensor batched = autobatch::detail::out_of_line([&] { return autobatch::defer(softplus_rule, {&x}); }); batched.defined()) return batched;

@@ -25,5 +25,8 @@ inline const char* activation_name(Activation a) {
   }
   return "?";
 }
+// The activation a of x as the op it names (identity: x itself). The one dispatch over Activation on
+// tensors: the cells, their composed forms and the examples' hand-unrolled RNNs use it.
+Tensor activate(Activation a, const Tensor& x);
 
 }  // namespace tapegrad

@@ -98,8 +98,7 @@ Tensor in_or_none(const GraphCtx& g, std::size_t i) { return i < g.num_inputs() 
 // ---- the composed forms (the math: nn/models/rnn.hpp, above RNNCell, LSTMCell and GRUCell) ---------------------
 
 Tensor rnn_cell_composed(const Tensor& xp, const Tensor& h_prev, const Tensor& W, Activation f) {
-  const Tensor u = addmm(xp, h_prev, W);
-  return f == Activation::sigmoid ? sigmoid(u) : f == Activation::tanh ? tanh(u) : f == Activation::relu ? relu(u) : u;
+  return activate(f, addmm(xp, h_prev, W));
 }
 
 Tensor lstm_cell_composed(const Tensor& a, const Tensor& c_prev, const Tensor& p_i, const Tensor& p_f) {

@@ -52,16 +52,6 @@ void expect_matrix(const char* cell, const char* name, const Tensor& t) {
 
 }  // namespace
 
-Tensor activate(Activation a, const Tensor& x) {
-  switch (a) {
-    case Activation::sigmoid: return sigmoid(x);
-    case Activation::tanh: return tanh(x);
-    case Activation::relu: return relu(x);
-    case Activation::identity: return x;
-  }
-  throw Error("activate: unknown activation");
-}
-
 // ---- RecurrentCell ----------------------------------------------------------------------------------
 
 State RecurrentCell::initial_state(std::size_t batch) const {

@@ -25,8 +25,8 @@
 namespace tapegrad::nn {
 
 using Activation = tapegrad::Activation;  // sigmoid, tanh, relu, identity (ops/activation.hpp)
-Tensor activate(Activation a, const Tensor& x);
-using tapegrad::activation_name;  // ops/activation.hpp
+using tapegrad::activate;          // ops/activation.hpp
+using tapegrad::activation_name;   // ops/activation.hpp
 
 // Weight initialisers for the cells' matrices (per gate block for LSTM/GRU), see nn/models/init.hpp.
 // normal: N(0, std^2); lecun: the course's "Xavier" N(0, 1/n_in); glorot: Glorot uniform; he: N(0, 2/n_in);
