@@ -319,7 +319,7 @@ def workload_tables(medians, errors, us, cv, fmt):
         "(`torch::nn::LSTM` over a packed sequence for the encoder, `torch::nn::LSTM` for the decoder, the "
         "attention of all decoder steps at once, `torch::optim::Adam`); its loss and every parameter's gradient "
         "equal the engine's from the same initial weights (checked before timing, 1e-4 relative). fwd / bwd / opt: "
-        "the step's phases (forward with the loss, backward, clip + Adam), timed inside the loop."
+        "the step's phases (forward with the loss, backward, clip + Adam), process CPU time inside the loop."
         + ("" if has_torch else " **LibTorch was not available for this run** (the optional target "
            "`bench_workload_torch` was not built)."),
         "",
