@@ -13,8 +13,10 @@
 // weight_ih = W_x^T, weight_hh = W_h^T, bias_hh zero). Padded encoder positions differ (zeros in LibTorch,
 // the carried state in the engine) but the attention mask gives them weight exactly 0 in both.
 #include <benchmark/benchmark.h>
+#include <torch/csrc/autograd/profiler_legacy.h>
 #include <torch/torch.h>
 
+#include <cstdlib>
 #include <memory>
 #include <string>
 #include <vector>
@@ -218,6 +220,29 @@ void BM_workload_torch(benchmark::State& state, Workload w) {
   state.SetLabel(p.describe());
 }
 
+// LibTorch's own profiler over a few steps (the legacy autograd profiler, a Chrome trace): where LibTorch's
+// time goes by op, self time (bench/support/torch_trace.py sums it). Not timed; scripts/bench.sh workload-profile.
+void BM_profile_workload_torch(benchmark::State& state, Workload w) {
+  torch::set_num_threads(1);
+  WorkloadProblem p(w);
+  TorchSeq2Seq t(p);
+  const char* dir = std::getenv("TAPEGRAD_TORCH_TRACE_DIR");
+  const std::string path = std::string(dir ? dir : ".") + "/torch_trace_" + workload_name(w) + ".json";
+  t.opt->zero_grad();
+  t.loss().backward();  // warm-up, outside the trace
+  t.update();
+  {
+    torch::autograd::profiler::RecordProfile trace(path);
+    for (auto _ : state) {
+      t.opt->zero_grad();
+      torch::Tensor l = t.loss();
+      l.backward();
+      t.update();
+    }
+  }
+  state.SetLabel(path);
+}
+
 const bool registered = [] {
   torch::set_num_threads(1);
   benchmark::AddCustomContext("torch_version", TORCH_VERSION);
@@ -226,6 +251,11 @@ const bool registered = [] {
     benchmark::RegisterBenchmark((std::string("BM_workload_") + workload_name(w) + "_torch").c_str(),
                                  [w](benchmark::State& s) { BM_workload_torch(s, w); })
         ->MeasureProcessCPUTime()
+        ->Unit(benchmark::kMillisecond);
+  for (Workload w : {Workload::addition, Workload::dates})
+    benchmark::RegisterBenchmark((std::string("BM_profile_workload_") + workload_name(w) + "_torch").c_str(),
+                                 [w](benchmark::State& s) { BM_profile_workload_torch(s, w); })
+        ->Iterations(w == Workload::addition ? 20 : 5)
         ->Unit(benchmark::kMillisecond);
   return true;
 }();

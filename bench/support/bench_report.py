@@ -500,8 +500,9 @@ def rnn_tables(medians, cvs, errors, us, cv, fmt):
         lines.append("")
 
     # Memory: the tape per time step against the hand version's saved activations, every LSTM configuration.
-    keys = sorted((k for k in main if k[0] == "lstm"), key=lambda k: (k[2], k[4], k[1]))
-    if keys:
+    keys = sorted((k for k in main if k[0] == "lstm" and runs[k].get("engine") in medians
+                   and runs[k].get("hand") in medians), key=lambda k: (k[2], k[4], k[1]))
+    if keys:  # (a run filtered to engine and LibTorch has no hand figures: no table)
         lines += ["LSTM memory per time step: the tape's peak bytes during one training step / T (values and "
                   "gradient buffers of the step's graph, in the tape's arena) against the hand BPTT's buffers "
                   "(saved activations: gates, h, c, tanh c; workspace adds da, dh, dc).", "",
