@@ -5,6 +5,11 @@
 
 Samples of LibTorch's loading (ld.so, libtorch, c10) are left out, so the shares are of the timed steps.
 """
+import collections
+import re
+import subprocess
+import sys
+
 data = sys.argv[1]
 out = subprocess.run(["perf","report","-i",data,"--no-children","--sort","dso,symbol","--stdio","-g","none","--percent-limit","0"],capture_output=True,text=True).stdout
 rows=[]
