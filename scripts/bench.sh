@@ -18,8 +18,16 @@
 #                                             # LibTorch (binary bench_transformer_torch when CMake finds
 #                                             # it, else bench_nn), cached against recomputed decoding,
 #                                             # section "transformer"
+#   scripts/bench.sh workload                 # one training step of examples 10 and 11's models (seq2seq
+#                                             # addition; dates with attention), engine against the same
+#                                             # models in LibTorch (binary bench_workload_torch when CMake
+#                                             # finds it, else bench_nn), section "workload"
 #   scripts/bench.sh rnn-profile              # callgrind of the fixed-iteration RNN steps (engine and
 #                                             # hand), annotations in $BUILD_DIR/results, no doc section
+#
+# LibTorch (modes rnn, transformer, workload): when libtorch-dev is not installed, scripts/install-deps.sh
+# --torch installs it first (BENCH_TORCH=0: neither install nor use it; the torch columns stay empty).
+# Neither the tests nor CI need LibTorch.
 #
 # Environment: BUILD_DIR (build-bench), JOBS (1: the machine is shared), REPS (5), BENCHES (bench_autograd
 # bench_ops), BENCH_FILTER (all), BENCH_MIN_TIME (Google Benchmark's default when unset), SECTION
@@ -30,11 +38,11 @@
 set -euo pipefail
 
 MODE="${1:-tables}"
-case "$MODE" in tables | profile | rnn | rnn-profile | autobatch | transformer) ;; *) echo "usage: $0 [profile | rnn | rnn-profile | autobatch | transformer]" >&2; exit 2 ;; esac
+case "$MODE" in tables | profile | rnn | rnn-profile | autobatch | transformer | workload) ;; *) echo "usage: $0 [profile | rnn | rnn-profile | autobatch | transformer | workload]" >&2; exit 2 ;; esac
 
 # The invocation as given (the settings the caller chose), for the doc.
 INVOCATION="scripts/bench.sh${1:+ $1}"
-for v in BUILD_DIR SECTION REPS BENCH_MIN_TIME BENCH_FILTER BENCHES OPENBLAS_CORETYPE; do
+for v in BUILD_DIR SECTION REPS BENCH_MIN_TIME BENCH_FILTER BENCHES OPENBLAS_CORETYPE BENCH_TORCH; do
   if [[ -n "${!v:-}" ]]; then INVOCATION="$v='${!v}' $INVOCATION"; fi
 done
 
@@ -64,21 +72,31 @@ elif [[ "$MODE" == transformer ]]; then
   BENCHES_GIVEN="${BENCHES:-}"
   read -r -a BENCHES <<<"${BENCHES:-bench_nn}"
   BENCH_FILTER="${BENCH_FILTER:-^BM_transformer_}"
+elif [[ "$MODE" == workload ]]; then
+  SECTION="${SECTION:-workload}"
+  BENCHES_GIVEN="${BENCHES:-}"
+  read -r -a BENCHES <<<"${BENCHES:-bench_nn}"
+  BENCH_FILTER="${BENCH_FILTER:-^BM_workload_}"
 else
   SECTION="${SECTION:-default}"
   read -r -a BENCHES <<<"${BENCHES:-bench_autograd bench_ops}"
 fi
 
-echo "== configure + build (Release, ${BUILD_DIR}, -j${JOBS})"
-cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release -DTAPEGRAD_BUILD_BENCH=ON -DTAPEGRAD_BENCH_TORCH=ON \
-  -DTAPEGRAD_BUILD_TESTS=OFF -DTAPEGRAD_BUILD_EXAMPLES=OFF >/dev/null
-if [[ "$MODE" == rnn ]] && [[ -z "${BENCHES_GIVEN:-}" ]] &&
-  [[ "$(cmake --build "$BUILD_DIR" --target help)" == *bench_rnn_torch* ]]; then
-  BENCHES=(bench_rnn_torch)  # LibTorch found: the binary with all three implementations
+TORCH=OFF
+if [[ "$MODE" == rnn || "$MODE" == transformer || "$MODE" == workload ]] && [[ "${BENCH_TORCH:-1}" != 0 ]]; then
+  TORCH=ON
+  if ! dpkg-query -W -f='${Status}' libtorch-dev 2>/dev/null | grep -q "install ok installed"; then
+    echo "== LibTorch missing: scripts/install-deps.sh --torch"
+    bash scripts/install-deps.sh --torch
+  fi
 fi
-if [[ "$MODE" == transformer ]] && [[ -z "${BENCHES_GIVEN:-}" ]] &&
-  [[ "$(cmake --build "$BUILD_DIR" --target help)" == *bench_transformer_torch* ]]; then
-  BENCHES=(bench_transformer_torch)  # LibTorch found: engine, GEMMs and LibTorch in one binary
+echo "== configure + build (Release, ${BUILD_DIR}, -j${JOBS}, TAPEGRAD_BENCH_TORCH=${TORCH})"
+cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release -DTAPEGRAD_BUILD_BENCH=ON -DTAPEGRAD_BENCH_TORCH="$TORCH" \
+  -DTAPEGRAD_BUILD_TESTS=OFF -DTAPEGRAD_BUILD_EXAMPLES=OFF >/dev/null
+# LibTorch found: the binary bench_<mode>_torch holds the engine's benches and LibTorch's (one process).
+if [[ "$TORCH" == ON ]] && [[ -z "${BENCHES_GIVEN:-}" ]] &&
+  [[ "$(cmake --build "$BUILD_DIR" --target help)" == *"bench_${MODE}_torch"* ]]; then
+  BENCHES=("bench_${MODE}_torch")
 fi
 cmake --build "$BUILD_DIR" -j "$JOBS" --target "${BENCHES[@]}"
 
@@ -157,7 +175,7 @@ JSONS=()
 COMMANDS=()
 for b in "${BENCHES[@]}"; do
   json="$OUT_DIR/$SECTION-$b.json"
-  cmd="OPENBLAS_NUM_THREADS=1${OPENBLAS_CORETYPE:+ OPENBLAS_CORETYPE=$OPENBLAS_CORETYPE}$([[ "$MODE" == rnn || "$MODE" == transformer ]] && echo " OMP_NUM_THREADS=1" || true) $BUILD_DIR/bench/$b ${ARGS[*]} --benchmark_out=$json"
+  cmd="OPENBLAS_NUM_THREADS=1${OPENBLAS_CORETYPE:+ OPENBLAS_CORETYPE=$OPENBLAS_CORETYPE}$([[ "$TORCH" == ON ]] && echo " OMP_NUM_THREADS=1" || true) $BUILD_DIR/bench/$b ${ARGS[*]} --benchmark_out=$json"
   echo "== $cmd"
   "$BUILD_DIR/bench/$b" "${ARGS[@]}" --benchmark_out="$json"
   JSONS+=("$json")

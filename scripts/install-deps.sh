@@ -6,8 +6,17 @@ pkgs=(build-essential cmake libxtensor-dev libxtensor-blas-dev libxsimd-dev libo
       libboost-test-dev libboost-context-dev libbenchmark-dev graphviz gnuplot-nox libzip-dev pkgconf python3-numpy
       wordnet-base  # WordNet's nouns: example 14's real text and its target (/usr/share/wordnet)
       libopenmpi-dev openmpi-bin)  # Open MPI: tapegrad::dist (optional; its tests run under mpirun)
-# scripts/test.sh --fuzz also needs clang and its libFuzzer/sanitizer runtimes (install-deps.sh --fuzz).
-[[ "${1:-}" == "--fuzz" ]] && pkgs+=(clang libclang-rt-14-dev)
+# Options, any of them, in any order:
+#   --fuzz   clang and its libFuzzer/sanitizer runtimes (scripts/test.sh --fuzz)
+#   --torch  LibTorch (libtorch-dev, LibTorch 1.13): the optional *_torch benches of scripts/bench.sh rnn,
+#            transformer and workload. Neither the tests nor CI need it.
+for opt in "$@"; do
+  case "$opt" in
+    --fuzz) pkgs+=(clang libclang-rt-14-dev) ;;
+    --torch) pkgs+=(libtorch-dev) ;;
+    *) echo "usage: $0 [--fuzz] [--torch]" >&2; exit 2 ;;
+  esac
+done
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

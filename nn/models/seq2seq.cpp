@@ -84,6 +84,12 @@ EncoderOutput Encoder::operator()(const Index& src, const Tensor& mask) const {
       for (std::size_t t = 0; t < S && !any; ++t) any = mv[t * B + b] != 0.0;
       if (!any) throw Error("Encoder: sequence " + num(b) + " is empty (mask " + mask.shape().str() + " is all 0 in its column)");
     }
+    // Steps where every sequence still reads a real token need no where: the state is the cell's. (Padding
+    // sits after the tokens, so these are the first min-length steps; where costs two broadcast passes
+    // forward and two backward per state tensor.)
+    std::vector<bool> all_real(S, true);
+    for (std::size_t t = 0; t < S; ++t)
+      for (std::size_t b = 0; b < B && all_real[t]; ++b) all_real[t] = mv[t * B + b] != 0.0;
     const Tensor m = mask.dtype() == cell->dtype() ? mask : mask.to(cell->dtype());
     // As nn::run, but a padded step keeps the previous state: s_t = where(m_t, cell(x_t, s_(t-1)), s_(t-1)).
     const Tensor xp = cell->project(reshape(x, {S * B, E}));
@@ -92,9 +98,13 @@ EncoderOutput Encoder::operator()(const Index& src, const Tensor& mask) const {
     for (std::size_t k = 0; k < S; ++k) {
       const std::size_t t = reverse_input ? S - 1 - k : k;
       State next = cell->step_projected(slice(xp, 0, t * B, (t + 1) * B), s);
-      const Tensor mt = reshape(slice(m, 0, t, t + 1), {B, 1});
-      s.h = where(mt, next.h, s.h);
-      if (next.c.defined()) s.c = where(mt, next.c, s.c);
+      if (all_real[t]) {
+        s = next;
+      } else {
+        const Tensor mt = reshape(slice(m, 0, t, t + 1), {B, 1});
+        s.h = where(mt, next.h, s.h);
+        if (next.c.defined()) s.c = where(mt, next.c, s.c);
+      }
       steps[t] = s.h;
     }
     outputs = stack(steps, 0);
@@ -263,14 +273,10 @@ Decoder::Result AttentionDecoder::forward(const Index& inputs, const EncoderOutp
   check_thought("AttentionDecoder", enc, inputs.shape[1]);
   if (!enc.states.defined()) throw Error("AttentionDecoder: the encoder states hs are undefined");
   Sequence seq = run(*cell, cell_inputs(embed(inputs), enc), enc.thought);
-  std::vector<Tensor> contexts, weights;
-  for (const Tensor& h : seq.steps) {
-    AttentionOutput a = (*attention)(enc.states, h, enc.mask);
-    contexts.push_back(a.context);
-    weights.push_back(a.weights);
-  }
-  Tensor feats = concat({stack(contexts, 0), seq.outputs}, 2);  // (T, B, H_enc + H)
-  return {out(with_peek(feats, enc)), stack(weights, 0)};
+  // Attention after the cell does not feed back into it: every step's at once (Attention::over_steps).
+  AttentionOutput a = attention->over_steps(enc.states, permute(seq.outputs, {1, 0, 2}), enc.mask);  // (B, T, .)
+  Tensor feats = concat({permute(a.context, {1, 0, 2}), seq.outputs}, 2);  // (T, B, H_enc + H)
+  return {out(with_peek(feats, enc)), permute(a.weights, {1, 0, 2})};
 }
 
 Decoder::Step AttentionDecoder::step(const Index& y, const State& s, const EncoderOutput& enc) const {

@@ -119,6 +119,50 @@ BOOST_AUTO_TEST_CASE(masked_positions_get_zero_weight) {
   for (std::size_t h = 0; h < 3; ++h) BOOST_TEST(g(0, 3, h) == 0.0);
 }
 
+// over_steps (every decoder step at once, AttentionDecoder::forward) against T calls of the one-step form,
+// with and without a mask, for every kind; and its gradients.
+BOOST_AUTO_TEST_CASE(over_steps_equals_one_step_at_a_time) {
+  Generator gen(8);
+  const std::size_t B = 2, S = 4, T = 3, H = 3;
+  Tensor hs = parameter(randn({B, S, H}, gen, 1.0, DType::f64));
+  Tensor hd = parameter(randn({B, T, H}, gen, 1.0, DType::f64));
+  Tensor mask = from_values({1, 1, 1, 0, 1, 1, 0, 0}, {B, S}, DType::f64);
+  DotAttention dot;
+  GeneralAttention general(H, H, gen, DType::f64);
+  AdditiveAttention additive(H, H, 5, gen, DType::f64);
+  for (const Attention* att : std::vector<const Attention*>{&dot, &general, &additive}) {
+    for (const Tensor& m : {Tensor(), mask}) {
+      const std::string what = std::string(att->name()) + (m.defined() ? " masked" : "");
+      NoGrad values_only;  // no graph left on the tape: gradcheck below writes into hs and hd
+      AttentionOutput all = att->over_steps(hs, hd, m);
+      BOOST_TEST((all.weights.shape() == Shape{B, T, S}), what);
+      BOOST_TEST((all.context.shape() == Shape{B, T, H}), what);
+      auto w = to_xt(all.weights), c = to_xt(all.context);
+      for (std::size_t t = 0; t < T; ++t) {
+        AttentionOutput one = (*att)(hs, reshape(slice(hd, 1, t, t + 1), {B, H}), m);
+        auto w1 = to_xt(one.weights), c1 = to_xt(one.context);
+        for (std::size_t b = 0; b < B; ++b) {
+          for (std::size_t s = 0; s < S; ++s) BOOST_TEST(std::abs(w(b, t, s) - w1(b, s)) < 1e-13, what << " t=" << t);
+          for (std::size_t h = 0; h < H; ++h) BOOST_TEST(std::abs(c(b, t, h) - c1(b, h)) < 1e-13, what << " t=" << t);
+        }
+      }
+    }
+    for (const Tensor& m : {Tensor(), mask}) {
+      std::vector<Tensor> inputs{hs, hd};
+      for (auto& p : att->parameters()) inputs.push_back(p);
+      auto f = [&](const std::vector<Tensor>&) {
+        auto o = att->over_steps(hs, hd, m);
+        return concat({reshape(o.context, {B * T * H}), reshape(o.weights, {B * T * S})}, 0);
+      };
+      auto r = gradcheck(f, inputs, opts());
+      BOOST_TEST(r.ok, att->name() << (m.defined() ? " masked: " : ": ") << r.message);
+    }
+  }
+  NoGrad no_graph;
+  expect_error([&] { dot.over_steps(hs, reshape(slice(hd, 1, 0, 1), {B, H})); }, {"DotAttention::over_steps", "(B, T, H_dec)"});
+  expect_error([&] { additive.over_steps(hs, randn({B, T, 4}, gen, 1.0, DType::f64)); }, {"AdditiveAttention", "hd size 4"});
+}
+
 BOOST_AUTO_TEST_CASE(bad_inputs_are_errors) {
   Generator gen(7);
   DotAttention dot;
