@@ -17,10 +17,14 @@ template <class T> auto flat(T* p, std::size_t n) {
 }
 template <class T> auto flat(const T* p, std::size_t n) { return flat(const_cast<T*>(p), n); }
 
-// Calls f(i_out, i_a, i_b) for every element of `out`, where a and b broadcast to out.
+// Calls f(i_out, i_a, i_b) for every element of `out`, where a and b broadcast to out. The innermost axis
+// runs as one loop whose strides (0 or 1) are known at compile time, so the compiler vectorises f there;
+// the outer axes advance once per row (one element at a time cost about 1.4 ns each: a fifth of example 11's
+// step went to broadcast adds and their backward).
 template <class F> void broadcast_index(const Shape& out, const Shape& a, const Shape& b, F&& f) {
   const std::size_t r = out.rank(), n = out.numel();
   if (n == 0) return;
+  if (r == 0) return f(std::size_t(0), std::size_t(0), std::size_t(0));
   std::array<std::size_t, Shape::max_rank> sa{}, sb{}, idx{};
   const auto ga = strides_of(a), gb = strides_of(b);
   for (std::size_t k = 0; k < r; ++k) {
@@ -28,10 +32,19 @@ template <class F> void broadcast_index(const Shape& out, const Shape& a, const 
     sa[k] = (k >= oa && a[k - oa] != 1) ? ga[k - oa] : 0;
     sb[k] = (k >= ob && b[k - ob] != 1) ? gb[k - ob] : 0;
   }
+  const std::size_t len = out[r - 1], a1 = sa[r - 1], b1 = sb[r - 1];  // a1, b1: 0 or 1 (row-major)
   std::size_t ia = 0, ib = 0;
-  for (std::size_t i = 0; i < n; ++i) {
-    f(i, ia, ib);
-    for (std::size_t k = r; k-- > 0;) {
+  for (std::size_t i = 0; i < n; i += len) {
+    if (a1 && b1) {
+      for (std::size_t j = 0; j < len; ++j) f(i + j, ia + j, ib + j);
+    } else if (a1) {
+      for (std::size_t j = 0; j < len; ++j) f(i + j, ia + j, ib);
+    } else if (b1) {
+      for (std::size_t j = 0; j < len; ++j) f(i + j, ia, ib + j);
+    } else {
+      for (std::size_t j = 0; j < len; ++j) f(i + j, ia, ib);
+    }
+    for (std::size_t k = r - 1; k-- > 0;) {
       ia += sa[k];
       ib += sb[k];
       if (++idx[k] < out[k]) break;
