@@ -158,7 +158,7 @@ for cell in ("elman", "lstm", "gru"):
 #### Run: $SECTION
 
 - Date: $DATE (run by \`$INVOCATION\`)
-- Host: $(uname -n), $(nproc) CPUs, load average $LOAD_BEFORE before and $LOAD_AFTER after
+- Host: $(uname -n), $(nproc --all) CPUs, load average $LOAD_BEFORE before and $LOAD_AFTER after
 - OpenBLAS: OPENBLAS_NUM_THREADS=1, OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-(unset)}; float32, one thread; \`tune_malloc()\`
 
 Commands: \`$BIN table\`; \`$BIN rss <cell> <hand|engine|checkpoint> $RSS_DIMS\` (one process each);
