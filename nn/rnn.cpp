@@ -122,7 +122,7 @@ RNNCell::RNNCell(const RNNWeights& w, Activation act) : W_in(w.W_in), W(w.W), b(
 }
 
 Tensor RNNCell::project(const Tensor& x) const {
-  if (!x.defined() || x.rank() != 2 || x.size(1) != input_size())
+  if (!x.defined() || x.rank() < 2 || x.size(x.rank() - 1) != input_size())  // (N, I), or (T, B, I) from run()
     throw Error("RNNCell: input " + shape_str(x) + " does not fit W_in " + W_in.shape().str());
   return linear(x, W_in, b);
 }
@@ -168,7 +168,7 @@ LSTMCell::LSTMCell(const LSTMWeights& w) : W_x(w.W_x), W_h(w.W_h), b(w.b), p_i(w
 }
 
 Tensor LSTMCell::project(const Tensor& x) const {
-  if (!x.defined() || x.rank() != 2 || x.size(1) != input_size())
+  if (!x.defined() || x.rank() < 2 || x.size(x.rank() - 1) != input_size())  // (N, I), or (T, B, I) from run()
     throw Error("LSTMCell: input " + shape_str(x) + " does not fit W_x " + W_x.shape().str());
   return linear(x, W_x, b);
 }
@@ -230,7 +230,7 @@ GRUCell::GRUCell(const GRUWeights& w)
 }
 
 Tensor GRUCell::project(const Tensor& x) const {
-  if (!x.defined() || x.rank() != 2 || x.size(1) != input_size())
+  if (!x.defined() || x.rank() < 2 || x.size(x.rank() - 1) != input_size())  // (N, I), or (T, B, I) from run()
     throw Error("GRUCell: input " + shape_str(x) + " does not fit W_x " + W_x.shape().str());
   return linear(x, W_x, b);
 }
@@ -282,7 +282,11 @@ Sequence run(const RecurrentCell& cell, const Tensor& x, const State& s0, bool r
 
   // The input half of every gate for all T steps at once: one (T*B, I) x (I, G) matmul and one bias add,
   // then a row slice per step (rows t*B .. (t+1)*B).
-  const Tensor xp = cell.project(reshape(x, {T * B, I}));
+  // When recording, the built-in cells project x (T, B, I) as it is and the result is reshaped (a view):
+  // reshaping a leaf x first would keep a copy of it on the tape. Under NoGrad every reshape copies, and
+  // x (I wide) is the cheaper one.
+  const bool as_is = grad_enabled() && cell.spec().kind != RecurrentCell::Spec::Kind::none;
+  const Tensor xp = as_is ? reshape(cell.project(x), {T * B, cell.gate_size()}) : cell.project(reshape(x, {T * B, I}));
   Sequence seq;
   seq.steps.resize(T);
   for (std::size_t k = 0; k < T; ++k) {
