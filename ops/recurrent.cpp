@@ -1,8 +1,9 @@
 // Recurrent family: the fused Elman step and the fused pointwise parts of the LSTM and GRU steps (see
 // recurrent.hpp for why they exist).
 // Each op: forward (xsimd batches over each row's contiguous H-blocks, ops/simd.hpp) and its backward on
-// raw buffers from the values saved by forward. For create_graph, each differentiates its composed form
-// (below): the derivative is not written a second time in primitive ops.
+// raw buffers. None saves anything: backward reads the inputs (which the tape keeps) and the output, and
+// recomputes gate values with the same loops (memory of long sequences, issue 18). For create_graph, each
+// differentiates its composed form (below): the derivative is not written a second time in primitive ops.
 #include "tapegrad/ops/recurrent.hpp"
 
 #include <algorithm>
