@@ -1,8 +1,9 @@
 // Recurrent family: the fused Elman step and the fused pointwise parts of the LSTM and GRU steps (see
 // recurrent.hpp for why they exist).
 // Each op: forward (xsimd batches over each row's contiguous H-blocks, ops/simd.hpp) and its backward on
-// raw buffers from the values saved by forward. For create_graph, each differentiates its composed form
-// (below): the derivative is not written a second time in primitive ops.
+// raw buffers. None saves anything: backward reads the inputs (which the tape keeps) and the output, and
+// recomputes gate values with the same loops (memory of long sequences, issue 18). For create_graph, each
+// differentiates its composed form (below): the derivative is not written a second time in primitive ops.
 #include "tapegrad/ops/recurrent.hpp"
 
 #include <algorithm>
@@ -55,10 +56,6 @@ TAPEGRAD_BATCH_RULE(gru_cell_rule, op_gru_cell, [](const Group& g) {
 }  // namespace
 
 namespace {
-
-struct SavedGates {  // the gate values forward computed, in the arena, of the inputs' dtype
-  const void* values;
-};
 
 
 // a must be (B, 4H) and s (B, H) (s: "c_prev" or "c"); peepholes (H); one dtype. Returns H.
@@ -131,7 +128,10 @@ Tensor gru_course_composed(const Tensor& xp, const Tensor& h, const Tensor& W_h,
 }
 
 // ---- lstm_cell ----------------------------------------------------------------------------------------
-// Forward saves i, f, g per row (3H). Backward, with dc = the incoming gradient of c:
+// Forward saves nothing: backward recomputes i, f, g from a and c_prev, its inputs, which the tape keeps
+// anyway (a few sigmoids and a tanh per element against 3 (B, H) blocks per step kept alive until
+// backward; the memory of a long sequence is what this op is for). Backward, with dc = the incoming
+// gradient of c:
 //   da_i = dc g i (1 - i),  da_f = dc c_prev f (1 - f),  da_g = dc i (1 - g^2),  (da_o: none here)
 //   dc_prev = dc f + p_i da_i + p_f da_f,  dp_i = sum_rows da_i c_prev,  dp_f = sum_rows da_f c_prev.
 
@@ -149,15 +149,13 @@ Tensor lstm_cell_impl(const Tensor& a, const Tensor& c_prev, const Tensor* p_i, 
   Tensor c = call.output({B, H});
   dispatch(call.dtype(), [&](auto z) {
     using T = decltype(z);
-    T* ifg = call.save<T>(3 * B * H);
-    call.attrs<SavedGates>().values = ifg;
     const T *pa = data_of<T>(a), *pcp = data_of<T>(c_prev);
     T* pc = c.data<T>();
     const T* pi = p_i ? data_of<T>(*p_i) : nullptr;
     const T* pf = p_f ? data_of<T>(*p_f) : nullptr;
     for (std::size_t r = 0; r < B; ++r) {
       const T *ar = pa + r * 4 * H, *cpr = pcp + r * H;
-      T *s = ifg + r * 3 * H, *cr = pc + r * H;
+      T* cr = pc + r * H;
       for_lanes<T>(H, [&](std::size_t j, auto x) {
         using X = decltype(x);
         const X cp = ld<X>(cpr + j);
@@ -167,9 +165,6 @@ Tensor lstm_cell_impl(const Tensor& a, const Tensor& c_prev, const Tensor* p_i, 
           af = af + ld<X>(pf + j) * cp;
         }
         const X i = simd::sigmoid(ai), f = simd::sigmoid(af), g = simd::tanh(ld<X>(ar + 2 * H + j));
-        st(s + j, i);
-        st(s + H + j, f);
-        st(s + 2 * H + j, g);
         st(cr + j, f * cp + i * g);
       });
     }
@@ -180,7 +175,7 @@ Tensor lstm_cell_impl(const Tensor& a, const Tensor& c_prev, const Tensor* p_i, 
         const bool peep = c.num_inputs() == 4;
         dispatch(c.dtype(), [&](auto z) {
           using T = decltype(z);
-          const T *dc = c.gout<T>(), *ifg = static_cast<const T*>(c.attrs<SavedGates>().values), *cp = c.in<T>(1);
+          const T *dc = c.gout<T>(), *av = c.in<T>(0), *cp = c.in<T>(1);
           const T* pi = peep ? c.in<T>(2) : nullptr;
           const T* pf = peep ? c.in<T>(3) : nullptr;
           // a's gradient is written in 3 of its 4 blocks (zero-filled first); c_prev's in full, so a fresh
@@ -191,13 +186,18 @@ Tensor lstm_cell_impl(const Tensor& a, const Tensor& c_prev, const Tensor* p_i, 
           T* gpi = peep && c.needs(2) ? c.grad<T>(2) : nullptr;
           T* gpf = peep && c.needs(3) ? c.grad<T>(3) : nullptr;
           for (std::size_t r = 0; r < B; ++r) {
-            const T *s = ifg + r * 3 * H, *d = dc + r * H, *cpr = cp + r * H;
+            const T *ar = av + r * 4 * H, *d = dc + r * H, *cpr = cp + r * H;
             T* gar = ga ? ga + r * 4 * H : nullptr;
             T* gcpr = gcp ? gcp + r * H : nullptr;
             for_lanes<T>(H, [&](std::size_t j, auto x) {
               using X = decltype(x);
-              const X i = ld<X>(s + j), f = ld<X>(s + H + j), g = ld<X>(s + 2 * H + j), dj = ld<X>(d + j);
-              const X cpj = ld<X>(cpr + j);
+              const X cpj = ld<X>(cpr + j), dj = ld<X>(d + j);
+              X ai = ld<X>(ar + j), af = ld<X>(ar + H + j);
+              if (peep) {
+                ai = ai + ld<X>(pi + j) * cpj;
+                af = af + ld<X>(pf + j) * cpj;
+              }
+              const X i = simd::sigmoid(ai), f = simd::sigmoid(af), g = simd::tanh(ld<X>(ar + 2 * H + j));
               const X dai = dj * g * i * (X(1) - i), daf = dj * cpj * f * (X(1) - f);
               if (gar) {
                 st(gar + j, ld<X>(gar + j) + dai);
@@ -229,7 +229,8 @@ Tensor lstm_cell(const Tensor& a, const Tensor& c_prev, const Tensor& p_i, const
 }
 
 // ---- lstm_hidden --------------------------------------------------------------------------------------
-// Forward saves o and tanh(c) per row (2H). Backward, with dh = the incoming gradient of h:
+// Forward saves nothing: backward recomputes o and tanh(c) from a and c, its inputs (as lstm_cell).
+// Backward, with dh = the incoming gradient of h:
 //   da_o = dh tanh(c) o (1 - o),  dc = dh o (1 - tanh(c)^2) + p_o da_o,  dp_o = sum_rows da_o c.
 
 namespace {
@@ -245,23 +246,18 @@ Tensor lstm_hidden_impl(const Tensor& a, const Tensor& c, const Tensor* p_o) {
   Tensor h = call.output({B, H});
   dispatch(call.dtype(), [&](auto z) {
     using T = decltype(z);
-    T* otc = call.save<T>(2 * B * H);
-    call.attrs<SavedGates>().values = otc;
     const T *pa = data_of<T>(a), *pc = data_of<T>(c);
     T* ph = h.data<T>();
     const T* po = p_o ? data_of<T>(*p_o) : nullptr;
     for (std::size_t r = 0; r < B; ++r) {
       const T *ao = pa + r * 4 * H + 3 * H, *cr = pc + r * H;
-      T *o = otc + r * 2 * H, *hr = ph + r * H;
+      T* hr = ph + r * H;
       for_lanes<T>(H, [&](std::size_t j, auto x) {
         using X = decltype(x);
         const X cj = ld<X>(cr + j);
         X a = ld<X>(ao + j);
         if (po) a = a + ld<X>(po + j) * cj;
-        const X oj = simd::sigmoid(a), tc = simd::tanh(cj);
-        st(o + j, oj);
-        st(o + H + j, tc);
-        st(hr + j, oj * tc);
+        st(hr + j, simd::sigmoid(a) * simd::tanh(cj));
       });
     }
   });
@@ -271,7 +267,7 @@ Tensor lstm_hidden_impl(const Tensor& a, const Tensor& c, const Tensor* p_o) {
         const bool peep = c.num_inputs() == 3;
         dispatch(c.dtype(), [&](auto z) {
           using T = decltype(z);
-          const T *dh = c.gout<T>(), *otc = static_cast<const T*>(c.attrs<SavedGates>().values), *cv = c.in<T>(1);
+          const T *dh = c.gout<T>(), *av = c.in<T>(0), *cv = c.in<T>(1);
           const T* po = peep ? c.in<T>(2) : nullptr;
           // c's gradient is written in full: a fresh buffer is assigned rather than accumulated into.
           bool fresh = false;
@@ -279,12 +275,15 @@ Tensor lstm_hidden_impl(const Tensor& a, const Tensor& c, const Tensor* p_o) {
           T* gc = c.needs(1) ? c.grad_for_write<T>(1, fresh) : nullptr;
           T* gpo = peep && c.needs(2) ? c.grad<T>(2) : nullptr;
           for (std::size_t r = 0; r < B; ++r) {
-            const T *o = otc + r * 2 * H, *tc = o + H, *d = dh + r * H, *cr = cv + r * H;
+            const T *ao = av + r * 4 * H + 3 * H, *d = dh + r * H, *cr = cv + r * H;
             T* gar = ga ? ga + r * 4 * H + 3 * H : nullptr;
             T* gcr = gc ? gc + r * H : nullptr;
             for_lanes<T>(H, [&](std::size_t j, auto x) {
               using X = decltype(x);
-              const X oj = ld<X>(o + j), tj = ld<X>(tc + j), dj = ld<X>(d + j);
+              const X cj = ld<X>(cr + j), dj = ld<X>(d + j);
+              X aj = ld<X>(ao + j);
+              if (peep) aj = aj + ld<X>(po + j) * cj;
+              const X oj = simd::sigmoid(aj), tj = simd::tanh(cj);
               const X dao = dj * tj * oj * (X(1) - oj);
               if (gar) st(gar + j, ld<X>(gar + j) + dao);
               if (gcr) {
@@ -292,7 +291,7 @@ Tensor lstm_hidden_impl(const Tensor& a, const Tensor& c, const Tensor* p_o) {
                 if (peep) v = v + ld<X>(po + j) * dao;
                 st(gcr + j, fresh ? v : ld<X>(gcr + j) + v);
               }
-              if (gpo) st(gpo + j, ld<X>(gpo + j) + dao * ld<X>(cr + j));
+              if (gpo) st(gpo + j, ld<X>(gpo + j) + dao * cj);
             });
           }
         });
@@ -307,7 +306,8 @@ Tensor lstm_hidden(const Tensor& a, const Tensor& c) { return lstm_hidden_impl(a
 Tensor lstm_hidden(const Tensor& a, const Tensor& c, const Tensor& p_o) { return lstm_hidden_impl(a, c, &p_o); }
 
 // ---- gru_cell -----------------------------------------------------------------------------------------
-// Forward saves r, z, n and v = hp_n + b_hn per row (4H). Backward, with dh' = the incoming gradient:
+// Forward saves nothing: backward recomputes r, z, n and v = hp_n + b_hn from xp, hp and b_hn, its inputs
+// (as lstm_cell). Backward, with dh' = the incoming gradient:
 //   dn = dh' (1 - z),  dz = dh' (h - n),  du = dn (1 - n^2)   (u = xp_n + r v, n = tanh u)
 //   dxp = [dr r (1 - r), dz z (1 - z), du] with dr = du v;  dhp = [same, same, du r];
 //   dh = dh' z;  db_hn = sum_rows du r.
@@ -331,24 +331,18 @@ Tensor gru_cell(const Tensor& xp, const Tensor& hp, const Tensor& h, const Tenso
   Tensor out = call.output({B, H});
   dispatch(call.dtype(), [&](auto z) {
     using T = decltype(z);
-    T* rznv = call.save<T>(4 * B * H);
-    call.attrs<SavedGates>().values = rznv;
     const T *px = data_of<T>(xp), *ph = data_of<T>(hp), *pprev = data_of<T>(h);
     const T* pb = data_of<T>(b_hn);
     T* po = out.data<T>();
     for (std::size_t r = 0; r < B; ++r) {
       const T *xr = px + r * 3 * H, *hr = ph + r * 3 * H, *prev = pprev + r * H;
-      T *s = rznv + r * 4 * H, *outr = po + r * H;
+      T* outr = po + r * H;
       for_lanes<T>(H, [&](std::size_t j, auto x) {
         using X = decltype(x);
         const X rg = simd::sigmoid(ld<X>(xr + j) + ld<X>(hr + j));
         const X zg = simd::sigmoid(ld<X>(xr + H + j) + ld<X>(hr + H + j));
         const X v = ld<X>(hr + 2 * H + j) + ld<X>(pb + j);
         const X n = simd::tanh(ld<X>(xr + 2 * H + j) + rg * v);
-        st(s + j, rg);
-        st(s + H + j, zg);
-        st(s + 2 * H + j, n);
-        st(s + 3 * H + j, v);
         st(outr + j, n + zg * (ld<X>(prev + j) - n));
       });
     }
@@ -358,7 +352,7 @@ Tensor gru_cell(const Tensor& xp, const Tensor& hp, const Tensor& h, const Tenso
         const std::size_t B = c.out_shape()[0], H = c.out_shape()[1];
         dispatch(c.dtype(), [&](auto z) {
           using T = decltype(z);
-          const T *dout = c.gout<T>(), *rznv = static_cast<const T*>(c.attrs<SavedGates>().values), *hv = c.in<T>(2);
+          const T *dout = c.gout<T>(), *xv = c.in<T>(0), *hpv = c.in<T>(1), *hv = c.in<T>(2), *bv = c.in<T>(3);
           // xp and hp are fully written, and so is h's gradient: fresh buffers are assigned. xp and hp have
           // one shape, so the same tensor may be both: then both accumulate into one zero-filled buffer.
           const bool alias = c.node().inputs()[0] == c.node().inputs()[1];
@@ -368,13 +362,16 @@ Tensor gru_cell(const Tensor& xp, const Tensor& hp, const Tensor& h, const Tenso
           T* gprev = c.needs(2) ? c.grad_for_write<T>(2, fprev) : nullptr;
           T* gb = c.needs(3) ? c.grad<T>(3) : nullptr;
           for (std::size_t r = 0; r < B; ++r) {
-            const T *s = rznv + r * 4 * H, *d = dout + r * H, *hr = hv + r * H;
+            const T *xr = xv + r * 3 * H, *pr = hpv + r * 3 * H, *d = dout + r * H, *hr = hv + r * H;
             T* gxr = gx ? gx + r * 3 * H : nullptr;
             T* ghr = gh ? gh + r * 3 * H : nullptr;
             T* gpr = gprev ? gprev + r * H : nullptr;
             for_lanes<T>(H, [&](std::size_t j, auto x) {
               using X = decltype(x);
-              const X rg = ld<X>(s + j), zg = ld<X>(s + H + j), n = ld<X>(s + 2 * H + j), v = ld<X>(s + 3 * H + j);
+              const X rg = simd::sigmoid(ld<X>(xr + j) + ld<X>(pr + j));
+              const X zg = simd::sigmoid(ld<X>(xr + H + j) + ld<X>(pr + H + j));
+              const X v = ld<X>(pr + 2 * H + j) + ld<X>(bv + j);
+              const X n = simd::tanh(ld<X>(xr + 2 * H + j) + rg * v);
               const X dj = ld<X>(d + j);
               const X du = dj * (X(1) - zg) * (X(1) - n * n);
               const X dar = du * v * rg * (X(1) - rg), daz = dj * (ld<X>(hr + j) - n) * zg * (X(1) - zg);

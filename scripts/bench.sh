@@ -24,6 +24,11 @@
 #                                             # finds it, else bench_nn), section "workload"
 #   scripts/bench.sh rnn-profile              # callgrind of the fixed-iteration RNN steps (engine and
 #                                             # hand), annotations in $BUILD_DIR/results, no doc section
+#   scripts/bench.sh memory                   # RNN memory (bench/nn/bench_rnn_memory.cpp): the tape's
+#                                             # bytes at the end of the forward against the hand BPTT's
+#                                             # saved activations, the peak RSS of one training step at
+#                                             # T = 1000, B = 32, I/H = 128/256 (one process per
+#                                             # implementation) and run_checkpointed, section "memory"
 #
 # LibTorch (modes rnn, transformer, workload): when libtorch-dev is not installed, scripts/install-deps.sh
 # --torch installs it first (BENCH_TORCH=0: neither install nor use it; the torch columns stay empty).
@@ -38,7 +43,7 @@
 set -euo pipefail
 
 MODE="${1:-tables}"
-case "$MODE" in tables | profile | rnn | rnn-profile | autobatch | transformer | workload) ;; *) echo "usage: $0 [profile | rnn | rnn-profile | autobatch | transformer | workload]" >&2; exit 2 ;; esac
+case "$MODE" in tables | profile | rnn | rnn-profile | autobatch | transformer | workload | memory) ;; *) echo "usage: $0 [profile | rnn | rnn-profile | autobatch | transformer | workload | memory]" >&2; exit 2 ;; esac
 
 # The invocation as given (the settings the caller chose), for the doc.
 INVOCATION="scripts/bench.sh${1:+ $1}"
@@ -67,6 +72,9 @@ elif [[ "$MODE" == rnn || "$MODE" == rnn-profile ]]; then
   [[ "$MODE" == rnn ]] && BENCH_FILTER="${BENCH_FILTER:-^BM_(binadd|elman|lstm|gru)_}"  # bench_nn holds autobatch's too
   BENCHES_GIVEN="${BENCHES:-}"
   read -r -a BENCHES <<<"${BENCHES:-bench_nn}"
+elif [[ "$MODE" == memory ]]; then
+  SECTION="${SECTION:-memory}"
+  BENCHES=(bench_rnn_memory)
 elif [[ "$MODE" == transformer ]]; then
   SECTION="${SECTION:-transformer}"
   BENCHES_GIVEN="${BENCHES:-}"
@@ -121,6 +129,83 @@ lib.openblas_get_corename.restype = ctypes.c_char_p
 print(lib.openblas_get_corename().decode())
 PYEOF
 ) (OPENBLAS_NUM_THREADS=1, OMP_NUM_THREADS=1, OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-(unset)}, glibc malloc${GLIBC_TUNABLES:+, GLIBC_TUNABLES=$GLIBC_TUNABLES}${MALLOC_ARENA_MAX:+, MALLOC_ARENA_MAX=$MALLOC_ARENA_MAX})"
+
+if [[ "$MODE" == memory ]]; then
+  # One fresh process per peak-RSS figure: a process's peak RSS is a high-water mark. Set-up is not
+  # counted (bench_rnn_memory resets the mark after it); the figure is one training step's.
+  BIN="$BUILD_DIR/bench/bench_rnn_memory"
+  LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "== $BIN table"
+  TABLE="$("$BIN" table)"
+  echo "$TABLE"
+  RSS_DIMS="1000 32 128 256"
+  RSS_LINES=()
+  for cell in elman lstm gru; do
+    for impl in hand engine checkpoint; do
+      echo "== $BIN rss $cell $impl $RSS_DIMS"
+      line="$("$BIN" rss $cell $impl $RSS_DIMS)"
+      echo "$line"
+      RSS_LINES+=("$line")
+    done
+  done
+  CK=()
+  for dims in "100 32 128 256" "1000 32 128 256"; do
+    echo "== $BIN checkpoint $dims"
+    CK+=("$("$BIN" checkpoint $dims)")
+    echo "${CK[-1]}"
+  done
+  LOAD_AFTER="$(cut -d' ' -f1-3 /proc/loadavg)"
+  RSS_TABLE="$(printf '%s\n' "${RSS_LINES[@]}" | "$PY" -c '
+import sys
+rows = {}
+for line in sys.stdin:
+    f = line.split()
+    if len(f) == 11 and f[0] == "rss":
+        rows[(f[1], f[2])] = [int(v) for v in f[7:11]]
+print("| cell | hand peak RSS of the step, MB (first / second step) | engine, MB | engine / hand | engine run_checkpointed, MB | checkpointed / hand | set-up RSS before the step, MB (hand / engine / checkpointed) |")
+print("|---|---:|---:|---:|---:|---:|---|")
+mb = lambda kb: kb / 1024.0
+for cell in ("elman", "lstm", "gru"):
+    h, e, c = rows[(cell, "hand")], rows[(cell, "engine")], rows[(cell, "checkpoint")]
+    hp, ep, cp = max(h[1], h[2]), max(e[1], e[2]), max(c[1], c[2])
+    print(f"| {cell} | {mb(hp):.1f} ({mb(h[1]):.1f} / {mb(h[2]):.1f}) | {mb(ep):.1f} ({mb(e[1]):.1f} / {mb(e[2]):.1f}) | **{ep / hp:.2f}** "
+          f"| {mb(cp):.1f} ({mb(c[1]):.1f} / {mb(c[2]):.1f}) | **{cp / hp:.2f}** | {mb(h[0]):.1f} / {mb(e[0]):.1f} / {mb(c[0]):.1f} |")
+')"
+  DATE="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  BODY="$(cat <<MDEOF
+#### Run: $SECTION
+
+- Date: $DATE (run by \`$INVOCATION\`)
+- Host: $(uname -n), $(nproc --all) CPUs, load average $LOAD_BEFORE before and $LOAD_AFTER after
+- OpenBLAS: OPENBLAS_NUM_THREADS=1, OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-(unset)}; float32, one thread; \`tune_malloc()\`
+
+Commands: \`$BIN table\`; \`$BIN rss <cell> <hand|engine|checkpoint> $RSS_DIMS\` (one process each);
+\`$BIN checkpoint 100 32 128 256\` and \`$BIN checkpoint 1000 32 128 256\`.
+
+Tape bytes at the end of the forward (values, saved data and node lists in the tape's arena after nn::run
+and the loss, before backward; and after nn::run alone) against the hand BPTT's saved activations
+(\`HandModel::saved_bytes\`, bench/nn/rnn_hand.hpp; "with workspace" adds its backward buffers):
+
+$TABLE
+
+Peak RSS of one training step (forward, loss, backward, SGD) at T = 1000, B = 32, I/H = 128/256: the
+process's resident high-water mark, reset after set-up (weights, data), over the first step and again over
+the second (steady state); the figure is the larger. It includes the weights, x, the target and the code:
+
+$RSS_TABLE
+
+nn::run_checkpointed (segments of about sqrt(T) steps) against nn::run, engine (the peak of the tape is
+the outer graph's; the recomputation's nested graph is in the RSS table above):
+
+${CK[0]}
+
+${CK[1]}
+MDEOF
+)"
+  "$PY" -c 'import sys; sys.path.insert(0, "bench/support"); import bench_report; bench_report.write_section(sys.argv[1], sys.argv[2], sys.argv[3].splitlines())' "$DOC" "$SECTION" "$BODY" >/dev/null
+  echo "== report -> $DOC (section $SECTION)"
+  exit 0
+fi
 
 if [[ "$MODE" == rnn-profile ]]; then
   # Fixed-iteration steps (bench_rnn.cpp: BM_profile_*), engine and hand, under callgrind, in bench_nn

@@ -119,6 +119,7 @@ struct EngineModel {
   Tensor W_x, W_h, b, b_hn, W_out, c, x, h0, c0, target;
   std::unique_ptr<nn::RecurrentCell> rnn;
   std::unique_ptr<nn::SGD> opt;
+  bool checkpointed = false;  // nn::run_checkpointed (segments of about sqrt(T) steps) instead of nn::run
 
   // fused: the LSTM's pointwise half as the fused ops (nn::LSTMCell's default); false: composed from
   // primitive ops.
@@ -162,17 +163,20 @@ struct EngineModel {
   // Forward + loss + backward; gradients accumulate into the leaves. Returns the loss (readable until the
   // next graph starts).
   Tensor forward_backward() const {
-    const nn::Sequence seq = nn::run(*rnn, x, nn::State{h0, c0});
-    Tensor loss;
+    Tensor loss = forward();
+    backward(loss);
+    return loss;
+  }
+
+  // Forward and loss only: the graph stays recorded (bench_rnn_memory reads the tape's bytes here).
+  Tensor forward() const {
+    const nn::Sequence seq = checkpointed ? nn::run_checkpointed(*rnn, x, nn::State{h0, c0}) : nn::run(*rnn, x, nn::State{h0, c0});
     if (cell == Cell::binadd || cell == Cell::elman) {
       // y_t = sigmoid(z_t W_out + c) for all t at once, as nn::ElmanRNN does.
       const Tensor y = sigmoid(linear(reshape(seq.outputs, {d.T * d.B, d.H}), W_out, c));
-      loss = mse_loss(y, target, Reduction::half_sum);
-    } else {
-      loss = sum(seq.outputs * target);
+      return mse_loss(y, target, Reduction::half_sum);
     }
-    backward(loss);
-    return loss;
+    return sum(seq.outputs * target);
   }
 
   // A full training step: forward, backward, SGD, gradients zeroed for the next step.

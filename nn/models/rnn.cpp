@@ -1,8 +1,12 @@
 #include "tapegrad/nn/models/rnn.hpp"
 
 #include <algorithm>
+#include <cmath>
+#include <cstring>
 #include <utility>
 
+#include "tapegrad/autograd/diagnostics.hpp"
+#include "tapegrad/autograd/op.hpp"
 #include "tapegrad/autograd/tape.hpp"
 #include "tapegrad/nn/models/init.hpp"
 #include "tapegrad/ops/activation.hpp"
@@ -83,6 +87,12 @@ State RecurrentCell::step(const Tensor& x, const State& s) const {
   return step_projected(project(x), s);
 }
 
+std::vector<Tensor> RecurrentCell::step_tensors() const {
+  throw Error(kind() + ": run_checkpointed supports the built-in cells (RNNCell, LSTMCell, GRUCell) only: this "
+              "cell does not say which weights its steps read (RecurrentCell::step_tensors, spec)");
+}
+
+
 // ---- RNNCell ----------------------------------------------------------------------------------------
 
 RNNCell::RNNCell(std::size_t I, std::size_t H, Generator& gen, Activation act, Init init, double std, DType dtype)
@@ -102,7 +112,7 @@ RNNCell::RNNCell(const RNNWeights& w, Activation act) : W_in(w.W_in), W(w.W), b(
 }
 
 Tensor RNNCell::project(const Tensor& x) const {
-  if (!x.defined() || x.rank() != 2 || x.size(1) != input_size())
+  if (!x.defined() || x.rank() < 2 || x.size(x.rank() - 1) != input_size())  // (N, I), or (T, B, I) from run()
     throw Error("RNNCell: input " + shape_str(x) + " does not fit W_in " + W_in.shape().str());
   return linear(x, W_in, b);
 }
@@ -148,9 +158,14 @@ LSTMCell::LSTMCell(const LSTMWeights& w) : W_x(w.W_x), W_h(w.W_h), b(w.b), p_i(w
 }
 
 Tensor LSTMCell::project(const Tensor& x) const {
-  if (!x.defined() || x.rank() != 2 || x.size(1) != input_size())
+  if (!x.defined() || x.rank() < 2 || x.size(x.rank() - 1) != input_size())  // (N, I), or (T, B, I) from run()
     throw Error("LSTMCell: input " + shape_str(x) + " does not fit W_x " + W_x.shape().str());
   return linear(x, W_x, b);
+}
+
+std::vector<Tensor> LSTMCell::step_tensors() const {
+  if (peepholes()) return {W_x, W_h, b, p_i, p_f, p_o};
+  return {W_x, W_h, b};
 }
 
 State LSTMCell::step_projected(const Tensor& xp, const State& s) const {
@@ -205,9 +220,18 @@ GRUCell::GRUCell(const GRUWeights& w)
 }
 
 Tensor GRUCell::project(const Tensor& x) const {
-  if (!x.defined() || x.rank() != 2 || x.size(1) != input_size())
+  if (!x.defined() || x.rank() < 2 || x.size(x.rank() - 1) != input_size())  // (N, I), or (T, B, I) from run()
     throw Error("GRUCell: input " + shape_str(x) + " does not fit W_x " + W_x.shape().str());
   return linear(x, W_x, b);
+}
+
+std::vector<Tensor> GRUCell::step_tensors() const {
+  if (convention == GRUConvention::course) return {W_x, W_h, U_h, b};
+  return {W_x, W_h, b, b_hn};
+}
+
+RecurrentCell::Spec GRUCell::spec() const {
+  return {Spec::Kind::gru, Activation::tanh, fused, convention == GRUConvention::course};
 }
 
 State GRUCell::step_projected(const Tensor& xp, const State& s) const {
@@ -220,20 +244,35 @@ State GRUCell::step_projected(const Tensor& xp, const State& s) const {
 
 // ---- run --------------------------------------------------------------------------------------------
 
-Sequence run(const RecurrentCell& cell, const Tensor& x, const State& s0, bool reverse) {
+namespace {
+
+// The checks of run() and run_checkpointed(); returns the start state (zeros when s0 has no h).
+State start_state(const char* who, const RecurrentCell& cell, const Tensor& x, const State& s0) {
   if (!x.defined() || x.rank() != 3)
-    throw Error("run(" + cell.kind() + "): input x is " + shape_str(x) + ", expected a sequence (T, B, I)");
+    throw Error(std::string(who) + "(" + cell.kind() + "): input x is " + shape_str(x) + ", expected a sequence (T, B, I)");
   const std::size_t T = x.size(0), B = x.size(1), I = x.size(2);
-  if (T == 0) throw Error("run(" + cell.kind() + "): empty sequence x " + x.shape().str() + " (T = 0)");
+  if (T == 0) throw Error(std::string(who) + "(" + cell.kind() + "): empty sequence x " + x.shape().str() + " (T = 0)");
   if (I != cell.input_size())
-    throw Error("run(" + cell.kind() + "): input x " + x.shape().str() + " has I = " + num(I) + ", the cell expects " +
-                num(cell.input_size()));
+    throw Error(std::string(who) + "(" + cell.kind() + "): input x " + x.shape().str() + " has I = " + num(I) +
+                ", the cell expects " + num(cell.input_size()));
   State s = s0.h.defined() ? s0 : cell.initial_state(B);
   cell.check_state(s, B);
+  return s;
+}
+
+}  // namespace
+
+Sequence run(const RecurrentCell& cell, const Tensor& x, const State& s0, bool reverse) {
+  State s = start_state("run", cell, x, s0);
+  const std::size_t T = x.size(0), B = x.size(1), I = x.size(2);
 
   // The input half of every gate for all T steps at once: one (T*B, I) x (I, G) matmul and one bias add,
   // then a row slice per step (rows t*B .. (t+1)*B).
-  const Tensor xp = cell.project(reshape(x, {T * B, I}));
+  // When recording, the built-in cells project x (T, B, I) as it is and the result is reshaped (a view):
+  // reshaping a leaf x first would keep a copy of it on the tape. Under NoGrad every reshape copies, and
+  // x (I wide) is the cheaper one.
+  const bool as_is = grad_enabled() && cell.spec().kind != RecurrentCell::Spec::Kind::none;
+  const Tensor xp = as_is ? reshape(cell.project(x), {T * B, cell.gate_size()}) : cell.project(reshape(x, {T * B, I}));
   Sequence seq;
   seq.steps.resize(T);
   for (std::size_t k = 0; k < T; ++k) {
@@ -242,6 +281,166 @@ Sequence run(const RecurrentCell& cell, const Tensor& x, const State& s0, bool r
     seq.steps[t] = s.h;
   }
   seq.outputs = reshape(concat(seq.steps, 0), {T, B, cell.hidden_size()});
+  seq.last = s;
+  return seq;
+}
+
+// ---- run_checkpointed --------------------------------------------------------------------------------
+// One node per segment of steps [begin, end): inputs x (T, B, I), h, [c], the cell's step_tensors();
+// output (n [+ 1], B, H): h after each of the n steps, then c after the last (cells with a memory cell).
+// Forward runs the steps under NoGrad; backward runs them again, recorded, in a graph of its own (the cell
+// built again from its spec over leaves holding the inputs' values) and takes the inputs' gradients from it.
+
+namespace {
+
+// Not in the op table (it needs a cell, not only tensors): tests/nn/models/test_checkpoint.cpp checks its gradients
+// against run()'s and by central differences, its create_graph path and its bad inputs.
+const OpInfo op_rnn_segment{"rnn_segment", "nn"};
+
+struct SegmentAttrs {
+  RecurrentCell::Spec spec;  // the cell is built again from this and the node's inputs
+  std::size_t begin, end;
+};
+
+// A cell of the given kind and settings over `t` (step_tensors() order); it binds them.
+std::unique_ptr<RecurrentCell> rebuild(const RecurrentCell::Spec& s, const std::vector<Tensor>& t) {
+  using Kind = RecurrentCell::Spec::Kind;
+  if (s.kind == Kind::rnn) {
+    auto c = std::make_unique<RNNCell>(RNNWeights{t.at(0), t.at(1), t.at(2)}, s.activation);
+    c->fused = s.fused;
+    return c;
+  }
+  if (s.kind == Kind::lstm) {
+    auto c = std::make_unique<LSTMCell>(t.size() == 6 ? LSTMWeights{t[0], t[1], t[2], t[3], t[4], t[5]}
+                                                      : LSTMWeights{t.at(0), t.at(1), t.at(2), {}, {}, {}});
+    c->fused = s.fused;
+    return c;
+  }
+  if (s.kind == Kind::gru) {
+    auto c = std::make_unique<GRUCell>(s.gru_course ? GRUWeights{t.at(0), t.at(1), t.at(2), t.at(3), {}, GRUConvention::course}
+                                                    : GRUWeights{t.at(0), t.at(1), {}, t.at(2), t.at(3), GRUConvention::reset_after});
+    c->fused = s.fused;
+    return c;
+  }
+  throw Error("run_checkpointed: the cell gives no spec (RecurrentCell::spec): built-in cells only");
+}
+
+// The steps of x_seg (n, B, I) from s, as run() takes them, packed as the segment's output.
+Tensor run_segment(const RecurrentCell& cell, const Tensor& x_seg, State s) {
+  const std::size_t n = x_seg.size(0), B = x_seg.size(1), I = x_seg.size(2);
+  const Tensor xp = cell.project(reshape(x_seg, {n * B, I}));
+  std::vector<Tensor> parts;
+  parts.reserve(n + 1);
+  for (std::size_t t = 0; t < n; ++t) {
+    s = cell.step_projected(slice(xp, 0, t * B, (t + 1) * B), s);
+    parts.push_back(s.h);
+  }
+  if (s.c.defined()) parts.push_back(s.c);
+  return reshape(concat(parts, 0), {parts.size(), B, cell.hidden_size()});
+}
+
+// The node's inputs, in order: x, h, [c (LSTM)], the step tensors.
+std::size_t first_weight(const RecurrentCell::Spec& s) { return s.kind == RecurrentCell::Spec::Kind::lstm ? 3 : 2; }
+
+void segment_backward(BackwardCtx& c) {
+  const SegmentAttrs& a = c.attrs<SegmentAttrs>();
+  const std::size_t B = c.in_shape(0)[1], I = c.in_shape(0)[2], n = a.end - a.begin, H = c.out_shape()[2];
+  const std::size_t w0 = first_weight(a.spec);
+  dispatch(c.dtype(), [&](auto z) {
+    using T = decltype(z);
+    Tape::Scope scope;  // a graph of its own, for the recomputation, recorded even if backward runs in NoGrad
+    detail::ModeGuard grad_on(detail::grad_mode, true);
+    std::vector<Tensor> leaves(c.num_inputs()), want;
+    std::vector<std::size_t> which;
+    auto leaf = [&](std::size_t i, const T* values, const Shape& shape) {
+      leaves[i] = from_data<T>(values, shape);
+      if (c.needs(i)) {
+        leaves[i].requires_grad_();
+        want.push_back(leaves[i]);
+        which.push_back(i);
+      }
+    };
+    leaf(0, c.in<T>(0) + a.begin * B * I, {n, B, I});
+    for (std::size_t i = 1; i < c.num_inputs(); ++i) leaf(i, c.in<T>(i), c.in_shape(i));
+    if (want.empty()) return;
+    const auto cell = rebuild(a.spec, std::vector<Tensor>(leaves.begin() + std::ptrdiff_t(w0), leaves.end()));
+    const Tensor y = run_segment(*cell, leaves[0], State{leaves[1], w0 == 3 ? leaves[2] : Tensor()});
+    GradOptions options;
+    options.seed = from_data<T>(c.gout<T>(), c.out_shape());
+    const std::vector<Tensor> grads = grad(y, want, options);
+    for (std::size_t k = 0; k < which.size(); ++k) {
+      const Tensor& g = grads[k];
+      if (!g.defined()) continue;
+      const T* pg = static_cast<const T*>(g.raw_data());
+      if (which[k] == 0) {  // x's gradient: the segment's rows
+        T* gx = c.grad<T>(0) + a.begin * B * I;
+        for (std::size_t e = 0; e < n * B * I; ++e) gx[e] += pg[e];
+      } else {
+        c.accumulate<T>(which[k], pg, g.shape());
+      }
+    }
+    (void)H;
+  });
+}
+
+void segment_graph_backward(GraphCtx& g) {
+  const SegmentAttrs& a = g.attrs<SegmentAttrs>();
+  const std::size_t w0 = first_weight(a.spec);
+  g.differentiate([&] {
+    std::vector<Tensor> weights;
+    for (std::size_t i = w0; i < g.num_inputs(); ++i) weights.push_back(g.in(i));
+    const auto cell = rebuild(a.spec, weights);
+    return run_segment(*cell, slice(g.in(0), 0, a.begin, a.end), State{g.in(1), w0 == 3 ? g.in(2) : Tensor()});
+  });
+}
+
+Tensor segment(const RecurrentCell& cell, const Tensor& x, const State& s, std::size_t begin, std::size_t end,
+               const std::vector<Tensor>& weights) {
+  std::vector<Tensor> in{x, s.h};
+  if (cell.has_cell_state()) in.push_back(s.c);
+  in.insert(in.end(), weights.begin(), weights.end());
+  OpCall call(op_rnn_segment, in);
+  const std::size_t B = x.size(1), H = cell.hidden_size(), rows = end - begin + (cell.has_cell_state() ? 1 : 0);
+  Tensor y = call.output({rows, B, H});
+  {
+    NoGrad no_grad;
+    const Tensor v = run_segment(cell, slice(x, 0, begin, end), s);
+    std::memcpy(y.raw_data(), v.raw_data(), rows * B * H * dtype_size(call.dtype()));
+  }
+  SegmentAttrs& a = call.attrs<SegmentAttrs>();
+  a.spec = cell.spec();
+  a.begin = begin;
+  a.end = end;
+  call.record(segment_backward, segment_graph_backward);
+  return y;
+}
+
+}  // namespace
+
+Sequence run_checkpointed(const RecurrentCell& cell, const Tensor& x, const State& s0, std::size_t every) {
+  State s = start_state("run_checkpointed", cell, x, s0);
+  const std::size_t T = x.size(0), B = x.size(1), H = cell.hidden_size();
+  if (every == 0) every = std::max<std::size_t>(1, std::size_t(std::lround(std::sqrt(double(T)))));
+  const std::vector<Tensor> weights = cell.step_tensors();
+  if (cell.spec().kind == RecurrentCell::Spec::Kind::none)
+    throw Error("run_checkpointed(" + cell.kind() + "): the cell gives no spec (RecurrentCell::spec): built-in cells only");
+  for (const Tensor& w : weights)
+    if (!w.defined() || w.dtype() != x.dtype())
+      throw Error("run_checkpointed(" + cell.kind() + "): input x " + x.shape().str() + " is " + dtype_name(x.dtype()) +
+                  ", the cell's weights " + (w.defined() ? dtype_name(w.dtype()) : std::string("undefined")));
+  Sequence seq;
+  seq.steps.resize(T);
+  std::vector<Tensor> hs;
+  for (std::size_t begin = 0; begin < T; begin += every) {
+    const std::size_t end = std::min(T, begin + every), n = end - begin;
+    const Tensor y = segment(cell, x, s, begin, end, weights);
+    const Tensor h = slice(y, 0, 0, n);
+    hs.push_back(h);
+    for (std::size_t t = 0; t < n; ++t) seq.steps[begin + t] = reshape(slice(y, 0, t, t + 1), {B, H});
+    s.h = seq.steps[end - 1];
+    if (cell.has_cell_state()) s.c = reshape(slice(y, 0, n, n + 1), {B, H});
+  }
+  seq.outputs = hs.size() == 1 ? hs[0] : concat(hs, 0);
   seq.last = s;
   return seq;
 }

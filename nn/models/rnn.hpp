@@ -62,6 +62,19 @@ class RecurrentCell : public Module {
   State step(const Tensor& x, const State& s) const;
   // Throws unless s fits this cell at batch size `batch`.
   void check_state(const State& s, std::size_t batch) const;
+
+  // For run_checkpointed(), which builds the cell again over other tensors in backward: the tensors
+  // project() and step_projected() read (the weights), and the cell's kind and settings as plain data
+  // (the graph may outlive the cell). The built-in cells give both; the defaults throw / say none.
+  struct Spec {
+    enum class Kind : unsigned char { none, rnn, lstm, gru };
+    Kind kind = Kind::none;
+    Activation activation = Activation::tanh;  // RNNCell
+    bool fused = true;
+    bool gru_course = false;  // GRUCell: GRUConvention::course
+  };
+  virtual std::vector<Tensor> step_tensors() const;
+  virtual Spec spec() const { return {}; }
 };
 
 // ---- Elman ------------------------------------------------------------------------------------------
@@ -93,6 +106,8 @@ class RNNCell : public RecurrentCell {
   Tensor project(const Tensor& x) const override;
   State step_projected(const Tensor& xp, const State& s) const override;
   RNNWeights weights() const { return {W_in, W, b}; }
+  std::vector<Tensor> step_tensors() const override { return {W_in, W, b}; }
+  Spec spec() const override { return {Spec::Kind::rnn, activation, fused, false}; }
 
   Tensor W_in, W, b;
   Activation activation;
@@ -139,6 +154,8 @@ class LSTMCell : public RecurrentCell {
   Tensor project(const Tensor& x) const override;
   State step_projected(const Tensor& xp, const State& s) const override;
   LSTMWeights weights() const { return {W_x, W_h, b, p_i, p_f, p_o}; }
+  std::vector<Tensor> step_tensors() const override;  // W_x, W_h, b [, p_i, p_f, p_o]
+  Spec spec() const override { return {Spec::Kind::lstm, Activation::tanh, fused, false}; }
 
   Tensor W_x, W_h, b, p_i, p_f, p_o;
   bool fused = true;
@@ -182,6 +199,8 @@ class GRUCell : public RecurrentCell {
   Tensor project(const Tensor& x) const override;
   State step_projected(const Tensor& xp, const State& s) const override;
   GRUWeights weights() const { return {W_x, W_h, U_h, b, b_hn, convention}; }
+  std::vector<Tensor> step_tensors() const override;  // W_x, W_h, then U_h, b (course) or b, b_hn
+  Spec spec() const override;
 
   Tensor W_x, W_h, U_h, b, b_hn;
   GRUConvention convention;
@@ -203,6 +222,17 @@ struct Sequence {
 // (T*B, I) x (I, G) matmul before the loop; each step then adds only the recurrent matmul.
 // reverse: reads t = T-1 down to 0; outputs stay aligned with t (outputs[t] is the state after reading x_t).
 Sequence run(const RecurrentCell& cell, const Tensor& x, const State& s0 = {}, bool reverse = false);
+
+// The same sequence with recomputation (opt-in, for long sequences; PyTorch's torch.utils.checkpoint over
+// segments, Chen et al. 2016): x is cut into segments of `every` steps (0: about sqrt(T)). Each segment is
+// one node: its forward runs the cell under NoGrad and keeps only its inputs (the state it starts from;
+// x and the weights are leaves or values the graph holds anyway) and its outputs; its backward runs the
+// segment again with recording on, in a nested graph, and backpropagates through it. The graph then
+// holds h_t for every t (the outputs) and c at the segment ends, not the steps' gate values and
+// projections, at about one more forward's time. Gradients equal run()'s up to rounding (each segment
+// projects its own rows); create_graph works (it differentiates the recomputation). The built-in cells
+// only (a custom cell is a clear error: RecurrentCell::step_tensors, spec). Forward order only.
+Sequence run_checkpointed(const RecurrentCell& cell, const Tensor& x, const State& s0 = {}, std::size_t every = 0);
 
 // Layers of cells: layer k's outputs (T, B, H_k) are layer k+1's inputs.
 class StackedRNN : public Module {
