@@ -10,6 +10,7 @@
 
 #include "tapegrad/autograd/shape.hpp"
 #include "tapegrad/ops/blas.hpp"
+#include "tapegrad/ops/products.hpp"
 #include "tapegrad/ops/simd.hpp"
 
 namespace tapegrad::nn::reference {
@@ -26,15 +27,18 @@ using simd::st;
 // lengths of A and B as stored. A single row (batch 1) goes to gemv and a rank-1 update (k = 1, beta 1)
 // to ger: OpenBLAS 0.3.21 runs a 1-row GEMM through its full packing path, 3-4x slower than gemv, and a
 // hand-written BPTT would not pay that.
+// Both go through the engine's one-row routing (ops/products.hpp): xsimd loops for a small matrix (binary
+// addition's 16x16, where a gemv or ger call costs several times its arithmetic), gemv / ger above.
 template <class T>
 void gemm(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, const T* a, std::size_t lda, const T* b,
           std::size_t ldb, T beta, T* c, std::size_t ldc) {
-  if (m == 1 && !ta) {  // c (n) = op(B)^T a: B stored (k, n) -> trans; stored (n, k) -> no trans
-    blas::gemv(tb ? CblasNoTrans : CblasTrans, tb ? n : k, tb ? k : n, b, a, beta, c);
+  if (m == 1 && !ta && ldb == (tb ? k : n)) {  // c (n) = op(B)^T a: B stored (k, n) or, transposed, (n, k)
+    if (tb) kernels::product_bt(std::size_t(1), n, k, a, b, c, beta);
+    else kernels::product(std::size_t(1), k, n, a, b, c, beta);
     return;
   }
   if (k == 1 && ta && !tb && beta == T(1) && ldc == n) {  // C += a^T b with a (1, m), b (1, n)
-    blas::ger(m, n, a, b, c);
+    kernels::product_at(std::size_t(1), m, n, a, b, c, T(1));
     return;
   }
   blas::gemm(ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n, k, a, lda, b, ldb, beta, c, ldc);
