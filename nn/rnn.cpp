@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "tapegrad/autograd/autobatch.hpp"
 #include "tapegrad/autograd/tape.hpp"
 #include "tapegrad/nn/init.hpp"
 #include "tapegrad/ops/activation.hpp"
@@ -120,6 +121,10 @@ Tensor RNNCell::project(const Tensor& x) const {
 // z_t = f(x_t W_in + b + z_(t-1) W)
 State RNNCell::step_projected(const Tensor& xp, const State& s) const {
   return {fused ? rnn_cell(xp, s.h, W, activation) : rnn_cell_composed(xp, s.h, W, activation), {}};
+}
+
+Tensor RNNCell::run_projected(const Tensor& xp, const State& s) const {
+  return fused && whole_sequence ? rnn_sequence(xp, s.h, W, activation) : Tensor();
 }
 
 // ---- LSTMCell ---------------------------------------------------------------------------------------
@@ -250,6 +255,15 @@ Sequence run(const RecurrentCell& cell, const Tensor& x, const State& s0, bool r
   const Tensor xp = cell.project(reshape(x, {T * B, I}));
   Sequence seq;
   seq.steps.resize(T);
+  // One op for all steps where the cell has one (not in an autobatch task: there the steps of many
+  // examples batch step by step); the steps are then row blocks of its output.
+  if (!reverse && !autobatch::in_task()) seq.outputs = cell.run_projected(xp, s);
+  if (seq.outputs.defined()) {
+    const Tensor rows = reshape(seq.outputs, {T * B, cell.hidden_size()});
+    for (std::size_t t = 0; t < T; ++t) seq.steps[t] = slice(rows, 0, t * B, (t + 1) * B);
+    seq.last = {seq.steps[T - 1], {}};
+    return seq;
+  }
   for (std::size_t k = 0; k < T; ++k) {
     const std::size_t t = reverse ? T - 1 - k : k;
     s = cell.step_projected(slice(xp, 0, t * B, (t + 1) * B), s);
