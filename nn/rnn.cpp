@@ -259,8 +259,7 @@ Sequence run(const RecurrentCell& cell, const Tensor& x, const State& s0, bool r
   // examples batch step by step); the steps are then row blocks of its output.
   if (!reverse && !autobatch::in_task()) seq.outputs = cell.run_projected(xp, s);
   if (seq.outputs.defined()) {
-    const Tensor rows = reshape(seq.outputs, {T * B, cell.hidden_size()});
-    for (std::size_t t = 0; t < T; ++t) seq.steps[t] = slice(rows, 0, t * B, (t + 1) * B);
+    for (std::size_t t = 0; t < T; ++t) seq.steps[t] = select(seq.outputs, 0, t);  // views, no copies
     seq.last = {seq.steps[T - 1], {}};
     return seq;
   }
