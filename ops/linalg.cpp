@@ -212,6 +212,21 @@ void kernels::product_grads(BackwardCtx& c, std::size_t ia, std::size_t ib, std:
   }
 }
 
+template <class T>
+void kernels::product_bt(std::size_t m, std::size_t k, std::size_t n, const T* g, const T* b, T* c, T beta) {
+  grad_a(m, k, n, g, b, c, beta);
+}
+template <class T>
+void kernels::product_at(std::size_t m, std::size_t k, std::size_t n, const T* a, const T* g, T* c, T beta) {
+  grad_b(m, k, n, a, g, c, beta);
+}
+
+template void kernels::product_bt<float>(std::size_t, std::size_t, std::size_t, const float*, const float*, float*, float);
+template void kernels::product_bt<double>(std::size_t, std::size_t, std::size_t, const double*, const double*, double*,
+                                          double);
+template void kernels::product_at<float>(std::size_t, std::size_t, std::size_t, const float*, const float*, float*, float);
+template void kernels::product_at<double>(std::size_t, std::size_t, std::size_t, const double*, const double*, double*,
+                                          double);
 template void kernels::product<float>(std::size_t, std::size_t, std::size_t, const float*, const float*, float*, float);
 template void kernels::product<double>(std::size_t, std::size_t, std::size_t, const double*, const double*, double*,
                                        double);

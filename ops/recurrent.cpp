@@ -98,6 +98,15 @@ Tensor rnn_cell_composed(const Tensor& xp, const Tensor& h_prev, const Tensor& W
   return activate(f, addmm(xp, h_prev, W));
 }
 
+Tensor rnn_sequence_composed(const Tensor& xp, const Tensor& h0, const Tensor& W, Activation f) {
+  const std::size_t B = h0.size(0), H = h0.size(1), T = xp.numel() / (B * H);
+  const Tensor rows = reshape(xp, {T * B, H});
+  std::vector<Tensor> hs(T);
+  Tensor h = h0;
+  for (std::size_t t = 0; t < T; ++t) hs[t] = h = rnn_cell_composed(slice(rows, 0, t * B, (t + 1) * B), h, W, f);
+  return reshape(concat(hs, 0), {T, B, H});
+}
+
 Tensor lstm_cell_composed(const Tensor& a, const Tensor& c_prev, const Tensor& p_i, const Tensor& p_f) {
   const std::size_t H = c_prev.size(1);
   const Tensor i = sigmoid(p_i.defined() ? slice(a, 1, 0, H) + p_i * c_prev : slice(a, 1, 0, H));
@@ -472,6 +481,91 @@ Tensor rnn_cell(const Tensor& xp, const Tensor& h_prev, const Tensor& W, Activat
         g.differentiate([&] { return rnn_cell_composed(g.in(0), g.in(1), g.in(2), g.attrs<RNNCellAttrs>().f); });
       });
   return h;
+}
+
+// ---- rnn_sequence -------------------------------------------------------------------------------------
+// Forward: per step, as rnn_cell, into row block t of the output. Backward, with g the incoming gradient
+// (T, B, H) and dh = 0 after the last step: du_t = (g_t + dh) f'(h_t), dh = du_t W^T, back to t = 0; then
+// dxp += du, dh0 += du_0 W^T, dW += [h0; h_0..h_(T-2)]^T du: one product over T*B rows (a GEMM even at
+// B = 1, where T rank-1 updates would be T ger calls).
+
+TAPEGRAD_OP(op_rnn_sequence, "rnn_sequence", "recurrent");
+
+Tensor rnn_sequence(const Tensor& xp, const Tensor& h0, const Tensor& W, Activation f) {
+  if (!W.defined() || W.rank() != 2 || W.size(0) != W.size(1))
+    throw Error("rnn_sequence: W must be square (H, H), got " + shape_str(W));
+  const std::size_t H = W.size(0);
+  if (!h0.defined() || h0.rank() != 2 || h0.size(1) != H)
+    throw Error("rnn_sequence: h0 must be (B, H) with H = " + std::to_string(H) + " to match W " + W.shape().str() +
+                ", got " + shape_str(h0));
+  const std::size_t B = h0.size(0);
+  const bool ok = xp.defined() && ((xp.rank() == 3 && xp.size(1) == B && xp.size(2) == H) ||
+                                   (xp.rank() == 2 && B > 0 && xp.size(0) % B == 0 && xp.size(1) == H));
+  if (!ok || xp.numel() == 0)
+    throw Error("rnn_sequence: xp must be (T, B, H) or (T*B, H) with T > 0, B = " + std::to_string(B) + ", H = " +
+                std::to_string(H) + " (h0 " + h0.shape().str() + ", W " + W.shape().str() + "), got " + shape_str(xp));
+  const std::size_t T = xp.numel() / (B * H);
+  OpCall call(op_rnn_sequence, {&xp, &h0, &W});
+  call.attrs<RNNCellAttrs>().f = f;
+  Tensor y = call.output({T, B, H});
+  dispatch(call.dtype(), [&](auto z) {
+    using T_ = decltype(z);
+    T_* py = y.data<T_>();
+    const T_* pw = data_of<T_>(W);
+    std::copy_n(data_of<T_>(xp), T * B * H, py);
+    for (std::size_t t = 0; t < T; ++t) {
+      T_* ht = py + t * B * H;
+      kernels::product(B, H, H, t ? ht - B * H : data_of<T_>(h0), pw, ht, T_(1));
+      for_lanes<T_>(B * H, [&](std::size_t j, auto x) {
+        using X = decltype(x);
+        st(ht + j, simd::activate(f, ld<X>(ht + j)));
+      });
+    }
+  });
+  call.record(
+      [](BackwardCtx& c) {
+        const std::size_t T = c.out_shape()[0], B = c.out_shape()[1], H = c.out_shape()[2], BH = B * H;
+        dispatch(c.dtype(), [&](auto z) {
+          using T_ = decltype(z);
+          const Activation f = c.attrs<RNNCellAttrs>().f;
+          const T_ *g = c.gout<T_>(), *y = c.out<T_>(), *w = c.in<T_>(2);
+          // du is xp's gradient when that buffer is new and is no other input's (see rnn_cell).
+          const std::uint32_t* ids = c.node().inputs();
+          bool fresh = false;
+          T_* gx = c.needs(0) && ids[0] != ids[1] && ids[0] != ids[2] ? c.grad_for_write<T_>(0, fresh) : nullptr;
+          T_* du = fresh ? gx : c.scratch<T_>(T * BH);
+          T_* dh = c.scratch<T_>(BH);  // du_(t+1) W^T
+          for (std::size_t t = T; t-- > 0;) {
+            T_* dut = du + t * BH;
+            const T_* gt = g + t * BH;
+            if (t + 1 < T)
+              for (std::size_t i = 0; i < BH; ++i) dut[i] = gt[i] + dh[i];
+            simd::times_derivative(f, t + 1 < T ? static_cast<const T_*>(dut) : gt, y + t * BH, dut, BH);
+            if (t > 0) kernels::product_bt(B, H, H, dut, w, dh, T_(0));
+          }
+          if (gx && !fresh) {
+            for (std::size_t i = 0; i < T * BH; ++i) gx[i] += du[i];
+          } else if (!gx && c.needs(0)) {
+            c.accumulate<T_>(0, du, c.in_shape(0));
+          }
+          if (c.needs(1)) {  // dh0 += du_0 W^T
+            T_* gh = c.grad_for_write<T_>(1, fresh);
+            kernels::product_bt(B, H, H, static_cast<const T_*>(du), w, gh, fresh ? T_(0) : T_(1));
+          }
+          if (c.needs(2)) {  // dW += [h0; h_0..h_(T-2)]^T du: the states stacked, one product over T*B rows
+            T_* hs = c.scratch<T_>(T * BH);
+            std::copy_n(c.in<T_>(1), BH, hs);
+            std::copy_n(y, (T - 1) * BH, hs + BH);
+            T_* gw = c.grad_for_write<T_>(2, fresh);
+            kernels::product_at(T * B, H, H, static_cast<const T_*>(hs), static_cast<const T_*>(du), gw,
+                                fresh ? T_(0) : T_(1));
+          }
+        });
+      },
+      [](GraphCtx& g) {
+        g.differentiate([&] { return rnn_sequence_composed(g.in(0), g.in(1), g.in(2), g.attrs<RNNCellAttrs>().f); });
+      });
+  return y;
 }
 
 }  // namespace tapegrad

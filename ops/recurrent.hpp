@@ -19,6 +19,12 @@ namespace tapegrad {
 // takes f' from h itself (sigmoid h (1 - h), tanh 1 - h^2, relu [h > 0]): no pre-activation is kept.
 Tensor rnn_cell(const Tensor& xp, const Tensor& h_prev, const Tensor& W, Activation f);
 
+// All T Elman steps in one op: h_t = f(xp_t + h_(t-1) W) for t = 0..T-1 from h_(-1) = h0 (B, H), with xp
+// (T, B, H) or (T*B, H) (project()'s rows, time-major). Returns (T, B, H). Backward is BPTT over the
+// saved outputs: the deltas of all steps, then dW as one product over all T*B rows (as a hand-written BPTT
+// does), where T rnn_cell nodes would cost T nodes and T views of xp.
+Tensor rnn_sequence(const Tensor& xp, const Tensor& h0, const Tensor& W, Activation f);
+
 // The new memory cell c_t from a and c_prev (gates i, f, g).
 Tensor lstm_cell(const Tensor& a, const Tensor& c_prev);
 Tensor lstm_cell(const Tensor& a, const Tensor& c_prev, const Tensor& p_i, const Tensor& p_f);
@@ -34,6 +40,7 @@ Tensor gru_cell(const Tensor& xp, const Tensor& hp, const Tensor& h, const Tenso
 // The same in primitive ops (addmm, slice, sigmoid, tanh, relu, *, +); undefined peepholes are absent.
 // No checks.
 Tensor rnn_cell_composed(const Tensor& xp, const Tensor& h_prev, const Tensor& W, Activation f);
+Tensor rnn_sequence_composed(const Tensor& xp, const Tensor& h0, const Tensor& W, Activation f);
 Tensor lstm_cell_composed(const Tensor& a, const Tensor& c_prev, const Tensor& p_i = {}, const Tensor& p_f = {});
 Tensor lstm_hidden_composed(const Tensor& a, const Tensor& c, const Tensor& p_o = {});
 Tensor gru_cell_composed(const Tensor& xp, const Tensor& hp, const Tensor& h, const Tensor& b_hn);

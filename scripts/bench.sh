@@ -212,6 +212,7 @@ if [[ "$MODE" == rnn-profile ]]; then
   # (valgrind 3.19 runs out of brk space with LibTorch loaded). Under valgrind OpenBLAS picks its Haswell
   # kernels, not the Prescott ones it runs natively here. PROFILES="lstm_engine lstm_hand" adds the LSTM
   # (B = 1, 32/64, T = 20, 200 steps); on 2026-11-29 that run hung at exit and wrote an empty file.
+  # Also: elman_engine, elman_hand (B = 1, 32/64, T = 20, 200 steps) and <cell>_hand_fused (fused-W hand).
   read -r -a PROFILES <<<"${PROFILES:-binadd_engine binadd_hand}"
   for name in "${PROFILES[@]}"; do
     out="$OUT_DIR/callgrind.BM_profile_$name.out"

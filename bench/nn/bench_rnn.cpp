@@ -269,7 +269,8 @@ const bool registered = [] {
   // Fixed iteration counts, for instruction counts under callgrind (scripts/bench.sh rnn-profile):
   //   valgrind --tool=callgrind --toggle-collect='*BM_engine*' bench_nn --benchmark_filter='^BM_profile_...'
   for (const auto& [cell, d, iters] : {std::tuple<Cell, Dims, int>{Cell::binadd, {8, 1, 2, 16}, 2000},
-                                       {Cell::lstm, {20, 1, 32, 64}, 200}, {Cell::lstm, {20, 32, 128, 256}, 10}}) {
+                                       {Cell::elman, {20, 1, 32, 64}, 200}, {Cell::lstm, {20, 1, 32, 64}, 200},
+                                       {Cell::lstm, {20, 32, 128, 256}, 10}}) {
     const std::vector<std::int64_t> args{std::int64_t(d.T), std::int64_t(d.B), std::int64_t(d.I), std::int64_t(d.H)};
     const Cell cl = cell;
     RegisterBenchmark((std::string("BM_profile_") + cell_name(cell) + "_engine").c_str(),
@@ -277,6 +278,9 @@ const bool registered = [] {
         ->Args(args)->Iterations(iters)->Repetitions(1)->Unit(benchmark::kMicrosecond);
     RegisterBenchmark((std::string("BM_profile_") + cell_name(cell) + "_hand").c_str(),
                       [cl](benchmark::State& s) { BM_hand(s, cl, ref::WeightGrads::per_step); })
+        ->Args(args)->Iterations(iters)->Repetitions(1)->Unit(benchmark::kMicrosecond);
+    RegisterBenchmark((std::string("BM_profile_") + cell_name(cell) + "_hand_fused").c_str(),
+                      [cl](benchmark::State& s) { BM_hand(s, cl, ref::WeightGrads::fused); })
         ->Args(args)->Iterations(iters)->Repetitions(1)->Unit(benchmark::kMicrosecond);
   }
   return true;

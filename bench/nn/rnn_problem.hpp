@@ -142,6 +142,7 @@ struct EngineModel {
         target = tensor(p.target, {T * B, 1}).to(dtype);
         rnn = std::make_unique<nn::RNNCell>(
             nn::RNNWeights{W_x, W_h, b}, cell == Cell::binadd ? nn::Activation::sigmoid : nn::Activation::tanh);
+        static_cast<nn::RNNCell&>(*rnn).whole_sequence = true;  // all steps as one op (rnn_sequence)
         break;
       case Cell::lstm:
         c0 = param(p.c0, {B, H});

@@ -10,6 +10,7 @@
 
 #include "tapegrad/autograd/shape.hpp"
 #include "tapegrad/ops/blas.hpp"
+#include "tapegrad/ops/products.hpp"
 #include "tapegrad/ops/simd.hpp"
 
 namespace tapegrad::reference {
@@ -21,8 +22,20 @@ namespace {
 using simd::for_lanes;
 using simd::ld;
 using simd::st;
-// Every product goes through blas::product (ops/blas.hpp): gemv at batch 1 and ger for a rank-1 update, the
-// routing a hand-written BPTT uses and the engine's products share.
+
+// Every product goes through the engine's product kernels (ops/products.hpp), so the routing is the one the
+// engine uses: for one row (batch 1) or a rank-1 update, xsimd loops on a small matrix (binary addition's
+// 16x16, where a gemv or ger call costs several times its arithmetic) and gemv / ger above
+// (blas::product); a GEMM otherwise. C (m,n) = beta C + op(A) op(B), row-major, beta 0 or 1.
+template <class T>
+void gemm(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, const T* a, std::size_t lda, const T* b,
+          std::size_t ldb, T beta, T* c, std::size_t ldc) {
+  const bool packed = ldc == n && lda == (ta ? m : k) && ldb == (tb ? k : n) && (beta == T(0) || beta == T(1));
+  if (packed && !ta && !tb) return kernels::product(m, k, n, a, b, c, beta);     // A (m,k) B (k,n)
+  if (packed && !ta && tb) return kernels::product_bt(m, n, k, a, b, c, beta);   // A (m,k) B^T, B stored (n,k)
+  if (packed && ta && !tb) return kernels::product_at(k, m, n, a, b, c, beta);   // A^T B, A stored (k,m)
+  blas::product(ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc);
+}
 
 // p[r, :] = a(p[r, :] + bias) for `rows` rows of n: the bias and the activation in one pass (xsimd exp
 // and tanh, as the engine's kernels).
@@ -52,15 +65,15 @@ template <class T> void add_column_sums(const T* __restrict m, std::size_t rows,
 template <class T>
 void weight_grads(std::size_t rows, std::size_t I, std::size_t H, std::size_t G, const T* x, const T* h, const T* dx,
                   const T* dh, T beta, T* dW_x, T* dW_h) {
-  blas::product(true, false, I, G, rows, x, I, dx, G, beta, dW_x, G);
-  blas::product(true, false, H, G, rows, h, H, dh, G, beta, dW_h, G);
+  gemm(true, false, I, G, rows, x, I, dx, G, beta, dW_x, G);
+  gemm(true, false, H, G, rows, h, H, dh, G, beta, dW_h, G);
 }
 
 // db = the column sums of the pre-activation gradients da over all rows; dx = da W_x^T.
 template <class T>
 void bias_and_input_grads(std::size_t rows, std::size_t I, std::size_t G, const T* da, const T* W_x, T* db, T* dx) {
   add_column_sums(da, rows, G, db);
-  blas::product(false, true, rows, I, G, da, G, W_x, G, T(0), dx, I);
+  gemm(false, true, rows, I, G, da, G, W_x, G, T(0), dx, I);
 }
 
 template <class T> void zero(std::vector<T>& v, std::size_t n) { v.assign(n, T(0)); }
@@ -114,14 +127,14 @@ const std::vector<T>& ElmanBPTT<T>::forward(const ElmanParams<T>& p, const T* x,
   else std::fill(z_.begin(), z_.begin() + BH, T(0));
   T* zs = z_.data();
   // x_t W_in for every t at once, then per step: + z_(t-1) W, and z_t = f(. + b) in one pass.
-  blas::product(false, false, TB, H_, I_, x, I_, p.W_in, H_, T(0), zs + BH, H_);
+  gemm(false, false, TB, H_, I_, x, I_, p.W_in, H_, T(0), zs + BH, H_);
   for (std::size_t t = 0; t < steps; ++t) {
     T* zt = zs + (t + 1) * BH;
-    blas::product(false, false, batch, H_, H_, zs + t * BH, H_, p.W, H_, T(1), zt, H_);
+    gemm(false, false, batch, H_, H_, zs + t * BH, H_, p.W, H_, T(1), zt, H_);
     bias_activate(f_, zt, batch, H_, p.b);
   }
   // y_t = g(z_t W_out + c), all t at once.
-  blas::product(false, false, TB, O_, H_, zs + BH, H_, p.W_out, O_, T(0), y_.data(), O_);
+  gemm(false, false, TB, O_, H_, zs + BH, H_, p.W_out, O_, T(0), y_.data(), O_);
   bias_activate(g_, y_.data(), TB, O_, p.c);
   saved_ = true;
   return y_;
@@ -169,23 +182,23 @@ template <class T> const ElmanGrads<T>& ElmanBPTT<T>::backward(const T* dy, cons
 
   // delta_out_t = dE/dy_t * g'(v_t); dW_out = sum_t z_t^T delta_out_t; dc = column sums.
   times_derivative(g_, dout_.data(), y_.data(), TB * O_);
-  blas::product(true, false, H_, O_, TB, zs + BH, H_, dout_.data(), O_, T(0), gr.W_out.data(), O_);
+  gemm(true, false, H_, O_, TB, zs + BH, H_, dout_.data(), O_, T(0), gr.W_out.data(), O_);
   add_column_sums(dout_.data(), TB, O_, gr.c.data());
   // delta_t = (delta_out_t W_out^T + delta_(t+1) W^T) * f'(u_t): the output term for all t at once,
   // then the recurrent term backwards in time.
-  blas::product(false, true, TB, H_, O_, dout_.data(), O_, p_.W_out, O_, T(0), dl, H_);
+  gemm(false, true, TB, H_, O_, dout_.data(), O_, p_.W_out, O_, T(0), dl, H_);
   for (std::size_t t = steps_; t-- > 0;) {
     T* dt = dl + t * BH;
     if (dz)
       for (std::size_t k = 0; k < BH; ++k) dt[k] += dz[t * BH + k];
-    if (t + 1 < steps_) blas::product(false, true, B, H_, H_, dt + BH, H_, p_.W, H_, T(1), dt, H_);
+    if (t + 1 < steps_) gemm(false, true, B, H_, H_, dt + BH, H_, p_.W, H_, T(1), dt, H_);
     times_derivative(f_, dt, zs + (t + 1) * BH, BH);
     if (per_step) weight_grads(B, I_, H_, H_, x_ + t * B * I_, zs + t * BH, dt, dt, T(1), gr.W_in.data(), gr.W.data());
   }
   // Weight gradients summed over time: one GEMM each over the T*B rows (z_0 .. z_(T-1)).
   if (!per_step) weight_grads(TB, I_, H_, H_, x_, zs, dl, dl, T(0), gr.W_in.data(), gr.W.data());
   bias_and_input_grads(TB, I_, H_, dl, p_.W_in, gr.b.data(), gr.x.data());
-  blas::product(false, true, B, H_, H_, dl, H_, p_.W, H_, T(0), gr.z0.data(), H_);
+  gemm(false, true, B, H_, H_, dl, H_, p_.W, H_, T(0), gr.z0.data(), H_);
   return gr;
 }
 
@@ -228,10 +241,10 @@ const T* LSTMBPTT<T>::forward(const LSTMParams<T>& p, const T* x, const T* h0, c
   if (c0) std::copy(c0, c0 + BH, c_.begin());
   else std::fill(c_.begin(), c_.begin() + BH, T(0));
   // x_t W_x for every t at once; per step + h_(t-1) W_h, then bias, gates and cell in one pass per row.
-  blas::product(false, false, TB, G, I_, x, I_, p.W_x, G, T(0), gates_.data(), G);
+  gemm(false, false, TB, G, I_, x, I_, p.W_x, G, T(0), gates_.data(), G);
   for (std::size_t t = 0; t < steps; ++t) {
     T* a = gates_.data() + t * batch * G;
-    blas::product(false, false, batch, G, H, h_.data() + t * BH, H, p.W_h, G, T(1), a, G);
+    gemm(false, false, batch, G, H, h_.data() + t * BH, H, p.W_h, G, T(1), a, G);
     for (std::size_t r = 0; r < batch; ++r) {
       T* ar = a + r * G;
       const std::size_t k = t * BH + r * H;
@@ -308,7 +321,7 @@ template <class T> const LSTMGrads<T>& LSTMBPTT<T>::backward(const T* dh_seq, co
       }
     }
     // dE/dh_(t-1) = da_t W_h^T
-    blas::product(false, true, B, H, G, dat, G, p_.W_h, G, T(0), dh_.data(), H);
+    gemm(false, true, B, H, G, dat, G, p_.W_h, G, T(0), dh_.data(), H);
     if (per_step) weight_grads(B, I_, H, G, x_ + t * B * I_, h_.data() + t * BH, dat, dat,
                                T(1), gr.W_x.data(), gr.W_h.data());
   }
@@ -351,9 +364,9 @@ const T* GRUBPTT<T>::forward(const GRUParams<T>& p, const T* x, const T* h0, std
   if (h0) std::copy(h0, h0 + BH, h_.begin());
   else std::fill(h_.begin(), h_.begin() + BH, T(0));
   // x_t W_x for every t at once; per step h_(t-1) W_h, then the gates and h_t in one pass per row.
-  blas::product(false, false, TB, G, I_, x, I_, p.W_x, G, T(0), xp_.data(), G);
+  gemm(false, false, TB, G, I_, x, I_, p.W_x, G, T(0), xp_.data(), G);
   for (std::size_t t = 0; t < steps; ++t) {
-    blas::product(false, false, batch, G, H, h_.data() + t * BH, H, p.W_h, G, T(0), hp_.data(), G);
+    gemm(false, false, batch, G, H, h_.data() + t * BH, H, p.W_h, G, T(0), hp_.data(), G);
     for (std::size_t r = 0; r < batch; ++r) {
       const T* xr = xp_.data() + (t * batch + r) * G;
       const T* hr = hp_.data() + r * G;
@@ -426,7 +439,7 @@ template <class T> const GRUGrads<T>& GRUBPTT<T>::backward(const T* dh_seq) {
       }
     }
     // dE/dh_(t-1) = dh z + dhp_t W_h^T
-    blas::product(false, true, B, H, G, dht, G, p_.W_h, G, T(1), dh_.data(), H);
+    gemm(false, true, B, H, G, dht, G, p_.W_h, G, T(1), dh_.data(), H);
     if (per_step) weight_grads(B, I_, H, G, x_ + t * B * I_, h_.data() + t * BH, dxt, dht,
                                T(1), gr.W_x.data(), gr.W_h.data());
   }

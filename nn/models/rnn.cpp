@@ -5,6 +5,7 @@
 #include <cstring>
 #include <utility>
 
+#include "tapegrad/autograd/autobatch.hpp"
 #include "tapegrad/autograd/diagnostics.hpp"
 #include "tapegrad/autograd/op.hpp"
 #include "tapegrad/autograd/tape.hpp"
@@ -120,6 +121,10 @@ Tensor RNNCell::project(const Tensor& x) const {
 // z_t = f(x_t W_in + b + z_(t-1) W)
 State RNNCell::step_projected(const Tensor& xp, const State& s) const {
   return {fused ? rnn_cell(xp, s.h, W, activation) : rnn_cell_composed(xp, s.h, W, activation), {}};
+}
+
+Tensor RNNCell::run_projected(const Tensor& xp, const State& s) const {
+  return fused && whole_sequence ? rnn_sequence(xp, s.h, W, activation) : Tensor();
 }
 
 // ---- LSTMCell ---------------------------------------------------------------------------------------
@@ -275,6 +280,14 @@ Sequence run(const RecurrentCell& cell, const Tensor& x, const State& s0, bool r
   const Tensor xp = as_is ? reshape(cell.project(x), {T * B, cell.gate_size()}) : cell.project(reshape(x, {T * B, I}));
   Sequence seq;
   seq.steps.resize(T);
+  // One op for all steps where the cell has one (not in an autobatch task: there the steps of many
+  // examples batch step by step); the steps are then row blocks of its output.
+  if (!reverse && !autobatch::in_task()) seq.outputs = cell.run_projected(xp, s);
+  if (seq.outputs.defined()) {
+    for (std::size_t t = 0; t < T; ++t) seq.steps[t] = select(seq.outputs, 0, t);  // views, no copies
+    seq.last = {seq.steps[T - 1], {}};
+    return seq;
+  }
   for (std::size_t k = 0; k < T; ++k) {
     const std::size_t t = reverse ? T - 1 - k : k;
     s = cell.step_projected(slice(xp, 0, t * B, (t + 1) * B), s);

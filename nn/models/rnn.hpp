@@ -57,6 +57,9 @@ class RecurrentCell : public Module {
   virtual Tensor project(const Tensor& x) const = 0;
   // xp (B, G) from project(); s the previous state. No checks: run() and step() check.
   virtual State step_projected(const Tensor& xp, const State& s) const = 0;
+  // All T steps at once from project()'s (T*B, G) rows, when the cell has one op for them: the outputs
+  // (T, B, H); undefined (the default) makes run() step.
+  virtual Tensor run_projected(const Tensor& xp, const State& s) const { return Tensor(); }
 
   // One step: x (B, I). Checks the ranks and shapes of x and s (Error naming the cell and the shapes).
   State step(const Tensor& x, const State& s) const;
@@ -105,6 +108,7 @@ class RNNCell : public RecurrentCell {
   DType dtype() const override { return W.dtype(); }
   Tensor project(const Tensor& x) const override;
   State step_projected(const Tensor& xp, const State& s) const override;
+  Tensor run_projected(const Tensor& xp, const State& s) const override;  // whole_sequence: rnn_sequence
   RNNWeights weights() const { return {W_in, W, b}; }
   std::vector<Tensor> step_tensors() const override { return {W_in, W, b}; }
   Spec spec() const override { return {Spec::Kind::rnn, activation, fused, false}; }
@@ -112,6 +116,11 @@ class RNNCell : public RecurrentCell {
   Tensor W_in, W, b;
   Activation activation;
   bool fused = true;
+  // With fused, run() computes all T steps as the one op rnn_sequence (one node where stepping records
+  // 2T, and dW as one product): the fast path for small graphs. The steps are then row blocks of its
+  // output, so their gradients (grad(), gradient_norms_over_time) hold only what reaches them from outside
+  // the recurrence, not through the later steps: leave it off to study the gradient of each state.
+  bool whole_sequence = false;
 };
 
 // ---- LSTM -------------------------------------------------------------------------------------------

@@ -32,6 +32,21 @@ TAPEGRAD_OP_ROWS(recurrent) {
   // One row with H*H > 1024: gemv, and W's gradient deferred to one GEMM after the sweep.
   rows.push_back(row("rnn_cell").sample("B 1, H 40, tanh (gemv, deferred dW)").shapes({{1, 40}, {1, 40}, {40, 40}})
       .fn([](const std::vector<Tensor>& x) { return rnn_cell(x[0], x[1], x[2], Activation::tanh); }).second_order());
+  // All steps in one op: (T, B, H) and (T*B, H) inputs, T = 1, the loops (B 1, H 5) and gemv with GEMM
+  // for dW (B 1, H 40), several rows (gemm).
+  for (Activation f : {Activation::sigmoid, Activation::tanh, Activation::relu, Activation::identity})
+    rows.push_back(row("rnn_sequence").sample(std::string("T 3, B 2, H 3, ") + activation_name(f))
+        .shapes({{3, 2, 3}, {2, 3}, {3, 3}})
+        .fn([f](const std::vector<Tensor>& x) { return rnn_sequence(x[0], x[1], x[2], f); }).second_order());
+  rows.push_back(row("rnn_sequence").sample("T 4, B 1, H 5, xp (T*B, H)").shapes({{4, 5}, {1, 5}, {5, 5}})
+      .fn([](const std::vector<Tensor>& x) { return rnn_sequence(x[0], x[1], x[2], Activation::tanh); }).second_order());
+  rows.push_back(row("rnn_sequence").sample("T 1, B 2, H 2").shapes({{1, 2, 2}, {2, 2}, {2, 2}})
+      .fn([](const std::vector<Tensor>& x) { return rnn_sequence(x[0], x[1], x[2], Activation::sigmoid); }).second_order());
+  rows.push_back(row("rnn_sequence").sample("T 3, B 1, H 40, tanh (gemv)").shapes({{3, 1, 40}, {1, 40}, {40, 40}})
+      .fn([](const std::vector<Tensor>& x) { return rnn_sequence(x[0], x[1], x[2], Activation::tanh); }).second_order());
+  // xp and h0 the same tensor (T = 1): both gradient contributions land in one buffer.
+  rows.push_back(row("rnn_sequence").sample("xp and h0 the same tensor").shapes({{2, 3}, {3, 3}})
+      .fn([](const std::vector<Tensor>& x) { return rnn_sequence(x[0], x[0], x[1], Activation::tanh); }).second_order());
   // The same tensor as xp and h_prev: both gradient contributions land in one buffer.
   rows.push_back(row("rnn_cell").sample("xp and h_prev the same tensor").shapes({{2, 3}, {3, 3}})
       .fn([](const std::vector<Tensor>& x) { return rnn_cell(x[0], x[0], x[1], Activation::sigmoid); })
@@ -76,6 +91,16 @@ BOOST_AUTO_TEST_CASE(fused_halves_equal_the_composed_formulas) {
         BOOST_TEST(max_abs_diff(rnn_cell(x, h, W, f), to_xt(want)) <= tol, activation_name(f) << ", B " << B);
       }
     }
+    // rnn_sequence against its steps composed, at H 20 (the loops) and 40 (gemv at batch 1).
+    for (std::size_t H : {20, 40}) {
+      Tensor Wh = randn({H, H}, g, 0.3, d);
+      for (std::size_t B : {1, 3}) {
+        Tensor x = randn({5, B, H}, g, 1.0, d), h = randn({B, H}, g, 1.0, d);
+        for (Activation f : {Activation::sigmoid, Activation::tanh, Activation::relu, Activation::identity})
+          BOOST_TEST(max_abs_diff(rnn_sequence(x, h, Wh, f), to_xt(rnn_sequence_composed(x, h, Wh, f))) <= tol,
+                     activation_name(f) << ", B " << B << ", H " << H);
+      }
+    }
   }
 }
 
@@ -101,6 +126,16 @@ BOOST_AUTO_TEST_CASE(bad_inputs_name_the_op_and_shapes) {
   expect_error([&] { lstm_hidden(a, c, zeros({3, 1}, DType::f64)); }, {"lstm_hidden", "p_o", "(3, 1)"});
   expect_error([&] { lstm_hidden(Tensor(), c); }, {"lstm_hidden", "(B, 4H)", "(undefined)"});
   expect_error([&] { rnn_cell(c, c, zeros({3, 4}, DType::f64), Activation::tanh); }, {"rnn_cell", "W", "(3, 4)"});
+  expect_error([&] { rnn_sequence(zeros({4, 2, 3}, DType::f64), c, zeros({3, 4}, DType::f64), Activation::tanh); },
+               {"rnn_sequence", "W", "(3, 4)"});
+  expect_error([&] { rnn_sequence(zeros({4, 2, 3}, DType::f64), zeros({2, 4}, DType::f64), zeros({3, 3}, DType::f64),
+                                  Activation::tanh); }, {"rnn_sequence", "h0", "(2, 4)"});
+  expect_error([&] { rnn_sequence(zeros({4, 3, 3}, DType::f64), c, zeros({3, 3}, DType::f64), Activation::tanh); },
+               {"rnn_sequence", "xp", "(4, 3, 3)", "B = 2"});
+  expect_error([&] { rnn_sequence(zeros({5, 3}, DType::f64), c, zeros({3, 3}, DType::f64), Activation::tanh); },
+               {"rnn_sequence", "xp", "(5, 3)"});
+  expect_error([&] { rnn_sequence(zeros({0, 2, 3}, DType::f64), c, zeros({3, 3}, DType::f64), Activation::tanh); },
+               {"rnn_sequence", "xp", "T > 0"});
   expect_error([&] { rnn_cell(c, zeros({2, 4}, DType::f64), zeros({3, 3}, DType::f64), Activation::tanh); },
                {"rnn_cell", "h_prev", "(2, 4)", "(3, 3)"});
   expect_error([&] { rnn_cell(zeros({3, 3}, DType::f64), c, zeros({3, 3}, DType::f64), Activation::tanh); },

@@ -159,6 +159,39 @@ BOOST_AUTO_TEST_CASE(elman_fused_equals_composed_over_a_sequence) {
     }
 }
 
+// whole_sequence (all steps as the one op rnn_sequence) equals stepping the composed cell: outputs, the
+// last state and every gradient, at batch 1 (the loops at H 5, gemv at H 40) and B; and a gradient check.
+BOOST_AUTO_TEST_CASE(elman_whole_sequence_equals_stepping) {
+  for (std::size_t batch : {std::size_t(1), B})
+    for (std::size_t width : {std::size_t(5), std::size_t(40)})
+      for (Activation a : {Activation::sigmoid, Activation::tanh, Activation::relu}) {
+        Generator g(18);
+        std::vector<Tensor> in{rnd({T, batch, I}, g), rnd({batch, width}, g), rnd({I, width}, g),
+                               rnd({width, width}, g), rnd({width}, g)};
+        expect_fused_equals_composed(
+            in,
+            [&in, a](bool whole) {
+              RNNCell cell({in[2], in[3], in[4]}, a);
+              cell.fused = whole;
+              cell.whole_sequence = whole;
+              const Sequence s = run(cell, in[0], {in[1], {}});
+              return s.outputs * 2.0 + reshape(s.last.h, {1, s.last.h.size(0), s.last.h.size(1)}) +
+                     reshape(s.steps[1], {1, s.steps[1].size(0), s.steps[1].size(1)});
+            },
+            std::string("Elman whole sequence ") + activation_name(a) + ", B " + std::to_string(batch) + ", H " +
+                std::to_string(width));
+      }
+  Generator g(23);
+  std::vector<Tensor> in{rnd({T, B, I}, g), rnd({B, H}, g), rnd({I, H}, g), rnd({H, H}, g), rnd({H}, g)};
+  expect_gradcheck(
+      [](const std::vector<Tensor>& v) {
+        RNNCell cell({v[2], v[3], v[4]});
+        cell.whole_sequence = true;
+        return run(cell, v[0], {v[1], {}}).outputs;
+      },
+      in, "run RNNCell whole_sequence");
+}
+
 // reset_after in both forms: fused (gru_cell) and composed.
 BOOST_AUTO_TEST_CASE(gru_step_gradcheck_both_conventions) {
   for (GRUConvention conv : {GRUConvention::course, GRUConvention::reset_after})
