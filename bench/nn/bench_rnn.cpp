@@ -249,6 +249,11 @@ const bool registered = [] {
           ->Args(args)
           ->MeasureProcessCPUTime()
           ->Unit(benchmark::kMicrosecond);
+    if ((cell == Cell::elman || cell == Cell::binadd) && c.d.B == 1)  // the default path: a node per step
+      RegisterBenchmark((base + "_engine_steps").c_str(), [cell](benchmark::State& s) { BM_engine(s, cell, false); })
+          ->Args(args)
+          ->MeasureProcessCPUTime()
+          ->Unit(benchmark::kMicrosecond);
     if (cell == Cell::lstm && c.main)
       RegisterBenchmark("BM_lstm_composed", [](benchmark::State& s) { BM_engine(s, Cell::lstm, false); })
           ->Args(args)

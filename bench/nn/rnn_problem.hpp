@@ -122,7 +122,8 @@ struct EngineModel {
   bool checkpointed = false;  // nn::run_checkpointed (segments of about sqrt(T) steps) instead of nn::run
 
   // fused: the LSTM's pointwise half as the fused ops (nn::LSTMCell's default); false: composed from
-  // primitive ops.
+  // primitive ops. For binary addition and Elman, fused runs all steps as the one op rnn_sequence (opt-in
+  // RNNCell::whole_sequence) and false the default path, one fused rnn_cell per step.
   explicit EngineModel(const Problem& p, DType dtype = DType::f32, bool fused = true) : cell(p.cell), d(p.d) {
     const std::size_t T = d.T, B = d.B, I = d.I, H = d.H;
     auto param = [&](const std::vector<float>& v, const Shape& s) { return parameter(tensor(v, s).to(dtype)); };
@@ -142,7 +143,9 @@ struct EngineModel {
         target = tensor(p.target, {T * B, 1}).to(dtype);
         rnn = std::make_unique<nn::RNNCell>(
             nn::RNNWeights{W_x, W_h, b}, cell == Cell::binadd ? nn::Activation::sigmoid : nn::Activation::tanh);
-        static_cast<nn::RNNCell&>(*rnn).whole_sequence = true;  // all steps as one op (rnn_sequence)
+        // fused: all steps as one op (rnn_sequence, RNNCell::whole_sequence); false: nn::RNNCell's default,
+        // one rnn_cell node per step.
+        static_cast<nn::RNNCell&>(*rnn).whole_sequence = fused;
         break;
       case Cell::lstm:
         c0 = param(p.c0, {B, H});

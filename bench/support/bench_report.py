@@ -344,7 +344,7 @@ RNN_CELLS = ["binadd", "elman", "lstm", "gru"]
 # hand: weight gradients per step; hand_fused: as one GEMM over all steps. "composed": the LSTM engine
 # with LSTMCell::fused = false.
 RNN_IMPLS = ["engine", "hand", "hand_fused", "torch"]
-RNN_NAME = re.compile(r"^BM_(binadd|elman|lstm|gru)_(engine|hand_fused|hand|torch|composed|gemm_floor)/(\d+)/(\d+)/(\d+)/(\d+)(?:/process_time)?$")
+RNN_NAME = re.compile(r"^BM_(binadd|elman|lstm|gru)_(engine_steps|engine|hand_fused|hand|torch|composed|gemm_floor)/(\d+)/(\d+)/(\d+)/(\d+)(?:/process_time)?$")
 # (cell, B, I, H, ratio, bound): engine/hand <= bound against the faster hand variant (the floor),
 # engine/per-step hand <= bound, or torch/engine >= bound. Targets of issue 9.
 RNN_TARGETS = [
@@ -368,7 +368,8 @@ def rnn_tables(medians, cvs, errors, us, cv, fmt):
             runs.setdefault((cell, T, B, I, H), {})[impl] = n
     if not runs:
         return [], set()
-    shown = {f"BM_{c}_{i}" for c in RNN_CELLS for i in RNN_IMPLS} | {"BM_lstm_composed", "BM_lstm_gemm_floor"}
+    shown = ({f"BM_{c}_{i}" for c in RNN_CELLS for i in RNN_IMPLS} | {"BM_lstm_composed", "BM_lstm_gemm_floor"}
+             | {"BM_binadd_engine_steps", "BM_elman_engine_steps"})
 
     def t(key, impl):  # median us per step, or None; "floor": the faster hand variant
         if impl == "floor":
@@ -421,6 +422,31 @@ def rnn_tables(medians, cvs, errors, us, cv, fmt):
                      f"{ratio(e, t(key, 'floor'))} | {ratio(e, to)} | "
                      f"{fmt(e / B) if e is not None else '-'} | {cvs_} |")
     lines.append("")
+
+    # The small-graph path (issue 18, item 4): binary addition and Elman at B = 1, the engine's default path
+    # (a fused rnn_cell node per step) and the opt-in whole-sequence op, against both hand variants.
+    small = sorted(k for k in runs if "engine_steps" in runs[k])
+    if small:
+        lines += ["Small graphs (issue 18, item 4): binary addition and Elman at B = 1. engine per step: `nn::run`'s "
+                  "default, one fused `rnn_cell` node per step; engine whole sequence: the opt-in "
+                  "`RNNCell::whole_sequence`, all steps as the one op `rnn_sequence` (the engine column above). "
+                  "Targets: binary addition <= 1.5x the hand code (its floor), Elman B = 1, 32/64 <= 1.2x hand fused W.",
+                  "", "| cell | I/H | T | engine per step us | engine whole sequence us | hand us | hand fused W us | "
+                  "per step / hand | per step / fused W | whole / hand | whole / fused W | target | met (per step / whole) |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"]
+        for key in sorted(small, key=lambda k: (RNN_CELLS.index(k[0]), k[4], k[1])):
+            cell, T, B, I, H = key
+            es, e, h, hf = t(key, "engine_steps"), t(key, "engine"), t(key, "hand"), t(key, "hand_fused")
+            if cell == "binadd":
+                bound, against, label = 1.5, t(key, "floor"), "<= 1.5x the floor"
+            else:
+                bound, against, label = 1.2, hf, "<= 1.2x fused W"
+            met = " / ".join("-" if v is None or against is None else ("yes" if v / against <= bound else "**no**")
+                             for v in (es, e))
+            lines.append(f"| {cell} | {I}/{H} | {T} | {cell_fmt(key, 'engine_steps')} | {cell_fmt(key, 'engine')} | "
+                         f"{cell_fmt(key, 'hand')} | {cell_fmt(key, 'hand_fused')} | {ratio(es, h)} | {ratio(es, hf)} | "
+                         f"{ratio(e, h)} | {ratio(e, hf)} | {label} | {met} |")
+        lines.append("")
 
     # Targets: every T of the configuration must meet the bound.
     lines += ["Targets (each checked at every T of the configuration, ratios from this run; engine/hand is against "
