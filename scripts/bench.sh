@@ -18,6 +18,10 @@
 #                                             # LibTorch (binary bench_transformer_torch when CMake finds
 #                                             # it, else bench_nn), cached against recomputed decoding,
 #                                             # section "transformer"
+#   scripts/bench.sh threads                  # intra-op threads: the LSTM step at 1 and 2 threads, engine
+#                                             # (tapegrad::set_num_threads), its GEMMs, LibTorch (binary
+#                                             # bench_threads_torch when CMake finds it, else bench_nn),
+#                                             # wall time, section "threads"; run it on a quiet machine
 #   scripts/bench.sh rnn-profile              # callgrind of the fixed-iteration RNN steps (engine and
 #                                             # hand), annotations in $BUILD_DIR/results, no doc section
 #
@@ -30,7 +34,7 @@
 set -euo pipefail
 
 MODE="${1:-tables}"
-case "$MODE" in tables | profile | rnn | rnn-profile | autobatch | transformer) ;; *) echo "usage: $0 [profile | rnn | rnn-profile | autobatch | transformer]" >&2; exit 2 ;; esac
+case "$MODE" in tables | profile | rnn | rnn-profile | autobatch | transformer | threads) ;; *) echo "usage: $0 [profile | rnn | rnn-profile | autobatch | transformer | threads]" >&2; exit 2 ;; esac
 
 # The invocation as given (the settings the caller chose), for the doc.
 INVOCATION="scripts/bench.sh${1:+ $1}"
@@ -64,6 +68,11 @@ elif [[ "$MODE" == transformer ]]; then
   BENCHES_GIVEN="${BENCHES:-}"
   read -r -a BENCHES <<<"${BENCHES:-bench_nn}"
   BENCH_FILTER="${BENCH_FILTER:-^BM_transformer_}"
+elif [[ "$MODE" == threads ]]; then
+  SECTION="${SECTION:-threads}"
+  BENCHES_GIVEN="${BENCHES:-}"
+  read -r -a BENCHES <<<"${BENCHES:-bench_nn}"
+  BENCH_FILTER="${BENCH_FILTER:-^BM_threads_}"
 else
   SECTION="${SECTION:-default}"
   read -r -a BENCHES <<<"${BENCHES:-bench_autograd bench_ops}"
@@ -79,6 +88,10 @@ fi
 if [[ "$MODE" == transformer ]] && [[ -z "${BENCHES_GIVEN:-}" ]] &&
   [[ "$(cmake --build "$BUILD_DIR" --target help)" == *bench_transformer_torch* ]]; then
   BENCHES=(bench_transformer_torch)  # LibTorch found: engine, GEMMs and LibTorch in one binary
+fi
+if [[ "$MODE" == threads ]] && [[ -z "${BENCHES_GIVEN:-}" ]] &&
+  [[ "$(cmake --build "$BUILD_DIR" --target help)" == *bench_threads_torch* ]]; then
+  BENCHES=(bench_threads_torch)  # LibTorch found: engine and LibTorch at 1 and 2 threads in one binary
 fi
 cmake --build "$BUILD_DIR" -j "$JOBS" --target "${BENCHES[@]}"
 
@@ -157,8 +170,9 @@ JSONS=()
 COMMANDS=()
 for b in "${BENCHES[@]}"; do
   json="$OUT_DIR/$SECTION-$b.json"
-  cmd="OPENBLAS_NUM_THREADS=1${OPENBLAS_CORETYPE:+ OPENBLAS_CORETYPE=$OPENBLAS_CORETYPE}$([[ "$MODE" == rnn || "$MODE" == transformer ]] && echo " OMP_NUM_THREADS=1" || true) $BUILD_DIR/bench/$b ${ARGS[*]} --benchmark_out=$json"
+  cmd="OPENBLAS_NUM_THREADS=1${OPENBLAS_CORETYPE:+ OPENBLAS_CORETYPE=$OPENBLAS_CORETYPE}$([[ "$MODE" == rnn || "$MODE" == transformer || "$MODE" == threads ]] && echo " OMP_NUM_THREADS=1" || true) $BUILD_DIR/bench/$b ${ARGS[*]} --benchmark_out=$json"
   echo "== $cmd"
+  [[ "$MODE" == threads ]] && echo "== load before: $(cut -d' ' -f1-3 /proc/loadavg)"
   "$BUILD_DIR/bench/$b" "${ARGS[@]}" --benchmark_out="$json"
   JSONS+=("$json")
   COMMANDS+=("$cmd")
