@@ -19,6 +19,7 @@ namespace {
 
 std::atomic<int> g_threads{0};  // 0: not yet read from the environment
 std::atomic<int> g_blas{0};     // OpenBLAS's thread count as last set here
+std::atomic<std::size_t> g_min_work{parallel::kMinWork};
 std::mutex g_mutex;
 
 int from_env(const char* var) {
@@ -79,15 +80,19 @@ void blas_threads_for(std::size_t macs) {
   }
 }
 
+std::size_t min_work() { return g_min_work.load(std::memory_order_relaxed); }
+void set_min_work(std::size_t work) { g_min_work.store(work, std::memory_order_relaxed); }
+
 int threads_for(std::size_t n, std::size_t work) {
-  if (work < kMinWork || n < 2) return 1;
+  const std::size_t least = g_min_work.load(std::memory_order_relaxed);
+  if (work < least || n < 2) return 1;
   const int t = num_threads();
   if (t <= 1) return 1;
 #ifdef _OPENMP
   if (omp_in_parallel()) return 1;  // a kernel called from a user's own parallel region: no nesting
 #endif
-  // At least kMinWork / 2 elements per thread.
-  const std::size_t by_work = std::max<std::size_t>(1, work / (kMinWork / 2));
+  // At least half the threshold's elements per thread.
+  const std::size_t by_work = least < 2 ? work : std::max<std::size_t>(1, work / (least / 2));
   return int(std::min<std::size_t>({std::size_t(t), n, by_work}));
 }
 

@@ -17,10 +17,13 @@
 
 namespace tapegrad::parallel {
 
-// Elements (read + written, roughly) below which a kernel stays on one thread. Measured on this project's
-// 2-core Xeon (bench_ops BM_parallel_grain): a 2-thread fork and join costs about as much as 8k elements of
-// a simple loop; above 32k the split wins by 1.5x or more.
+// Elements (read + written, roughly) below which a kernel stays on one thread: the default of min_work().
+// Measured with bench_nn's BM_threads_grain (docs/benchmarks.md, "Intra-op threads").
 inline constexpr std::size_t kMinWork = 32768;
+// The threshold in force, and a way to change it (for benches that measure it; 0 splits every loop of two
+// or more items at the thread count).
+std::size_t min_work();
+void set_min_work(std::size_t work);
 
 // The count num_threads() starts from: TAPEGRAD_NUM_THREADS, else OMP_NUM_THREADS, else
 // OPENBLAS_NUM_THREADS (the first positive integer of each), else the cores this process may run on.

@@ -8,6 +8,10 @@
 //                                       OpenBLAS's threads)
 //   BM_threads_lstm_gemm/T/B/I/H/n      only the GEMMs of that step on preallocated buffers (raw cblas at n
 //                                       OpenBLAS threads): the part OpenBLAS's threads can speed up
+//   BM_threads_grain/n/threads/split   tanh forward + backward of an (n) vector (the unary kernels: 2n and 4n
+//                                       elements of work): split = 0 with the engine's threshold
+//                                       (parallel::min_work()), 1 with every loop split at 2 threads: where
+//                                       splitting starts to pay is the threshold to choose
 //
 // Before timing, each engine bench runs forward + backward three times from fresh models: the first two at
 // n threads must give bitwise equal loss and gradients (determinism at a fixed count), and all must agree
@@ -22,6 +26,7 @@
 
 #include "nn/rnn_problem.hpp"
 #include "tapegrad/ops/parallel.hpp"
+#include "tapegrad/ops/parallel_for.hpp"
 
 namespace {
 
@@ -104,7 +109,30 @@ void BM_gemm(benchmark::State& state) {
   state.counters["threads"] = threads;
 }
 
+void BM_grain(benchmark::State& state) {
+  const std::size_t n = std::size_t(state.range(0));
+  const int threads = int(state.range(1));
+  const bool split = state.range(2) != 0;
+  set_num_threads(threads);
+  if (split) parallel::set_min_work(0);
+  Generator gen(3);
+  const Tensor x = parameter(randn({n}, gen));
+  for (auto _ : state) {
+    Tape::Scope scope;
+    const Tensor y = tanh(x);
+    backward(y, ones({n}));
+  }
+  parallel::set_min_work(parallel::kMinWork);
+  state.counters["elements"] = double(n);
+}
+
 const bool registered = [] {
+  for (std::int64_t n : {1024, 4096, 8192, 16384, 32768, 131072, 524288})
+    for (std::int64_t t : {1, 2})
+      for (std::int64_t split : {0, 1}) {
+        if (t == 1 && split) continue;
+        benchmark::RegisterBenchmark("BM_threads_grain", BM_grain)->Args({n, t, split})->UseRealTime()->Unit(benchmark::kMicrosecond);
+      }
   for (const Dims& d : thread_dims())
     for (int n : {1, 2}) {
       const std::vector<std::int64_t> args{std::int64_t(d.T), std::int64_t(d.B), std::int64_t(d.I), std::int64_t(d.H), n};

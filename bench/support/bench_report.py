@@ -210,7 +210,7 @@ THREADS_SMALL_TOL = 1.05  # batch 1: 2 threads no slower than 1, within 5%
 
 def threads_tables(medians, cvs, errors, fmt):
     kinds = {"BM_threads_lstm_engine": "engine", "BM_threads_lstm_gemm": "gemms", "BM_threads_lstm_torch": "torch"}
-    shown = set(kinds)
+    shown = set(kinds) | {"BM_threads_grain"}
     runs = {}  # (T, B, I, H) -> {(kind, n): (ms, name)}
     for name, b in medians.items():
         parts = name.split("/")
@@ -218,7 +218,7 @@ def threads_tables(medians, cvs, errors, fmt):
             continue
         key = tuple(int(x) for x in parts[1:5])
         runs.setdefault(key, {})[(kinds[parts[0]], int(parts[5]))] = (b["real_time"] * TO_US[b.get("time_unit", "ns")] / 1e3, name)
-    errs = [n for n in errors if n.split("/")[0] in kinds]
+    errs = [n for n in errors if n.split("/")[0] in shown]
     if not runs and not errs:
         return [], shown
     def wcv(entry):
@@ -268,6 +268,28 @@ def threads_tables(medians, cvs, errors, fmt):
             verdicts.append(f"- B = 1, {I}/{H}, T = {T}: 2 threads take {1 / se:.3f}x the 1-thread time "
                             f"(target <= {THREADS_SMALL_TOL}): **{'met' if ok else 'not met'}**")
     lines += ["", *verdicts, ""]
+    grain = {}  # n -> {(threads, split): us}
+    for name, b in medians.items():
+        parts = name.split("/")
+        if parts[0] == "BM_threads_grain" and len(parts) >= 4:
+            grain.setdefault(int(parts[1]), {})[(int(parts[2]), int(parts[3]))] = \
+                b["real_time"] * TO_US[b.get("time_unit", "ns")]
+    if grain:
+        lines += [
+            "The threshold (`BM_threads_grain`): `tanh` forward + backward of an (n) float32 vector, the unary "
+            "kernels' 2n + 4n elements of work. \"engine 2t\" splits only above the engine's threshold "
+            "(`parallel::kMinWork` = 32768 elements of work per loop); \"split 2t\" splits every loop. "
+            "Splitting pays where split 2t < 1t.",
+            "",
+            "| n | 1t us | engine 2t us | split 2t us | 1t / split 2t |",
+            "|---:|---:|---:|---:|---:|",
+        ]
+        for n in sorted(grain):
+            g = grain[n]
+            one, eng, spl = g.get((1, 0)), g.get((2, 0)), g.get((2, 1))
+            lines.append(f"| {n} | {fmt(one) if one else '-'} | {fmt(eng) if eng else '-'} | {fmt(spl) if spl else '-'} | "
+                         f"{f'{one / spl:.2f}' if one and spl else '-'} |")
+        lines.append("")
     for n in sorted(errs):
         lines.append(f"- ERROR in {n}: {errors[n]}")
     return lines, shown
