@@ -38,7 +38,7 @@ case "$MODE" in tables | profile | rnn | rnn-profile | autobatch | transformer |
 
 # The invocation as given (the settings the caller chose), for the doc.
 INVOCATION="scripts/bench.sh${1:+ $1}"
-for v in BUILD_DIR SECTION REPS BENCH_MIN_TIME BENCH_FILTER BENCHES OPENBLAS_CORETYPE; do
+for v in BUILD_DIR SECTION REPS BENCH_MIN_TIME BENCH_FILTER BENCHES OPENBLAS_CORETYPE OMP_WAIT_POLICY; do
   if [[ -n "${!v:-}" ]]; then INVOCATION="$v='${!v}' $INVOCATION"; fi
 done
 
