@@ -18,7 +18,9 @@
 namespace tapegrad::parallel {
 
 // Elements (read + written, roughly) below which a kernel stays on one thread: the default of min_work().
-// Measured with bench_nn's BM_threads_grain (docs/benchmarks.md, "Intra-op threads").
+// A first estimate (a 2-thread libgomp fork and join of a few microseconds against ~15 us per 8k values of
+// an activation on one core); bench_nn's BM_threads_grain measures where splitting pays (docs/benchmarks.md,
+// "Intra-op threads": not yet on a quiet machine).
 inline constexpr std::size_t kMinWork = 32768;
 // The threshold in force, and a way to change it (for benches that measure it; 0 splits every loop of two
 // or more items at the thread count).

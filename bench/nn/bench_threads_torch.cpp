@@ -123,6 +123,7 @@ void BM_torch(benchmark::State& state) {
 
 const bool registered = [] {
   benchmark::AddCustomContext("torch_version", TORCH_VERSION);
+  benchmark::AddCustomContext("torch_num_threads", "1 or 2, per benchmark (the last argument)");
   for (const Dims& d : std::vector<Dims>{{20, 128, 512, 512}, {20, 1, 32, 64}, {20, 32, 32, 64}})
     for (int n : {1, 2})
       benchmark::RegisterBenchmark("BM_threads_lstm_torch", BM_torch)
