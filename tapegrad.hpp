@@ -19,6 +19,7 @@
 #include "tapegrad/ops/recurrent.hpp"
 #include "tapegrad/ops/norm.hpp"
 #include "tapegrad/ops/blas_info.hpp"
+#include "tapegrad/ops/parallel.hpp"
 #include "tapegrad/nn/models/module.hpp"
 #include "tapegrad/nn/models/init.hpp"
 #include "tapegrad/nn/models/linear.hpp"

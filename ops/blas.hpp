@@ -8,39 +8,45 @@
 #include <cstddef>
 
 #include "tapegrad/ops/blas_info.hpp"
+#include "tapegrad/ops/parallel_for.hpp"
 
 namespace tapegrad::blas {
 
 // Every wrapper first makes the once-per-process check of the BLAS core (ops/blas_info.hpp): a user whose
-// OpenBLAS runs generic kernels on an AVX2 / AVX-512 CPU hears it on the first product.
+// OpenBLAS runs generic kernels on an AVX2 / AVX-512 CPU hears it on the first product. Then it sets
+// OpenBLAS's threads for the call's size (ops/parallel_for.hpp: one thread for small products).
+inline void before(std::size_t m, std::size_t n, std::size_t k) {
+  warn_if_generic_blas();
+  parallel::blas_threads_for(m * n * k);
+}
 
 // C (m, n) = beta C + op(A) op(B). Callers check the dimensions.
 inline void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, std::size_t m, std::size_t n, std::size_t k, const float* a,
                  std::size_t lda, const float* b, std::size_t ldb, float beta, float* c, std::size_t ldc) {
-  warn_if_generic_blas();
+  before(m, n, k);
   cblas_sgemm(CblasRowMajor, ta, tb, int(m), int(n), int(k), 1.0f, a, int(lda), b, int(ldb), beta, c, int(ldc));
 }
 inline void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, std::size_t m, std::size_t n, std::size_t k, const double* a,
                  std::size_t lda, const double* b, std::size_t ldb, double beta, double* c, std::size_t ldc) {
-  warn_if_generic_blas();
+  before(m, n, k);
   cblas_dgemm(CblasRowMajor, ta, tb, int(m), int(n), int(k), 1.0, a, int(lda), b, int(ldb), beta, c, int(ldc));
 }
 // y = beta y + op(A) x, A is (m, n) row-major.
 inline void gemv(CBLAS_TRANSPOSE ta, std::size_t m, std::size_t n, const float* a, const float* x, float beta, float* y) {
-  warn_if_generic_blas();
+  before(m, n, 1);
   cblas_sgemv(CblasRowMajor, ta, int(m), int(n), 1.0f, a, int(std::max<std::size_t>(n, 1)), x, 1, beta, y, 1);
 }
 inline void gemv(CBLAS_TRANSPOSE ta, std::size_t m, std::size_t n, const double* a, const double* x, double beta, double* y) {
-  warn_if_generic_blas();
+  before(m, n, 1);
   cblas_dgemv(CblasRowMajor, ta, int(m), int(n), 1.0, a, int(std::max<std::size_t>(n, 1)), x, 1, beta, y, 1);
 }
 // A (m, n) += x y^T.
 inline void ger(std::size_t m, std::size_t n, const float* x, const float* y, float* a) {
-  warn_if_generic_blas();
+  before(m, n, 1);
   cblas_sger(CblasRowMajor, int(m), int(n), 1.0f, x, 1, y, 1, a, int(std::max<std::size_t>(n, 1)));
 }
 inline void ger(std::size_t m, std::size_t n, const double* x, const double* y, double* a) {
-  warn_if_generic_blas();
+  before(m, n, 1);
   cblas_dger(CblasRowMajor, int(m), int(n), 1.0, x, 1, y, 1, a, int(std::max<std::size_t>(n, 1)));
 }
 

@@ -8,6 +8,8 @@
 #include <iostream>
 #include <sstream>
 
+#include "tapegrad/ops/parallel.hpp"
+
 namespace tapegrad {
 
 namespace {
@@ -75,6 +77,7 @@ bool BlasCoreWarning::warn(const std::string& core, const std::vector<std::strin
 
 void warn_if_generic_blas() {
   static const bool checked = [] {
+    num_threads();  // the thread setting reaches OpenBLAS before its first product (ops/parallel.hpp)
     static BlasCoreWarning w;
     w.warn(blas_core(), cpu_flags(), std::cerr);
     return true;

@@ -85,17 +85,26 @@ template <class F> Tensor binary(OpCall& call, const Tensor& a, const Tensor& b,
     const T* pb = static_cast<const T*>(b.raw_data());
     T* py = y.data<T>();
     const std::size_t n = s.numel();
+    // The common layouts split across threads for a large output (ops/parallel_for.hpp), by elements or rows.
     if (a.shape() == s && b.shape() == s) {
-      for (std::size_t i = 0; i < n; ++i) py[i] = f(pa[i], pb[i]);
+      parallel::for_range(n, 3 * n, [&](std::size_t i0, std::size_t i1) {
+        for (std::size_t i = i0; i < i1; ++i) py[i] = f(pa[i], pb[i]);
+      });
     } else if (a.shape() == s && b.numel() == 1) {
       const T bv = pb[0];
-      for (std::size_t i = 0; i < n; ++i) py[i] = f(pa[i], bv);
+      parallel::for_range(n, 2 * n, [&](std::size_t i0, std::size_t i1) {
+        for (std::size_t i = i0; i < i1; ++i) py[i] = f(pa[i], bv);
+      });
     } else if (std::size_t inner = 0; a.shape() == s && trailing_block(b.shape(), s, inner)) {
-      for (std::size_t r = 0; r < n; r += inner)  // rows of a with the block b: vectorised inner loops
-        for (std::size_t j = 0; j < inner; ++j) py[r + j] = f(pa[r + j], pb[j]);
+      parallel::for_range(n / inner, 2 * n, [&](std::size_t r0, std::size_t r1) {
+        for (std::size_t r = r0 * inner; r < r1 * inner; r += inner)  // rows of a with the block b: vectorised
+          for (std::size_t j = 0; j < inner; ++j) py[r + j] = f(pa[r + j], pb[j]);
+      });
     } else if (b.shape() == s && trailing_block(a.shape(), s, inner)) {
-      for (std::size_t r = 0; r < n; r += inner)
-        for (std::size_t j = 0; j < inner; ++j) py[r + j] = f(pa[j], pb[r + j]);
+      parallel::for_range(n / inner, 2 * n, [&](std::size_t r0, std::size_t r1) {
+        for (std::size_t r = r0 * inner; r < r1 * inner; r += inner)
+          for (std::size_t j = 0; j < inner; ++j) py[r + j] = f(pa[j], pb[r + j]);
+      });
     } else {
       kernels::broadcast_index(s, a.shape(), b.shape(), [&](std::size_t i, std::size_t ia, std::size_t ib) { py[i] = f(pa[ia], pb[ib]); });
     }
@@ -117,7 +126,10 @@ template <class FA, class FB> void binary_grad(BackwardCtx& c, FA fa, FB fb) {
       if (tb) tb[i] = fb(gy[i], a[ia], b[ib], y[i]);
     };
     if (c.in_shape(0) == s && c.in_shape(1) == s) {
-      for (std::size_t i = 0, n = s.numel(); i < n; ++i) at(i, i, i);
+      const std::size_t n = s.numel();
+      parallel::for_range(n, 5 * n, [&](std::size_t i0, std::size_t i1) {
+        for (std::size_t i = i0; i < i1; ++i) at(i, i, i);
+      });
     } else {
       kernels::broadcast_index(s, c.in_shape(0), c.in_shape(1), at);
     }
@@ -194,8 +206,12 @@ Tensor mul(const Tensor& a, const Tensor& b) {
             using T = decltype(z);
             const T *gy = c.gout<T>(), *a = c.in<T>(0), *b = c.in<T>(1);
             const std::size_t n = c.out_shape().numel();
-            if (c.needs(0)) { T* ga = c.grad<T>(0); for (std::size_t i = 0; i < n; ++i) ga[i] += gy[i] * b[i]; }
-            if (c.needs(1)) { T* gb = c.grad<T>(1); for (std::size_t i = 0; i < n; ++i) gb[i] += gy[i] * a[i]; }
+            T* ga = c.needs(0) ? c.grad<T>(0) : nullptr;
+            T* gb = c.needs(1) ? c.grad<T>(1) : nullptr;
+            parallel::for_range(n, 5 * n, [&](std::size_t i0, std::size_t i1) {
+              if (ga) for (std::size_t i = i0; i < i1; ++i) ga[i] += gy[i] * b[i];
+              if (gb) for (std::size_t i = i0; i < i1; ++i) gb[i] += gy[i] * a[i];
+            });
           });
         }
         binary_grad(c, [](auto gy, auto, auto b, auto) { return gy * b; }, [](auto gy, auto a, auto, auto) { return gy * a; });

@@ -8,6 +8,7 @@
 
 #include "tapegrad/autograd/op.hpp"
 #include "tapegrad/ops/lanes.hpp"
+#include "tapegrad/ops/parallel_for.hpp"
 
 namespace tapegrad::kernels {
 
@@ -89,23 +90,31 @@ template <class H> void unary_grad(BackwardCtx& c, H h) {
     T* gx = c.grad_for_write<T>(0, fresh);
     const T *gy = c.gout<T>(), *x = c.in<T>(0), *y = c.out<T>();
     const std::size_t n = c.out_shape().numel();
-    if (fresh) {
-      for (std::size_t i = 0; i < n; ++i) gx[i] = h(gy[i], x[i], y[i]);
-    } else {
-      for (std::size_t i = 0; i < n; ++i) gx[i] += h(gy[i], x[i], y[i]);
-    }
+    parallel::for_range(n, 4 * n, [&](std::size_t b, std::size_t e) {
+      if (fresh) {
+        for (std::size_t i = b; i < e; ++i) gx[i] = h(gy[i], x[i], y[i]);
+      } else {
+        for (std::size_t i = b; i < e; ++i) gx[i] += h(gy[i], x[i], y[i]);
+      }
+    }, 64);
   });
 }
 
-// A unary op's forward: y = f(x) through a whole-buffer kernel(vx, vy) on 1-D views (xsimd-vectorised).
+// A unary op's forward: y = f(x) through a whole-buffer kernel(vx, vy) on 1-D views (xsimd-vectorised),
+// one view pair per thread for a large x (blocks at multiples of 64 values, so the vector lanes split as on
+// one thread).
 template <class K> Tensor unary(OpCall& call, const Tensor& x, K kernel) {
   Tensor y = call.output(x.shape());
   dispatch(call.dtype(), [&](auto z) {
     using T = decltype(z);
     const std::size_t n = x.numel();
-    auto vy = kernels::flat(y.data<T>(), n);
-    auto vx = kernels::flat(static_cast<const T*>(x.raw_data()), n);
-    kernel(vx, vy);
+    T* py = y.data<T>();
+    const T* px = static_cast<const T*>(x.raw_data());
+    parallel::for_range(n, 2 * n, [&](std::size_t b, std::size_t e) {
+      auto vy = kernels::flat(py + b, e - b);
+      auto vx = kernels::flat(px + b, e - b);
+      kernel(vx, vy);
+    }, 64);
   });
   return y;
 }

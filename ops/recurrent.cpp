@@ -14,6 +14,7 @@
 #include "tapegrad/ops/activation.hpp"
 #include "tapegrad/ops/elementwise.hpp"
 #include "tapegrad/ops/linalg.hpp"
+#include "tapegrad/ops/parallel_for.hpp"
 #include "tapegrad/ops/products.hpp"
 #include "tapegrad/ops/shape.hpp"
 #include "tapegrad/ops/simd.hpp"
@@ -86,6 +87,16 @@ template <class T> const T* data_of(const Tensor& t) { return static_cast<const 
 using simd::for_lanes;
 using simd::ld;
 using simd::st;
+
+// The fused kernels' loop: body(r, j0, j1) for every row r over per-thread blocks of columns [j0, j1) that
+// start at multiples of the vector width (ops/parallel_for.hpp: one thread below its size threshold). Split
+// by columns, a sum over rows (a peephole's or b_hn's gradient) stays in one thread, rows in order, so any
+// thread count gives the one-thread values bit for bit.
+template <class T, class Body> void by_columns(std::size_t B, std::size_t H, std::size_t work, Body body) {
+  parallel::for_range(H, work, [&](std::size_t j0, std::size_t j1) {
+    for (std::size_t r = 0; r < B; ++r) body(r, j0, j1);
+  }, xsimd::batch<T>::size);
+}
 
 // Input i of a fused op's node, or undefined when the op was called without it (the peepholes).
 Tensor in_or_none(const GraphCtx& g, std::size_t i) { return i < g.num_inputs() ? g.in(i) : Tensor(); }
@@ -162,10 +173,10 @@ Tensor lstm_cell_impl(const Tensor& a, const Tensor& c_prev, const Tensor* p_i, 
     T* pc = c.data<T>();
     const T* pi = p_i ? data_of<T>(*p_i) : nullptr;
     const T* pf = p_f ? data_of<T>(*p_f) : nullptr;
-    for (std::size_t r = 0; r < B; ++r) {
+    by_columns<T>(B, H, B * 8 * H, [&](std::size_t r, std::size_t j0, std::size_t j1) {
       const T *ar = pa + r * 4 * H, *cpr = pcp + r * H;
       T* cr = pc + r * H;
-      for_lanes<T>(H, [&](std::size_t j, auto x) {
+      for_lanes<T>(j0, j1, [&](std::size_t j, auto x) {
         using X = decltype(x);
         const X cp = ld<X>(cpr + j);
         X ai = ld<X>(ar + j), af = ld<X>(ar + H + j);
@@ -176,7 +187,7 @@ Tensor lstm_cell_impl(const Tensor& a, const Tensor& c_prev, const Tensor* p_i, 
         const X i = simd::sigmoid(ai), f = simd::sigmoid(af), g = simd::tanh(ld<X>(ar + 2 * H + j));
         st(cr + j, f * cp + i * g);
       });
-    }
+    });
   });
   call.record(
       [](BackwardCtx& c) {
@@ -194,11 +205,11 @@ Tensor lstm_cell_impl(const Tensor& a, const Tensor& c_prev, const Tensor* p_i, 
           T* gcp = c.needs(1) ? c.grad_for_write<T>(1, fresh) : nullptr;
           T* gpi = peep && c.needs(2) ? c.grad<T>(2) : nullptr;
           T* gpf = peep && c.needs(3) ? c.grad<T>(3) : nullptr;
-          for (std::size_t r = 0; r < B; ++r) {
+          by_columns<T>(B, H, B * 10 * H, [&](std::size_t r, std::size_t j0, std::size_t j1) {
             const T *ar = av + r * 4 * H, *d = dc + r * H, *cpr = cp + r * H;
             T* gar = ga ? ga + r * 4 * H : nullptr;
             T* gcpr = gcp ? gcp + r * H : nullptr;
-            for_lanes<T>(H, [&](std::size_t j, auto x) {
+            for_lanes<T>(j0, j1, [&](std::size_t j, auto x) {
               using X = decltype(x);
               const X cpj = ld<X>(cpr + j), dj = ld<X>(d + j);
               X ai = ld<X>(ar + j), af = ld<X>(ar + H + j);
@@ -221,7 +232,7 @@ Tensor lstm_cell_impl(const Tensor& a, const Tensor& c_prev, const Tensor* p_i, 
               if (gpi) st(gpi + j, ld<X>(gpi + j) + dai * cpj);
               if (gpf) st(gpf + j, ld<X>(gpf + j) + daf * cpj);
             });
-          }
+          });
         });
       },
       [](GraphCtx& g) {
@@ -258,17 +269,17 @@ Tensor lstm_hidden_impl(const Tensor& a, const Tensor& c, const Tensor* p_o) {
     const T *pa = data_of<T>(a), *pc = data_of<T>(c);
     T* ph = h.data<T>();
     const T* po = p_o ? data_of<T>(*p_o) : nullptr;
-    for (std::size_t r = 0; r < B; ++r) {
+    by_columns<T>(B, H, B * 5 * H, [&](std::size_t r, std::size_t j0, std::size_t j1) {
       const T *ao = pa + r * 4 * H + 3 * H, *cr = pc + r * H;
       T* hr = ph + r * H;
-      for_lanes<T>(H, [&](std::size_t j, auto x) {
+      for_lanes<T>(j0, j1, [&](std::size_t j, auto x) {
         using X = decltype(x);
         const X cj = ld<X>(cr + j);
         X a = ld<X>(ao + j);
         if (po) a = a + ld<X>(po + j) * cj;
         st(hr + j, simd::sigmoid(a) * simd::tanh(cj));
       });
-    }
+    });
   });
   call.record(
       [](BackwardCtx& c) {
@@ -283,11 +294,11 @@ Tensor lstm_hidden_impl(const Tensor& a, const Tensor& c, const Tensor* p_o) {
           T* ga = c.needs(0) ? c.grad<T>(0) : nullptr;
           T* gc = c.needs(1) ? c.grad_for_write<T>(1, fresh) : nullptr;
           T* gpo = peep && c.needs(2) ? c.grad<T>(2) : nullptr;
-          for (std::size_t r = 0; r < B; ++r) {
+          by_columns<T>(B, H, B * 6 * H, [&](std::size_t r, std::size_t j0, std::size_t j1) {
             const T *ao = av + r * 4 * H + 3 * H, *d = dh + r * H, *cr = cv + r * H;
             T* gar = ga ? ga + r * 4 * H + 3 * H : nullptr;
             T* gcr = gc ? gc + r * H : nullptr;
-            for_lanes<T>(H, [&](std::size_t j, auto x) {
+            for_lanes<T>(j0, j1, [&](std::size_t j, auto x) {
               using X = decltype(x);
               const X cj = ld<X>(cr + j), dj = ld<X>(d + j);
               X aj = ld<X>(ao + j);
@@ -302,7 +313,7 @@ Tensor lstm_hidden_impl(const Tensor& a, const Tensor& c, const Tensor* p_o) {
               }
               if (gpo) st(gpo + j, ld<X>(gpo + j) + dao * cj);
             });
-          }
+          });
         });
       },
       [](GraphCtx& g) { g.differentiate([&] { return lstm_hidden_composed(g.in(0), g.in(1), in_or_none(g, 2)); }); });
@@ -343,10 +354,10 @@ Tensor gru_cell(const Tensor& xp, const Tensor& hp, const Tensor& h, const Tenso
     const T *px = data_of<T>(xp), *ph = data_of<T>(hp), *pprev = data_of<T>(h);
     const T* pb = data_of<T>(b_hn);
     T* po = out.data<T>();
-    for (std::size_t r = 0; r < B; ++r) {
+    by_columns<T>(B, H, B * 11 * H, [&](std::size_t r, std::size_t j0, std::size_t j1) {
       const T *xr = px + r * 3 * H, *hr = ph + r * 3 * H, *prev = pprev + r * H;
       T* outr = po + r * H;
-      for_lanes<T>(H, [&](std::size_t j, auto x) {
+      for_lanes<T>(j0, j1, [&](std::size_t j, auto x) {
         using X = decltype(x);
         const X rg = simd::sigmoid(ld<X>(xr + j) + ld<X>(hr + j));
         const X zg = simd::sigmoid(ld<X>(xr + H + j) + ld<X>(hr + H + j));
@@ -354,7 +365,7 @@ Tensor gru_cell(const Tensor& xp, const Tensor& hp, const Tensor& h, const Tenso
         const X n = simd::tanh(ld<X>(xr + 2 * H + j) + rg * v);
         st(outr + j, n + zg * (ld<X>(prev + j) - n));
       });
-    }
+    });
   });
   call.record(
       [](BackwardCtx& c) {
@@ -370,12 +381,12 @@ Tensor gru_cell(const Tensor& xp, const Tensor& hp, const Tensor& h, const Tenso
           T* gh = !c.needs(1) ? nullptr : alias ? c.grad<T>(1) : c.grad_for_write<T>(1, fh);
           T* gprev = c.needs(2) ? c.grad_for_write<T>(2, fprev) : nullptr;
           T* gb = c.needs(3) ? c.grad<T>(3) : nullptr;
-          for (std::size_t r = 0; r < B; ++r) {
+          by_columns<T>(B, H, B * 14 * H, [&](std::size_t r, std::size_t j0, std::size_t j1) {
             const T *xr = xv + r * 3 * H, *pr = hpv + r * 3 * H, *d = dout + r * H, *hr = hv + r * H;
             T* gxr = gx ? gx + r * 3 * H : nullptr;
             T* ghr = gh ? gh + r * 3 * H : nullptr;
             T* gpr = gprev ? gprev + r * H : nullptr;
-            for_lanes<T>(H, [&](std::size_t j, auto x) {
+            for_lanes<T>(j0, j1, [&](std::size_t j, auto x) {
               using X = decltype(x);
               const X rg = simd::sigmoid(ld<X>(xr + j) + ld<X>(pr + j));
               const X zg = simd::sigmoid(ld<X>(xr + H + j) + ld<X>(pr + H + j));
@@ -399,7 +410,7 @@ Tensor gru_cell(const Tensor& xp, const Tensor& hp, const Tensor& h, const Tenso
               if (gpr) put(gpr + j, fprev, dj * zg);
               if (gb) put(gb + j, false, du * rg);
             });
-          }
+          });
         });
       },
       [](GraphCtx& g) { g.differentiate([&] { return gru_cell_composed(g.in(0), g.in(1), g.in(2), g.in(3)); }); });
@@ -448,11 +459,13 @@ Tensor rnn_cell(const Tensor& xp, const Tensor& h_prev, const Tensor& W, Activat
     T* ph = h.data<T>();
     std::copy_n(data_of<T>(xp), B * H, ph);
     kernels::product(B, H, H, data_of<T>(h_prev), data_of<T>(W), ph, T(1));
-    for_lanes<T>(B * H, [&](std::size_t j, auto x) {
-      using X = decltype(x);
-      const X u = ld<X>(ph + j);
-      st(ph + j, simd::activate(f, u));
-    });
+    parallel::for_range(B * H, 2 * B * H, [&](std::size_t j0, std::size_t j1) {
+      for_lanes<T>(j0, j1, [&](std::size_t j, auto x) {
+        using X = decltype(x);
+        const X u = ld<X>(ph + j);
+        st(ph + j, simd::activate(f, u));
+      });
+    }, 64);
   });
   call.record(
       [](BackwardCtx& c) {
@@ -468,12 +481,15 @@ Tensor rnn_cell(const Tensor& xp, const Tensor& h_prev, const Tensor& W, Activat
                       ? c.grad_for_write<T>(0, fresh)
                       : nullptr;
           T* du = fresh ? gx : c.scratch<T>(B * H);
-          simd::times_derivative(c.attrs<RNNCellAttrs>().f, c.gout<T>(), c.out<T>(), du, B * H);
-          if (gx && !fresh) {
-            for (std::size_t i = 0; i < B * H; ++i) gx[i] += du[i];
-          } else if (!gx && c.needs(0)) {
-            c.accumulate<T>(0, du, c.out_shape());
-          }
+          const T *gy = c.gout<T>(), *y = c.out<T>();
+          const Activation f = c.attrs<RNNCellAttrs>().f;
+          const bool add = gx && !fresh;
+          parallel::for_range(B * H, 4 * B * H, [&](std::size_t i0, std::size_t i1) {
+            simd::times_derivative(f, gy + i0, y + i0, du + i0, i1 - i0);
+            if (add)
+              for (std::size_t i = i0; i < i1; ++i) gx[i] += du[i];
+          });
+          if (!gx && c.needs(0)) c.accumulate<T>(0, du, c.out_shape());
           kernels::product_grads<T>(c, 1, 2, 1, B, H, H, du);
         });
       },

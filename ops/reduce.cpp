@@ -121,7 +121,10 @@ Tensor sum_impl(const OpInfo& op, const Tensor& x, std::int64_t mask, bool keepd
     const std::size_t n = kept.numel();
     const T* px = static_cast<const T*>(x.raw_data());
     if (n == 1) {  // the whole tensor (a loss): 8 lanes, where one accumulator is a serial chain
-      py[0] = kernels::lanes_reduce(x.numel(), T(0), [px](std::size_t i) { return px[i]; }, std::plus<T>());
+      // in fixed blocks (parallel::reduce_blocks): the same value at any thread count
+      py[0] = parallel::reduce_blocks<T>(x.numel(), [px](std::size_t b, std::size_t e) {
+        return kernels::lanes_reduce(e - b, T(0), [px, b](std::size_t i) { return px[b + i]; }, std::plus<T>());
+      });
     } else {
       std::fill_n(py, n, T(0));
       detail::sum_to_accumulate<T>(py, kept, px, x.shape());
@@ -142,8 +145,10 @@ Tensor sum_impl(const OpInfo& op, const Tensor& x, std::int64_t mask, bool keepd
             T* gx = c.grad_for_write<T>(0, fresh);
             const T v = s * gy[0];
             const std::size_t n = in.numel();
-            if (fresh) std::fill_n(gx, n, v);
-            else for (std::size_t i = 0; i < n; ++i) gx[i] += v;
+            parallel::for_range(n, n, [&](std::size_t b, std::size_t e) {
+              if (fresh) std::fill(gx + b, gx + e, v);
+              else for (std::size_t i = b; i < e; ++i) gx[i] += v;
+            });
             return;
           }
           T* gx = c.grad<T>(0);

@@ -21,6 +21,15 @@ template <class T, class F> void for_lanes(std::size_t n, F&& f) {
   for (; j < n; ++j) f(j, T(0));
 }
 
+// The same over [j0, j1): with j0 a multiple of the batch size, each j takes the same path (batch or
+// scalar) as in the whole-row loop, so a row split at such points computes the same values.
+template <class T, class F> void for_lanes(std::size_t j0, std::size_t j1, F&& f) {
+  using V = xsimd::batch<T>;
+  std::size_t j = j0;
+  for (; j + V::size <= j1; j += V::size) f(j, V(T(0)));
+  for (; j < j1; ++j) f(j, T(0));
+}
+
 template <class X, class T> X ld(const T* p) {
   if constexpr (std::is_same_v<X, T>) return *p;
   else return X::load_unaligned(p);

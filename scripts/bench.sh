@@ -22,6 +22,10 @@
 #                                             # addition; dates with attention), engine against the same
 #                                             # models in LibTorch (binary bench_workload_torch when CMake
 #                                             # finds it, else bench_nn), section "workload"
+#   scripts/bench.sh threads                  # intra-op threads: the LSTM step at 1 and 2 threads, engine
+#                                             # (tapegrad::set_num_threads), its GEMMs, LibTorch (binary
+#                                             # bench_threads_torch when CMake finds it, else bench_nn),
+#                                             # wall time, section "threads"; run it on a quiet machine
 #   scripts/bench.sh rnn-profile              # callgrind of the fixed-iteration RNN steps (engine and
 #                                             # hand), annotations in $BUILD_DIR/results, no doc section
 #   scripts/bench.sh memory                   # RNN memory (bench/nn/bench_rnn_memory.cpp): the tape's
@@ -30,7 +34,7 @@
 #                                             # T = 1000, B = 32, I/H = 128/256 (one process per
 #                                             # implementation) and run_checkpointed, section "memory"
 #
-# LibTorch (modes rnn, transformer, workload): when libtorch-dev is not installed, scripts/install-deps.sh
+# LibTorch (modes rnn, transformer, workload, threads): when libtorch-dev is not installed, scripts/install-deps.sh
 # --torch installs it first (BENCH_TORCH=0: neither install nor use it; the torch columns stay empty).
 # Neither the tests nor CI need LibTorch.
 #
@@ -43,11 +47,11 @@
 set -euo pipefail
 
 MODE="${1:-tables}"
-case "$MODE" in tables | profile | rnn | rnn-profile | autobatch | transformer | workload | memory) ;; *) echo "usage: $0 [profile | rnn | rnn-profile | autobatch | transformer | workload | memory]" >&2; exit 2 ;; esac
+case "$MODE" in tables | profile | rnn | rnn-profile | autobatch | transformer | workload | memory | threads) ;; *) echo "usage: $0 [profile | rnn | rnn-profile | autobatch | transformer | workload | memory | threads]" >&2; exit 2 ;; esac
 
 # The invocation as given (the settings the caller chose), for the doc.
 INVOCATION="scripts/bench.sh${1:+ $1}"
-for v in BUILD_DIR SECTION REPS BENCH_MIN_TIME BENCH_FILTER BENCHES OPENBLAS_CORETYPE BENCH_TORCH; do
+for v in BUILD_DIR SECTION REPS BENCH_MIN_TIME BENCH_FILTER BENCHES OPENBLAS_CORETYPE BENCH_TORCH OMP_WAIT_POLICY; do
   if [[ -n "${!v:-}" ]]; then INVOCATION="$v='${!v}' $INVOCATION"; fi
 done
 
@@ -85,13 +89,18 @@ elif [[ "$MODE" == workload ]]; then
   BENCHES_GIVEN="${BENCHES:-}"
   read -r -a BENCHES <<<"${BENCHES:-bench_nn}"
   BENCH_FILTER="${BENCH_FILTER:-^BM_workload_}"
+elif [[ "$MODE" == threads ]]; then
+  SECTION="${SECTION:-threads}"
+  BENCHES_GIVEN="${BENCHES:-}"
+  read -r -a BENCHES <<<"${BENCHES:-bench_nn}"
+  BENCH_FILTER="${BENCH_FILTER:-^BM_threads_}"
 else
   SECTION="${SECTION:-default}"
   read -r -a BENCHES <<<"${BENCHES:-bench_autograd bench_ops}"
 fi
 
 TORCH=OFF
-if [[ "$MODE" == rnn || "$MODE" == transformer || "$MODE" == workload ]] && [[ "${BENCH_TORCH:-1}" != 0 ]]; then
+if [[ "$MODE" == rnn || "$MODE" == transformer || "$MODE" == workload || "$MODE" == threads ]] && [[ "${BENCH_TORCH:-1}" != 0 ]]; then
   TORCH=ON
   if ! dpkg-query -W -f='${Status}' libtorch-dev 2>/dev/null | grep -q "install ok installed"; then
     echo "== LibTorch missing: scripts/install-deps.sh --torch"
@@ -105,6 +114,10 @@ cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release -DTAPEGRAD_BUILD_BENCH=ON 
 if [[ "$TORCH" == ON ]] && [[ -z "${BENCHES_GIVEN:-}" ]] &&
   [[ "$(cmake --build "$BUILD_DIR" --target help)" == *"bench_${MODE}_torch"* ]]; then
   BENCHES=("bench_${MODE}_torch")
+fi
+if [[ "$MODE" == threads ]] && [[ -z "${BENCHES_GIVEN:-}" ]] &&
+  [[ "$(cmake --build "$BUILD_DIR" --target help)" == *bench_threads_torch* ]]; then
+  BENCHES=(bench_threads_torch)  # LibTorch found: engine and LibTorch at 1 and 2 threads in one binary
 fi
 cmake --build "$BUILD_DIR" -j "$JOBS" --target "${BENCHES[@]}"
 
@@ -263,6 +276,7 @@ for b in "${BENCHES[@]}"; do
   json="$OUT_DIR/$SECTION-$b.json"
   cmd="OPENBLAS_NUM_THREADS=1${OPENBLAS_CORETYPE:+ OPENBLAS_CORETYPE=$OPENBLAS_CORETYPE}$([[ "$TORCH" == ON ]] && echo " OMP_NUM_THREADS=1" || true) $BUILD_DIR/bench/$b ${ARGS[*]} --benchmark_out=$json"
   echo "== $cmd"
+  [[ "$MODE" == threads ]] && echo "== load before: $(cut -d' ' -f1-3 /proc/loadavg)"
   "$BUILD_DIR/bench/$b" "${ARGS[@]}" --benchmark_out="$json"
   JSONS+=("$json")
   COMMANDS+=("$cmd")

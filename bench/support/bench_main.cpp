@@ -8,6 +8,7 @@
 #include <string>
 
 #include "tapegrad/autograd/tensor.hpp"
+#include "tapegrad/ops/parallel.hpp"
 
 #ifndef TAPEGRAD_BENCH_BUILD_TYPE
 #define TAPEGRAD_BENCH_BUILD_TYPE "unknown"
@@ -18,6 +19,9 @@ int main(int argc, char** argv) {
   benchmark::AddCustomContext("openblas_corename", openblas_get_corename());
   benchmark::AddCustomContext("openblas_num_threads", std::to_string(openblas_get_num_threads()));
   benchmark::AddCustomContext("openblas_config", openblas_get_config());
+  // The engine's thread count at start (ops/parallel.hpp; scripts/bench.sh's OMP_NUM_THREADS=1 makes it 1).
+  // bench_threads sets its own per benchmark.
+  benchmark::AddCustomContext("tapegrad_num_threads", std::to_string(tapegrad::num_threads()));
   const char* env = std::getenv("OPENBLAS_NUM_THREADS");
   benchmark::AddCustomContext("OPENBLAS_NUM_THREADS", env ? env : "(unset)");
   // OpenBLAS 0.3.21 does not know every CPU (this machine's Xeon, family 6 model 207, falls back to the

@@ -194,11 +194,108 @@ def tables(args):
     wl_lines, wl_shown = workload_tables(medians, errors, us, cv, fmt)
     lines += wl_lines
 
+    th_lines, th_shown = threads_tables(medians, cvs, errors, fmt)
+    lines += th_lines
+
     shown = set(labels) | {"BM_matmul_engine", "BM_matmul_cblas", "BM_matmul_row_engine", "BM_matmul_row_cblas"}
-    shown |= rnn_shown | ab_shown | tf_shown | wl_shown
+    shown |= rnn_shown | ab_shown | tf_shown | wl_shown | th_shown
     for n in sorted(n for n in errors if n.split("/")[0] not in shown):
         lines.append(f"- ERROR in {n}: {errors[n]}")
     write_section(args.doc, args.section, lines)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Intra-op threads (bench_nn / bench_threads_torch: bench/nn/bench_threads.cpp): the LSTM step at 1 and 2
+# threads, engine, its GEMMs alone and LibTorch, in wall time (a 2-thread run's CPU time sums both cores).
+THREADS_SPEEDUP = 1.7   # B = 128, H = 512: 2 threads at least this much faster than 1
+THREADS_SMALL_TOL = 1.05  # batch 1: 2 threads no slower than 1, within 5%
+
+
+def threads_tables(medians, cvs, errors, fmt):
+    kinds = {"BM_threads_lstm_engine": "engine", "BM_threads_lstm_gemm": "gemms", "BM_threads_lstm_torch": "torch"}
+    shown = set(kinds) | {"BM_threads_grain"}
+    runs = {}  # (T, B, I, H) -> {(kind, n): (ms, name)}
+    for name, b in medians.items():
+        parts = name.split("/")
+        if parts[0] not in kinds or len(parts) < 6:
+            continue
+        key = tuple(int(x) for x in parts[1:5])
+        runs.setdefault(key, {})[(kinds[parts[0]], int(parts[5]))] = (b["real_time"] * TO_US[b.get("time_unit", "ns")] / 1e3, name)
+    errs = [n for n in errors if n.split("/")[0] in shown]
+    if not runs and not errs:
+        return [], shown
+    def wcv(entry):
+        c = cvs.get(entry[1]) if entry else None
+        return f"{100 * c['real_time']:.0f}%" if c else "-"
+    lines = [
+        "### Intra-op threads (`bench/nn/bench_threads.cpp`, LibTorch: `bench_threads_torch.cpp`)",
+        "",
+        "One LSTM training step (`rnn_problem.hpp`: forward over T steps, E = sum(h * R), backward, SGD), float32, "
+        "at 1 and 2 threads: the engine with `tapegrad::set_num_threads(n)` (its kernels and OpenBLAS), its GEMMs "
+        "alone (raw cblas, OpenBLAS at n threads), LibTorch with `at::set_num_threads(n)` and OpenBLAS at n. "
+        "**Wall time** (median of the repetitions; cv in brackets). Speed-up = 1-thread time / 2-thread time. "
+        "Each engine figure was checked first: two runs at n threads bitwise equal, and equal to 1 thread "
+        "within 1e-5.",
+        "",
+        "| T/B/I/H | engine 1t ms | engine 2t ms | **engine speed-up** | gemms 1t / 2t ms | gemms speed-up | "
+        "torch 1t ms | torch 2t ms | torch speed-up | engine / torch at 2t |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    verdicts = []
+    for key in sorted(runs, key=lambda k: (-k[1], k[3])):
+        r = runs[key]
+        def cell(kind, n):
+            e = r.get((kind, n))
+            return f"{fmt(e[0])} ({wcv(e)})" if e else "-"
+        def speed(kind):
+            a, b = r.get((kind, 1)), r.get((kind, 2))
+            return a[0] / b[0] if a and b else None
+        se, sg, st = speed("engine"), speed("gemms"), speed("torch")
+        e2, t2 = r.get(("engine", 2)), r.get(("torch", 2))
+        lines.append(f"| {'/'.join(map(str, key))} | {cell('engine', 1)} | {cell('engine', 2)} | "
+                     f"**{se:.2f}x** | {cell('gemms', 1)} / {cell('gemms', 2)} | "
+                     f"{f'{sg:.2f}x' if sg else '-'} | {cell('torch', 1)} | {cell('torch', 2)} | "
+                     f"{f'{st:.2f}x' if st else '-'} | {f'{e2[0] / t2[0]:.2f}' if e2 and t2 else '-'} |"
+                     if se else f"| {'/'.join(map(str, key))} | incomplete | | | | | | | | |")
+        if se is None:
+            continue
+        T, B, I, H = key
+        if B == 128 and H == 512:
+            ok = se >= THREADS_SPEEDUP
+            verdicts.append(f"- B = 128, H = 512, T = {T}: 2 threads {se:.2f}x faster than 1 (target >= "
+                            f"{THREADS_SPEEDUP}x): **{'met' if ok else 'not met'}**" +
+                            ("" if ok or not sg else f"; its GEMMs alone scale {sg:.2f}x, so that is the ceiling "
+                             "OpenBLAS's threads set on this machine at this load"))
+        elif B == 1:
+            ok = 1 / se <= THREADS_SMALL_TOL
+            verdicts.append(f"- B = 1, {I}/{H}, T = {T}: 2 threads take {1 / se:.3f}x the 1-thread time "
+                            f"(target <= {THREADS_SMALL_TOL}): **{'met' if ok else 'not met'}**")
+    lines += ["", *verdicts, ""]
+    grain = {}  # n -> {(threads, split): us}
+    for name, b in medians.items():
+        parts = name.split("/")
+        if parts[0] == "BM_threads_grain" and len(parts) >= 4:
+            grain.setdefault(int(parts[1]), {})[(int(parts[2]), int(parts[3]))] = \
+                b["real_time"] * TO_US[b.get("time_unit", "ns")]
+    if grain:
+        lines += [
+            "The threshold (`BM_threads_grain`): `tanh` forward + backward of an (n) float32 vector, the unary "
+            "kernels' 2n + 4n elements of work. \"engine 2t\" splits only above the engine's threshold "
+            "(`parallel::kMinWork` = 32768 elements of work per loop); \"split 2t\" splits every loop. "
+            "Splitting pays where split 2t < 1t.",
+            "",
+            "| n | 1t us | engine 2t us | split 2t us | 1t / split 2t |",
+            "|---:|---:|---:|---:|---:|",
+        ]
+        for n in sorted(grain):
+            g = grain[n]
+            one, eng, spl = g.get((1, 0)), g.get((2, 0)), g.get((2, 1))
+            lines.append(f"| {n} | {fmt(one) if one else '-'} | {fmt(eng) if eng else '-'} | {fmt(spl) if spl else '-'} | "
+                         f"{f'{one / spl:.2f}' if one and spl else '-'} |")
+        lines.append("")
+    for n in sorted(errs):
+        lines.append(f"- ERROR in {n}: {errors[n]}")
+    return lines, shown
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@
 
 int main() {
   using namespace tapegrad;
+  set_num_threads(num_threads());  // the thread setting (ops/parallel.hpp) links from the installed library
   Generator gen(7);
   Tensor W_in = parameter(randn({3, 4}, gen, 0.5, DType::f64));
   Tensor x = randn({2, 3}, gen, 1.0, DType::f64);

@@ -6,7 +6,7 @@ if(rc)
 endif()
 # Only public headers are installed; the consumer's build below proves that none of them needs an internal one.
 set(include_dir ${WORK_DIR}/prefix/include/tapegrad)
-foreach(internal ops/kernels.hpp ops/lanes.hpp ops/blas.hpp ops/products.hpp ops/simd.hpp autograd/leaf.hpp)
+foreach(internal ops/kernels.hpp ops/lanes.hpp ops/blas.hpp ops/products.hpp ops/simd.hpp ops/parallel_for.hpp autograd/leaf.hpp)
   if(EXISTS ${include_dir}/${internal})
     message(FATAL_ERROR "internal header installed: include/tapegrad/${internal}")
   endif()
