@@ -2,13 +2,11 @@
 #include "tapegrad/ops/parallel.hpp"
 
 #include <cblas.h>
-#include <sched.h>
 
 #include <atomic>
 #include <cstdlib>
 #include <mutex>
 #include <string>
-#include <thread>
 
 #include "tapegrad/autograd/shape.hpp"
 #include "tapegrad/ops/parallel_for.hpp"
@@ -28,13 +26,6 @@ int from_env(const char* var) {
   char* end = nullptr;
   const long n = std::strtol(v, &end, 10);  // OMP_NUM_THREADS may be a list ("4,2"): its first entry
   return (end != v && n >= 1 && n <= 4096) ? int(n) : 0;
-}
-
-int cores() {
-  cpu_set_t set;
-  if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0) return CPU_COUNT(&set);
-  const unsigned h = std::thread::hardware_concurrency();
-  return h ? int(h) : 1;
 }
 
 void apply(int n) {  // under g_mutex
@@ -66,7 +57,7 @@ int threads_from_environment() {
   int n = from_env("TAPEGRAD_NUM_THREADS");
   if (!n) n = from_env("OMP_NUM_THREADS");
   if (!n) n = from_env("OPENBLAS_NUM_THREADS");
-  return n ? n : cores();
+  return n ? n : 1;  // opt-in: see parallel.hpp
 }
 
 void blas_threads_for(std::size_t macs) {

@@ -18,10 +18,10 @@
 namespace tapegrad::parallel {
 
 // Elements (read + written, roughly) below which a kernel stays on one thread: the default of min_work().
-// A first estimate (a 2-thread libgomp fork and join of a few microseconds against ~15 us per 8k values of
-// an activation on one core); bench_nn's BM_threads_grain measures where splitting pays (docs/benchmarks.md,
-// "Intra-op threads": not yet on a quiet machine).
-inline constexpr std::size_t kMinWork = 32768;
+// Measured on the quiet 2-core machine with OMP_WAIT_POLICY=passive (bench_nn's BM_threads_grain, tanh
+// forward + backward, 6 elements of work per value): waking the second thread costs about 80 us, so a
+// split pays from about 500k values (1.37x) and loses below 130k (0.77x). Hence 2^21 elements of work.
+inline constexpr std::size_t kMinWork = std::size_t(1) << 21;
 // The threshold in force, and a way to change it (for benches that measure it; 0 splits every loop of two
 // or more items at the thread count).
 std::size_t min_work();

@@ -94,6 +94,10 @@ elif [[ "$MODE" == threads ]]; then
   BENCHES_GIVEN="${BENCHES:-}"
   read -r -a BENCHES <<<"${BENCHES:-bench_nn}"
   BENCH_FILTER="${BENCH_FILTER:-^BM_threads_}"
+  # libgomp reads its wait policy when it loads: passive unless the caller chose one. With the default
+  # (spinning) policy, OpenMP's and OpenBLAS's idle threads fight for this 2-core machine's cores and 2
+  # threads run slower than 1 (docs/benchmarks.md, "Results: intra-op threads").
+  export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-passive}"
 else
   SECTION="${SECTION:-default}"
   read -r -a BENCHES <<<"${BENCHES:-bench_autograd bench_ops}"

@@ -281,7 +281,7 @@ def threads_tables(medians, cvs, errors, fmt):
         lines += [
             "The threshold (`BM_threads_grain`): `tanh` forward + backward of an (n) float32 vector, the unary "
             "kernels' 2n + 4n elements of work. \"engine 2t\" splits only above the engine's threshold "
-            "(`parallel::kMinWork` = 32768 elements of work per loop); \"split 2t\" splits every loop. "
+            "(`parallel::kMinWork` = 2^21 elements of work per loop); \"split 2t\" splits every loop. "
             "Splitting pays where split 2t < 1t.",
             "",
             "| n | 1t us | engine 2t us | split 2t us | 1t / split 2t |",
