@@ -16,67 +16,13 @@
 #include <vector>
 
 #include "nn/rnn_problem.hpp"
+#include "nn/rnn_torch_model.hpp"
 #include "tapegrad/ops/parallel.hpp"
 
 namespace {
 
 using namespace tapegrad::bench;
 using tapegrad::Tape;
-
-torch::Tensor tt(const std::vector<float>& v, std::vector<std::int64_t> shape) {
-  return torch::from_blob(const_cast<float*>(v.data()), shape, torch::kFloat32).clone();
-}
-
-std::vector<double> values(const torch::Tensor& t) {
-  const torch::Tensor c = t.detach().contiguous().to(torch::kFloat64);
-  return std::vector<double>(c.data_ptr<double>(), c.data_ptr<double>() + c.numel());
-}
-
-struct TorchLSTM {
-  Dims d;
-  torch::nn::LSTM lstm{nullptr};
-  torch::Tensor x, h0, c0, target;
-  std::unique_ptr<torch::optim::SGD> opt;
-
-  explicit TorchLSTM(const Problem& p) : d(p.d) {
-    const auto T = std::int64_t(d.T), B = std::int64_t(d.B), I = std::int64_t(d.I), H = std::int64_t(d.H),
-               G = std::int64_t(p.G);
-    torch::NoGradGuard no_grad;
-    x = tt(p.x, {T, B, I}).requires_grad_();
-    h0 = tt(p.h0, {1, B, H}).requires_grad_();
-    c0 = tt(p.c0, {1, B, H}).requires_grad_();
-    target = tt(p.target, {T, B, H});
-    lstm = torch::nn::LSTM(torch::nn::LSTMOptions(I, H));
-    auto ps = lstm->named_parameters();
-    ps["weight_ih_l0"].copy_(tt(p.W_x, {I, G}).t());
-    ps["weight_hh_l0"].copy_(tt(p.W_h, {H, G}).t());
-    ps["bias_ih_l0"].copy_(tt(p.b, {G}));
-    ps["bias_hh_l0"].zero_();
-    opt = std::make_unique<torch::optim::SGD>(lstm->parameters(), torch::optim::SGDOptions(kLr));
-  }
-
-  torch::Tensor forward_backward() {
-    torch::Tensor loss = (std::get<0>(lstm->forward(x, std::make_tuple(h0, c0))) * target).sum();
-    loss.backward();
-    return loss;
-  }
-
-  void train_step() {
-    forward_backward();
-    opt->step();
-    opt->zero_grad();
-    x.mutable_grad().zero_();
-    h0.mutable_grad().zero_();
-    c0.mutable_grad().zero_();
-  }
-
-  std::map<std::string, std::vector<double>> grads() {
-    auto ps = lstm->named_parameters();
-    return {{"W_x", values(ps["weight_ih_l0"].grad().t())}, {"W_h", values(ps["weight_hh_l0"].grad().t())},
-            {"b", values(ps["bias_ih_l0"].grad())}, {"x", values(x.grad())}, {"h0", values(h0.grad())},
-            {"c0", values(c0.grad())}};
-  }
-};
 
 void use_threads(int n) {
   tapegrad::set_num_threads(n);  // OpenBLAS (shared) and the engine
@@ -94,7 +40,7 @@ const std::string& check(const Dims& d, int threads) {
     EngineModel e(p);
     Tape::current().clear();
     const double engine_loss = e.forward_backward().item();
-    TorchLSTM t(p);
+    TorchModel t(p);
     close_to({t.forward_backward().item<double>()}, {engine_loss}, 1e-4, "loss", why);
     auto tg = t.grads();
     for (const auto& [name, g] : e.grads()) close_to(tg.at(name), g.to_vector(), 1e-4, "d/d" + name, why);
@@ -114,7 +60,7 @@ void BM_torch(benchmark::State& state) {
     return;
   }
   use_threads(threads);
-  const auto m = std::make_unique<TorchLSTM>(Problem(Cell::lstm, d));  // on the heap, as in bench_rnn_torch
+  const auto m = std::make_unique<TorchModel>(Problem(Cell::lstm, d));  // on the heap, as in bench_rnn_torch
   for (auto _ : state) m->train_step();
   state.counters["threads"] = threads;
   state.counters["us_per_sequence"] =
