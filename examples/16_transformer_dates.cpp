@@ -52,7 +52,9 @@ int main(int argc, char** argv) {
                          example::training_usage());
   const bool quick = args.quick();
   const std::size_t n_train = args.integer("train", quick ? 10000 : 20000), n_test = args.integer("test", quick ? 1000 : 2000);
-  const long epochs = args.integer("epochs", quick ? 6 : 10);
+  // --quick: 8 epochs. With 6 the held-out match sat at the target's edge (100% before this session's
+  // rounding changes in sums and Adam, 99.8% after, seed 1); 8 give 99.9% at seed 1.
+  const long epochs = args.integer("epochs", quick ? 8 : 10);
   const std::size_t d_model = args.integer("d-model", 64), heads = args.integer("heads", 4);
   // Two encoder layers and one decoder layer: with one encoder layer, about one held-out date in 200 had two
   // year digits swapped (seeds 1-5); the decoder's single layer already aligns each output with its source.
