@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstring>
 #include <functional>
+#include <string>
 
 #include <tapegrad/nn/models/interchange.hpp>
 #include <tapegrad/nn/models/rnn.hpp>
@@ -326,15 +327,19 @@ BOOST_AUTO_TEST_CASE(elman_model_gradcheck) {
 
 namespace {
 // Both forms of the step: fused (rnn_cell) and composed.
+// Each way of running the cell: a fused rnn_cell per step, composed ops per step, all steps as the one op
+// rnn_sequence (RNNCell::whole_sequence), and run_checkpointed (segments of 2 steps recomputed in backward).
 void elman_case(const char* name, Activation a) {
-  for (bool fused : {true, false}) {
+  for (const char* how : {"fused", "composed", "whole sequence", "checkpointed"}) {
     auto c = load_case(name);
     const auto& in = c.in;
     RNNCell cell({in.at("W_in"), in.at("W"), in.at("b")}, a);
-    cell.fused = fused;
-    Sequence seq = run(cell, in.at("x"), {in.at("z0"), {}});
+    cell.fused = std::string(how) != "composed";
+    cell.whole_sequence = std::string(how) == "whole sequence";
+    Sequence seq = std::string(how) == "checkpointed" ? run_checkpointed(cell, in.at("x"), {in.at("z0"), {}}, 2)
+                                                      : run(cell, in.at("x"), {in.at("z0"), {}});
     Tensor y = sigmoid(matmul(seq.outputs, in.at("W_out")) + in.at("c"));  // y_t = sigmoid(z_t W_out + c)
-    BOOST_TEST(check_case(c, {{"y", y}, {"z", seq.outputs}}).ok(), name << (fused ? " fused" : " composed"));
+    BOOST_TEST(check_case(c, {{"y", y}, {"z", seq.outputs}}).ok(), name << " " << how);
   }
 }
 }  // namespace
