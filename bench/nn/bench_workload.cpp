@@ -18,31 +18,25 @@ namespace {
 using namespace tapegrad;
 using namespace tapegrad::bench;
 using Clock = ProcessCpuClock;
-double ms(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double, std::milli>(b - a).count(); }
 
 void BM_workload_engine(benchmark::State& state, Workload w) {
   WorkloadProblem p(w);
   EngineStep step(p);
   step.step();  // one untimed step, as LibTorch's side has (its check): buffers and arena at their size
-  double fwd = 0, bwd = 0, opt = 0, loss = 0;
+  StepPhases phases;
   for (auto _ : state) {
     const auto t0 = Clock::now();
     step.optimizer().zero_grad();
     const Tensor l = p.model->loss(p.batch.source.ids, p.batch.target.ids, p.batch.source.mask);
-    loss = l.item();
+    phases.loss = l.item();
     const auto t1 = Clock::now();
     backward(l);
     const auto t2 = Clock::now();
     step.update();
     const auto t3 = Clock::now();
-    fwd += ms(t0, t1), bwd += ms(t1, t2), opt += ms(t2, t3);
+    phases.add(t0, t1, t2, t3);
   }
-  const double n = double(state.iterations());
-  state.counters["fwd_ms"] = fwd / n;
-  state.counters["bwd_ms"] = bwd / n;
-  state.counters["opt_ms"] = opt / n;
-  state.counters["loss"] = loss;
-  state.SetLabel(p.describe());
+  phases.report(state, p.describe());
 }
 
 const bool registered = [] {

@@ -28,7 +28,6 @@ namespace {
 using namespace tapegrad::bench;
 namespace tg = tapegrad;
 using Clock = ProcessCpuClock;
-double ms(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double, std::milli>(b - a).count(); }
 
 torch::Tensor torch_of(const tg::Tensor& t) {
   std::vector<std::int64_t> shape;
@@ -199,25 +198,20 @@ void BM_workload_torch(benchmark::State& state, Workload w) {
     t->loss().backward();
     t->update();
   }
-  double fwd = 0, bwd = 0, opt = 0, loss = 0;
+  StepPhases phases;
   for (auto _ : state) {
     const auto t0 = Clock::now();
     t->opt->zero_grad();
     const torch::Tensor l = t->loss();
-    loss = l.item<double>();
+    phases.loss = l.item<double>();
     const auto t1 = Clock::now();
     l.backward();
     const auto t2 = Clock::now();
     t->update();
     const auto t3 = Clock::now();
-    fwd += ms(t0, t1), bwd += ms(t1, t2), opt += ms(t2, t3);
+    phases.add(t0, t1, t2, t3);
   }
-  const double n = double(state.iterations());
-  state.counters["fwd_ms"] = fwd / n;
-  state.counters["bwd_ms"] = bwd / n;
-  state.counters["opt_ms"] = opt / n;
-  state.counters["loss"] = loss;
-  state.SetLabel(p.describe());
+  phases.report(state, p.describe());
 }
 
 // LibTorch's own profiler over a few steps (the legacy autograd profiler, a Chrome trace): where LibTorch's

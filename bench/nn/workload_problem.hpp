@@ -126,4 +126,24 @@ class EngineStep {
   nn::Adam opt_;
 };
 
+// The phases of the timed steps (forward, backward, optimizer), summed, and the counters both sides report.
+struct StepPhases {
+  using Clock = ProcessCpuClock;
+  double fwd = 0, bwd = 0, opt = 0, loss = 0;
+  void add(Clock::time_point t0, Clock::time_point t1, Clock::time_point t2, Clock::time_point t3) {
+    fwd += ms(t0, t1), bwd += ms(t1, t2), opt += ms(t2, t3);
+  }
+  template <class State> void report(State& state, const std::string& label) const {
+    const double n = double(state.iterations());
+    state.counters["fwd_ms"] = fwd / n;
+    state.counters["bwd_ms"] = bwd / n;
+    state.counters["opt_ms"] = opt / n;
+    state.counters["loss"] = loss;
+    state.SetLabel(label);
+  }
+  static double ms(Clock::time_point a, Clock::time_point b) {
+    return std::chrono::duration<double, std::milli>(b - a).count();
+  }
+};
+
 }  // namespace tapegrad::bench
