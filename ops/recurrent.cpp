@@ -502,8 +502,8 @@ Tensor rnn_cell(const Tensor& xp, const Tensor& h_prev, const Tensor& W, Activat
 // ---- rnn_sequence -------------------------------------------------------------------------------------
 // Forward: per step, as rnn_cell, into row block t of the output. Backward, with g the incoming gradient
 // (T, B, H) and dh = 0 after the last step: du_t = (g_t + dh) f'(h_t), dh = du_t W^T, back to t = 0; then
-// dxp += du, dh0 += du_0 W^T, dW += [h0; h_0..h_(T-2)]^T du: one product over T*B rows (a GEMM even at
-// B = 1, where T rank-1 updates would be T ger calls).
+// dxp += du, dh0 += du_0 W^T, dW += h0^T du_0 + [h_0..h_(T-2)]^T [du_1..du_(T-1)]: one product over the
+// (T-1)*B rows of y (a GEMM even at B = 1, where T rank-1 updates would be T ger calls).
 
 TAPEGRAD_OP(op_rnn_sequence, "rnn_sequence", "recurrent");
 
@@ -568,13 +568,12 @@ Tensor rnn_sequence(const Tensor& xp, const Tensor& h0, const Tensor& W, Activat
             T_* gh = c.grad_for_write<T_>(1, fresh);
             kernels::product_bt(B, H, H, static_cast<const T_*>(du), w, gh, fresh ? T_(0) : T_(1));
           }
-          if (c.needs(2)) {  // dW += [h0; h_0..h_(T-2)]^T du: the states stacked, one product over T*B rows
-            T_* hs = c.scratch<T_>(T * BH);
-            std::copy_n(c.in<T_>(1), BH, hs);
-            std::copy_n(y, (T - 1) * BH, hs + BH);
+          if (c.needs(2)) {  // dW += h0^T du_0 + [h_0..h_(T-2)]^T [du_1..du_(T-1)]: the states already lie
+                             // in consecutive rows of y, so one product over (T-1)*B rows, without a copy
             T_* gw = c.grad_for_write<T_>(2, fresh);
-            kernels::product_at(T * B, H, H, static_cast<const T_*>(hs), static_cast<const T_*>(du), gw,
-                                fresh ? T_(0) : T_(1));
+            kernels::product_at(B, H, H, c.in<T_>(1), static_cast<const T_*>(du), gw, fresh ? T_(0) : T_(1));
+            if (T > 1)
+              kernels::product_at((T - 1) * B, H, H, y, static_cast<const T_*>(du + BH), gw, T_(1));
           }
         });
       },
